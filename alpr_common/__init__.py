@@ -1,0 +1,1 @@
+"""alpr_common package."""

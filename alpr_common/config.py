@@ -1,0 +1,129 @@
+"""Strict configuration loading shared by every component.
+
+A component describes its configuration as a pydantic model whose sections forbid
+unknown keys (a typo is an error, not a silently ignored setting). Values come from, in
+order of precedence: environment variables, the YAML file, the model's defaults.
+
+Environment overrides use a per-component prefix and ``__`` between nesting levels, e.g.
+``ALPR_HUB__CASSANDRA__CONTACT_POINTS=10.0.0.1,10.0.0.2`` or ``ALPR_HUB__GRPC_PORT=50052``.
+Values are parsed as YAML scalars/flow collections, so ``true``, ``3`` and ``[a, b]`` work;
+comma-separated text is accepted for list fields.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are rejected, values validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or invalid; the message says what to fix."""
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        nxt = target.setdefault(key, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"environment override {'.'.join(path)}: {key} is not a section")
+        target = nxt
+    target[path[-1]] = value
+
+
+def _parse_env_value(raw: str, field_is_list: bool) -> Any:
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    if field_is_list and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _field_is_list(model: type[BaseModel], path: list[str]) -> bool:
+    current: Any = model
+    for key in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or key not in fields:
+            return False
+        current = fields[key].annotation
+    origin = getattr(current, "__origin__", None)
+    return origin in (list, tuple) or current in (list, tuple)
+
+
+def env_overrides(model: type[BaseModel], prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``PREFIX__A__B=value`` variables into a nested dict."""
+    out: dict[str, Any] = {}
+    marker = prefix + "__"
+    for name, raw in environ.items():
+        if not name.startswith(marker):
+            continue
+        path = [p.lower() for p in name[len(marker) :].split("__") if p]
+        if not path:
+            continue
+        _set_path(out, path, _parse_env_value(raw, _field_is_list(model, path)))
+    return out
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check the spelling; see the example config)")
+        else:
+            lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(
+    model: type[T],
+    path: str | Path | None,
+    env_prefix: str,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Load ``model`` from a YAML file (optional) plus environment overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {p}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of settings at the top level")
+        data = loaded
+    overrides = env_overrides(model, env_prefix, os.environ if environ is None else environ)
+    if overrides:
+        source += f" + {env_prefix}__* environment"
+        data = _merge(data, overrides)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(source, e)) from e

@@ -1,0 +1,1 @@
+"""dispatch_bridge package."""

@@ -1,0 +1,98 @@
+"""``alpr-hub``: run the hub, apply schema migrations, check a config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from alpr_common.config import ConfigError
+from hub.config import load_hub_config
+
+EPILOG = """\
+commands:
+  serve      run the hub (default): gRPC on :50051, Prometheus metrics on :9101
+  migrate    create the keyspace and apply pending CQL migrations, then exit
+
+Settings come from --config (YAML) and ALPR_HUB__SECTION__KEY environment variables,
+e.g. ALPR_HUB__CASSANDRA__CONTACT_POINTS=10.0.0.5,10.0.0.6. See ops/config/hub.example.yaml.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="alpr-hub",
+        description="ALPR hub: stores every read in Cassandra for 60 days and serves the node and operator APIs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument("--config", "-c", metavar="FILE", help="hub config file (YAML)")
+    parser.add_argument(
+        "--validate-config",
+        metavar="FILE",
+        help="check FILE (plus environment overrides) and exit: 0 if valid",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.validate_config:
+            cfg = load_hub_config(args.validate_config)
+            print(f"{args.validate_config}: valid (keyspace {cfg.cassandra.keyspace}, gRPC port {cfg.grpc_port})")
+            return 0
+        cfg = load_hub_config(args.config)
+    except ConfigError as e:
+        print(f"alpr-hub: {e}", file=sys.stderr)
+        return 2
+
+    if args.command == "migrate":
+        from hub.schema import MigrationError, migrate
+        from hub.storage import connect
+
+        try:
+            cluster, session = connect(cfg.cassandra)
+        except Exception as e:
+            print(
+                f"alpr-hub: cannot reach Cassandra at {cfg.cassandra.contact_points}:{cfg.cassandra.port}: {e}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            applied = migrate(session, cfg, echo=print)
+        except MigrationError as e:
+            print(f"alpr-hub: {e}", file=sys.stderr)
+            return 1
+        finally:
+            cluster.shutdown()
+        print(f"schema up to date ({len(applied)} migration(s) applied now)")
+        return 0
+
+    from hub.server import serve
+
+    try:
+        asyncio.run(serve(cfg))
+    except OSError as e:
+        print(f"alpr-hub: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        from cassandra.cluster import NoHostAvailable
+
+        if isinstance(e, NoHostAvailable):
+            print(
+                f"alpr-hub: cannot reach Cassandra at {cfg.cassandra.contact_points}:{cfg.cassandra.port} "
+                "(is it running? `ops/local up` starts one)",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

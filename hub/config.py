@@ -1,0 +1,108 @@
+"""Hub configuration: YAML file + ``ALPR_HUB__*`` environment overrides, unknown keys rejected."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from alpr_common.config import StrictModel, load_config
+
+SIXTY_DAYS_S = 60 * 24 * 3600  # 5,184,000 s: policy §5.4-5.5
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"]
+
+
+class CassandraConfig(StrictModel):
+    """Where the hub stores data and how strongly writes must be acknowledged."""
+
+    contact_points: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
+    port: int = Field(9042, ge=1, le=65535)
+    keyspace: str = "alpr"
+    # Data centre the hub lives in; required with NetworkTopologyStrategy.
+    local_dc: str | None = None
+    replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
+    replication_factor: int = Field(1, ge=1, le=9)
+    # NetworkTopologyStrategy only: replicas per data centre; defaults to
+    # {local_dc: replication_factor}.
+    datacenters: dict[str, int] = Field(default_factory=dict)
+    write_consistency: Consistency = "LOCAL_QUORUM"
+    read_consistency: Consistency = "LOCAL_QUORUM"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("keyspace")
+    @classmethod
+    def _keyspace_ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError("keyspace must be lower-case letters, digits and _ (start with a letter)")
+        return v
+
+    @model_validator(mode="after")
+    def _nts_needs_dc(self) -> CassandraConfig:
+        if self.replication_class == "NetworkTopologyStrategy" and not (self.datacenters or self.local_dc):
+            raise ValueError("NetworkTopologyStrategy needs local_dc or datacenters")
+        return self
+
+    def replication_map(self) -> dict[str, str | int]:
+        """The keyspace replication option as Cassandra expects it."""
+        if self.replication_class == "SimpleStrategy":
+            return {"class": "SimpleStrategy", "replication_factor": self.replication_factor}
+        dcs = self.datacenters or {str(self.local_dc): self.replication_factor}
+        return {"class": "NetworkTopologyStrategy", **dcs}
+
+
+class RetentionConfig(StrictModel):
+    """How long captured data lives. Policy: exactly 60 days, then it expires on its own."""
+
+    read_ttl_seconds: int = Field(SIXTY_DAYS_S, ge=1)
+
+    def twcs_window(self) -> tuple[str, int]:
+        """TimeWindowCompactionStrategy window giving ~20-30 windows per TTL."""
+        target = self.read_ttl_seconds / 25
+        for unit, seconds in (("DAYS", 86400), ("HOURS", 3600), ("MINUTES", 60)):
+            if target >= seconds:
+                return unit, max(1, round(target / seconds))
+        return "MINUTES", 1
+
+
+class IngestConfig(StrictModel):
+    """Validation limits and back-pressure for the read stream."""
+
+    max_in_flight_per_stream: int = Field(256, ge=1)
+    max_in_flight_total: int = Field(4096, ge=1)
+    max_crop_bytes: int = Field(256 * 1024, ge=1024)
+    max_frame_bytes: int = Field(512 * 1024, ge=1024)
+    # Reads stamped further in the future than this are refused (node clock wrong).
+    max_future_skew_s: float = Field(300.0, ge=0)
+    plate_min_length: int = Field(1, ge=1)
+    plate_max_length: int = Field(8, ge=1, le=16)
+    require_location: bool = True
+
+
+class HubConfig(StrictModel):
+    """Everything the hub process needs."""
+
+    hub_id: str = Field(default_factory=socket.gethostname)
+    listen_host: str = "0.0.0.0"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # 0 picks a free port; -1 disables the metrics endpoint.
+    metrics_port: int = Field(9101, ge=-1, le=65535)
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    migrate_on_start: bool = True
+    cassandra: CassandraConfig = Field(default_factory=CassandraConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+
+ENV_PREFIX = "ALPR_HUB"
+
+
+def load_hub_config(path: str | Path | None) -> HubConfig:
+    """Load the hub config file (or defaults) with ``ALPR_HUB__*`` overrides."""
+    return load_config(HubConfig, path, ENV_PREFIX)

@@ -1,0 +1,216 @@
+"""IngestService: the node → hub read stream.
+
+Every read is validated, written to all its tables, and answered exactly once: an ack
+after the writes met the configured consistency level, or a per-read error. Bad reads
+never end the stream. Back-pressure: each stream (and the hub as a whole) has a bound on
+reads being written; when it is reached the hub stops reading from the stream, so HTTP/2
+flow control slows the sender instead of memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import grpc
+from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hub.config import HubConfig
+from hub.metrics import HubMetrics
+from hub.storage import ReadStore, read_rows
+from hub.validation import ReadRejected, ValidRead, validate_read
+
+log = logging.getLogger(__name__)
+
+_END = object()  # sentinel: the stream's responses are complete
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(
+        self,
+        store: ReadStore,
+        config: HubConfig,
+        metrics: HubMetrics,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self._global = asyncio.Semaphore(config.ingest.max_in_flight_total)
+        self._readers: set[asyncio.Task[None]] = set()
+        self._shutting_down = False
+
+    async def Ingest(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.IngestRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ingest_pb2.IngestResponse]:
+        if self._shutting_down:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "hub is shutting down; reconnect to another hub")
+        out: asyncio.Queue[object] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_stream(request_iterator, out))
+        self._readers.add(reader)
+        self.metrics.open_streams.inc()
+        try:
+            while True:
+                item = await out.get()
+                if item is _END:
+                    break
+                assert isinstance(item, ingest_pb2.IngestResponse)
+                yield item
+        finally:
+            self.metrics.open_streams.dec()
+            self._readers.discard(reader)
+            if not reader.done():
+                reader.cancel()
+        if self._shutting_down:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "hub is shutting down; reconnect and resend unacked reads",
+            )
+
+    async def _read_stream(self, requests: AsyncIterator[ingest_pb2.IngestRequest], out: asyncio.Queue[object]) -> None:
+        stream_slots = asyncio.Semaphore(self.config.ingest.max_in_flight_per_stream)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for req in requests:
+                kind = req.WhichOneof("payload")
+                if kind == "read":
+                    await self._accept_read(req.read, out, stream_slots, pending)
+                elif kind == "heartbeat":
+                    self._accept_heartbeat(req.heartbeat, out, pending)
+                else:
+                    self.metrics.reads_rejected.labels("empty_request").inc()
+                    out.put_nowait(
+                        _error(
+                            "",
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            "request carries neither a read nor a heartbeat",
+                            "payload",
+                            False,
+                        )
+                    )
+        except asyncio.CancelledError:
+            pass  # hub shutdown: finish what was accepted, then end the stream
+        except Exception as exc:  # the client went away mid-stream
+            log.debug("ingest stream ended: %r", exc)
+        finally:
+            if pending:
+                await asyncio.wait(pending)
+            out.put_nowait(_END)
+
+    async def _accept_read(
+        self,
+        read: reads_pb2.PlateRead,
+        out: asyncio.Queue[object],
+        stream_slots: asyncio.Semaphore,
+        pending: set[asyncio.Task[None]],
+    ) -> None:
+        self.metrics.reads_received.inc()
+        now = self.clock()
+        if read.node_id:
+            self.metrics.node_last_seen.labels(read.node_id).set(now.timestamp())
+        try:
+            valid = validate_read(read, self.config, now)
+        except ReadRejected as rej:
+            self.metrics.reads_rejected.labels(rej.reason).inc()
+            out.put_nowait(_error(read.read_id, grpc.StatusCode.INVALID_ARGUMENT, rej.message, rej.field, False))
+            return
+        await stream_slots.acquire()
+        await self._global.acquire()
+        self.metrics.in_flight.inc()
+        task = asyncio.create_task(self._store(read, valid, now, out, stream_slots))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def _store(
+        self,
+        read: reads_pb2.PlateRead,
+        valid: ValidRead,
+        now: datetime,
+        out: asyncio.Queue[object],
+        stream_slots: asyncio.Semaphore,
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            rows = read_rows(read, valid.plate, valid.ttl_seconds, self.config.hub_id, now)
+            await self.store.write_read(rows)
+        except Exception as exc:
+            self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
+            self.metrics.reads_rejected.labels("storage_unavailable").inc()
+            log.warning("storing read %s failed: %r", read.read_id, exc)
+            out.put_nowait(
+                _error(
+                    read.read_id,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"storage unavailable ({type(exc).__name__}); the read was not stored: keep it and resend",
+                    "",
+                    True,
+                )
+            )
+        else:
+            self.metrics.write_latency.observe(time.perf_counter() - start)
+            self.metrics.reads_stored.inc()
+            out.put_nowait(
+                ingest_pb2.IngestResponse(
+                    ack=ingest_pb2.ReadAck(read_id=read.read_id, stored_time=_timestamp(self.clock()))
+                )
+            )
+        finally:
+            self.metrics.in_flight.dec()
+            self._global.release()
+            stream_slots.release()
+
+    def _accept_heartbeat(
+        self, hb: ingest_pb2.Heartbeat, out: asyncio.Queue[object], pending: set[asyncio.Task[None]]
+    ) -> None:
+        now = self.clock()
+        self.metrics.heartbeats.inc()
+        if hb.node_id:
+            self.metrics.node_last_seen.labels(hb.node_id).set(now.timestamp())
+            task = asyncio.create_task(self._store_heartbeat(hb, now))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        out.put_nowait(ingest_pb2.IngestResponse(heartbeat_ack=ingest_pb2.HeartbeatAck(server_time=_timestamp(now))))
+
+    async def _store_heartbeat(self, hb: ingest_pb2.Heartbeat, now: datetime) -> None:
+        try:
+            await self.store.write_heartbeat(hb, self.config.hub_id, now)
+        except Exception as exc:  # status is refreshed by the next heartbeat
+            self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
+            log.warning("storing heartbeat of %s failed: %r", hb.node_id, exc)
+
+    async def shutdown(self) -> None:
+        """Stop reading from every stream, let accepted reads finish and be acked, end streams."""
+        self._shutting_down = True
+        readers = list(self._readers)
+        for r in readers:
+            r.cancel()
+        if readers:
+            await asyncio.gather(*readers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)
+
+
+def _error(read_id: str, code: grpc.StatusCode, message: str, field: str, retryable: bool) -> ingest_pb2.IngestResponse:
+    return ingest_pb2.IngestResponse(
+        error=ingest_pb2.ReadError(
+            read_id=read_id, code=code.value[0], message=message, field=field, retryable=retryable
+        )
+    )

@@ -1,0 +1,116 @@
+"""Shared plumbing for benchmarks: find or start Cassandra, start/stop a hub process."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ops_cassandra() -> Any:
+    spec = importlib.util.spec_from_file_location("ops_cassandra", ROOT / "ops" / "cassandra.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def cassandra(port: int = 39042) -> Iterator[tuple[list[str], int]]:
+    """Use ALPR_BENCH_CASSANDRA=host:port, or a Cassandra answering on 9042, or start one."""
+    ops = _ops_cassandra()
+    given = os.environ.get("ALPR_BENCH_CASSANDRA")
+    if given:
+        host, _, p = given.rpartition(":")
+        yield [host], int(p)
+        return
+    if ops.cql_answers("127.0.0.1", 9042):
+        log("bench: using the Cassandra already running on 127.0.0.1:9042")
+        yield ["127.0.0.1"], 9042
+        return
+    cluster = ops.CassandraCluster(ROOT / ".run" / f"bench-cassandra-{port}", nodes=1, base_port=port, heap="1G",
+                                   log=log)  # fmt: skip
+    cluster.start()
+    try:
+        yield cluster.contact_points, cluster.port
+    finally:
+        cluster.stop()
+
+
+@contextmanager
+def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **extra: Any) -> Iterator[str]:
+    """Run ``alpr-hub serve`` in its own process; yields its gRPC target.
+
+    ``extra`` sections are merged over the defaults (e.g. ``cassandra={"write_consistency": "ONE"}``).
+    """
+    points, port = cass
+    cfg: dict[str, Any] = {
+        "hub_id": "bench-hub",
+        "listen_host": "127.0.0.1",
+        "grpc_port": 0,
+        "metrics_port": -1,
+        "cassandra": {"contact_points": points, "port": port, "keyspace": keyspace},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "hub.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--config", str(path), "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    target = None
+    lines: list[str] = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"serving on [\d.]+:(\d+)", line)
+        if m:
+            target = f"127.0.0.1:{m.group(1)}"
+            break
+    if target is None:
+        proc.kill()
+        raise RuntimeError("hub did not start:\n" + "".join(lines))
+    try:
+        yield target
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]

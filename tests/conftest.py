@@ -1,0 +1,94 @@
+"""Fixtures: a real Cassandra (started by ops/cassandra.py) and real hubs on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.config import HubConfig
+from hub.storage import connect
+from tests.support import ROOT, HubThread, load_ops_module
+
+TEST_CQL_PORT = int(os.environ.get("ALPR_TEST_CASSANDRA_PORT", "29042"))
+
+
+@pytest.fixture(scope="session")
+def cassandra() -> Iterator[tuple[list[str], int]]:
+    """(contact_points, port) of a running Cassandra.
+
+    Set ALPR_TEST_CASSANDRA=host:port to use one that is already running; otherwise a
+    single node is started under .run/ and stopped at the end (ALPR_TEST_KEEP_CASSANDRA=1
+    keeps it running for the next test run).
+    """
+    existing = os.environ.get("ALPR_TEST_CASSANDRA")
+    if existing:
+        host, _, port = existing.rpartition(":")
+        yield [host], int(port)
+        return
+    ops = load_ops_module("cassandra")
+    run_dir = Path(os.environ.get("ALPR_RUN_DIR", ROOT / ".run")) / f"test-cassandra-{TEST_CQL_PORT}"
+    cluster = ops.CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="1G")
+    cluster.start()
+    try:
+        yield cluster.contact_points, cluster.port
+    finally:
+        if not os.environ.get("ALPR_TEST_KEEP_CASSANDRA"):
+            cluster.stop()
+
+
+def make_hub_config(cassandra: tuple[list[str], int], keyspace: str, **overrides: Any) -> HubConfig:
+    points, port = cassandra
+    data: dict[str, Any] = {
+        "hub_id": "test-hub",
+        "listen_host": "127.0.0.1",
+        "grpc_port": 0,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "shutdown_grace_s": 5,
+        "cassandra": {
+            "contact_points": points,
+            "port": port,
+            "keyspace": keyspace,
+            "write_consistency": "ONE",
+            "read_consistency": "ONE",
+        },
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    return HubConfig.model_validate(data)
+
+
+def fresh_keyspace(prefix: str = "t") -> str:
+    return f"alpr_{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def keyspace() -> str:
+    """One keyspace for the test session (60-day TTL, the production default)."""
+    return fresh_keyspace("s")
+
+
+@pytest.fixture(scope="session")
+def session_hub(cassandra: tuple[list[str], int], keyspace: str) -> Iterator[HubThread]:
+    hub = HubThread(make_hub_config(cassandra, keyspace)).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def cql(cassandra: tuple[list[str], int]) -> Iterator[Any]:
+    """A plain driver session for checking what the hub stored."""
+    points, port = cassandra
+    cluster, session = connect(
+        HubConfig.model_validate({"cassandra": {"contact_points": points, "port": port}}).cassandra
+    )
+    yield session
+    cluster.shutdown()

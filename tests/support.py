@@ -1,0 +1,155 @@
+"""Shared test helpers: a real hub in a background thread, a simple ingest client."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import queue
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import grpc
+from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
+from prometheus_client import CollectorRegistry
+
+from hub.config import HubConfig
+from hub.server import Hub, create_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_ops_module(name: str) -> ModuleType:
+    """Import ``ops/NAME.py`` (ops/ is scripts, not a package)."""
+    path = ROOT / "ops" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ops_{name}", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class HubThread:
+    """Runs a real hub (gRPC on a loopback port chosen by the OS) on its own event loop."""
+
+    def __init__(self, config: HubConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.hub: Hub | None = None
+        self.port = 0
+
+    def start(self) -> HubThread:
+        self._thread.start()
+        self.hub, self.port = asyncio.run_coroutine_threadsafe(
+            create_server(self.config, self.registry), self.loop
+        ).result(120)
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, grace: float | None = None) -> None:
+        if self.hub is not None:
+            asyncio.run_coroutine_threadsafe(self.hub.stop(grace), self.loop).result(60)
+            self.hub = None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+
+def read_request(read: reads_pb2.PlateRead) -> ingest_pb2.IngestRequest:
+    return ingest_pb2.IngestRequest(read=read)
+
+
+@dataclass
+class StreamResult:
+    acks: dict[str, ingest_pb2.ReadAck] = field(default_factory=dict)
+    errors: dict[str, ingest_pb2.ReadError] = field(default_factory=dict)
+    heartbeat_acks: list[ingest_pb2.HeartbeatAck] = field(default_factory=list)
+    status: grpc.StatusCode = grpc.StatusCode.OK
+
+
+def run_stream(target: str, requests: Iterable[ingest_pb2.IngestRequest], timeout: float = 60) -> StreamResult:
+    """Send ``requests`` on one Ingest stream and collect every answer until the hub ends it."""
+    result = StreamResult()
+    with grpc.insecure_channel(target) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        try:
+            for resp in stub.Ingest(iter(list(requests)), timeout=timeout):
+                _record(result, resp)
+        except grpc.RpcError as e:
+            result.status = e.code()
+    return result
+
+
+def _record(result: StreamResult, resp: ingest_pb2.IngestResponse) -> None:
+    kind = resp.WhichOneof("result")
+    if kind == "ack":
+        result.acks[resp.ack.read_id] = resp.ack
+    elif kind == "error":
+        result.errors[resp.error.read_id] = resp.error
+    elif kind == "heartbeat_ack":
+        result.heartbeat_acks.append(resp.heartbeat_ack)
+
+
+class PacedStream:
+    """A stream fed from a queue, so a test can send, look at answers, and stop mid-way."""
+
+    def __init__(self, target: str) -> None:
+        self._q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
+        self.channel = grpc.insecure_channel(target)
+        self.result = StreamResult()
+        self._responses = ingest_pb2_grpc.IngestServiceStub(self.channel).Ingest(self._iter())
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _iter(self) -> Iterator[ingest_pb2.IngestRequest]:
+        while (item := self._q.get()) is not None:
+            yield item
+
+    def _drain(self) -> None:
+        try:
+            for resp in self._responses:
+                _record(self.result, resp)
+        except grpc.RpcError as e:
+            self.result.status = e.code()
+
+    def send(self, req: ingest_pb2.IngestRequest) -> None:
+        self._q.put(req)
+
+    def close(self, timeout: float = 30) -> StreamResult:
+        self._q.put(None)
+        self._thread.join(timeout)
+        self.channel.close()
+        return self.result
+
+    def wait_closed(self, timeout: float = 30) -> StreamResult:
+        self._thread.join(timeout)
+        self._q.put(None)
+        self.channel.close()
+        return self.result
+
+
+def stored_ids(cql: object, keyspace: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are in reads_by_id."""
+    import uuid as _uuid
+
+    found: set[str] = set()
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        rows = cql.execute(  # type: ignore[attr-defined]
+            f"SELECT read_id FROM {keyspace}.reads_by_id WHERE read_id IN ({','.join(['%s'] * len(chunk))})",
+            [_uuid.UUID(i) for i in chunk],
+        )
+        found |= {str(r.read_id) for r in rows}
+    return found
