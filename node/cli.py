@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("node.runtime_cli", "run the node: cameras → detect → OCR → reads → hub (--config FILE)"),
     "status": ("node.runtime_cli", "show the self-check of a running node"),
-    "shift-start": ("node.runtime_cli", "check the node is ready for a shift (current hot list)"),
+    "shift-start": ("node.shift_cli", "check the node is ready for a shift (current hot list)"),
     "recognize": ("node.recognize_cli", "detect and read plates in still images (--json: one object per line)"),
     "evaluate": ("node.evaluate_cli", "measure detection/OCR accuracy on an annotated image folder"),
     "train": ("node.training.cli", "generate data and train the detector / OCR / state models"),

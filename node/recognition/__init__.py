@@ -1,0 +1,1 @@
+"""Plate recognition behind small interfaces, so models are swappable (see types.py)."""
