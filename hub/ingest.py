@@ -59,7 +59,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Ingest(
         self,
         request_iterator: AsyncIterator[ingest_pb2.IngestRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[ingest_pb2.IngestRequest, ingest_pb2.IngestResponse],
     ) -> AsyncIterator[ingest_pb2.IngestResponse]:
         if self._shutting_down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "hub is shutting down; reconnect to another hub")

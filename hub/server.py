@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # the asyncio servicer (grpc_health.v1.health.aio)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
@@ -35,7 +36,7 @@ class Hub:
     cluster: Any
     store: ReadStore
     ingest: IngestServicer
-    health: health.aio.HealthServicer
+    health: health_aio.HealthServicer
     metrics: HubMetrics
     metrics_port: int | None
     _metrics_http: Any = None
@@ -88,7 +89,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     )
     ingest = IngestServicer(store, config, metrics)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{config.listen_host}:{config.grpc_port}")

@@ -13,7 +13,6 @@ leaves running parts alone. The edge node, bridge and dashboards join as they ar
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
@@ -28,25 +27,14 @@ RUN = ROOT / ".run" / "local"
 HUB_PID = RUN / "hub.pid"
 HUB_LOG = RUN / "hub.log"
 HUB_TARGET = "127.0.0.1:50051"
-# Running this file puts ops/ first on sys.path, where ops/cassandra.py would shadow the driver.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "ops"]
 
 
-def _load_ops_cassandra() -> Any:
-    # ops/cassandra.py is a script; load it under another name than the driver's package.
-    spec = importlib.util.spec_from_file_location("ops_cassandra", ROOT / "ops" / "cassandra.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ops_cassandra = _load_ops_cassandra()
+sys.path.insert(0, str(ROOT))
+import cassandractl  # noqa: E402  (ops/cassandractl.py, beside this file)
 
 
 def _cluster() -> Any:
-    return ops_cassandra.CassandraCluster(RUN / "cassandra", nodes=1, base_port=9042, heap="1G")
+    return cassandractl.CassandraCluster(RUN / "cassandra", nodes=1, base_port=9042, heap="1G")
 
 
 def _hub_pid() -> int | None:
@@ -65,7 +53,7 @@ def _hub_healthy(timeout: float = 2.0) -> bool:
     try:
         with grpc.insecure_channel(HUB_TARGET) as ch:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
 
@@ -81,7 +69,12 @@ def up() -> int:
         env = {**os.environ, "ALPR_HUB__CASSANDRA__CONTACT_POINTS": "127.0.0.1"}
         with open(HUB_LOG, "ab") as log:
             proc = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "alpr-hub"), "serve", "--config", str(ROOT / "ops/config/hub.example.yaml")],
+                [
+                    str(ROOT / ".venv" / "bin" / "alpr-hub"),
+                    "serve",
+                    "--config",
+                    str(ROOT / "ops/config/hub.example.yaml"),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -109,9 +102,9 @@ def up() -> int:
 
 def _sample() -> None:
     import grpc
+    from alpr.v1 import ingest_pb2, ingest_pb2_grpc
     from cassandra.cluster import Cluster
 
-    from alpr.v1 import ingest_pb2, ingest_pb2_grpc
     from alpr_common.simulation import make_read, noise_jpeg
 
     crop = noise_jpeg(136, 40, seed=3)

@@ -52,6 +52,11 @@ class HubThread:
         return self
 
     @property
+    def metrics_port(self) -> int | None:
+        assert self.hub is not None
+        return self.hub.metrics_port
+
+    @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 

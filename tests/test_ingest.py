@@ -227,7 +227,7 @@ def test_metrics_endpoint_health_and_reflection(cassandra, keyspace):
     try:
         bad = make_read(plate="!!")
         run_stream(hub.target, [read_request(make_read(node_id="pole-9")), read_request(bad)])
-        text = urllib.request.urlopen(f"http://127.0.0.1:{hub.hub.metrics_port}/metrics", timeout=10).read().decode()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=10).read().decode()
         assert "alpr_hub_reads_received_total 2.0" in text
         assert "alpr_hub_reads_stored_total 1.0" in text
         assert 'alpr_hub_reads_rejected_total{reason="bad_plate_text"} 1.0' in text

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ops_cassandra() -> Any:
-    spec = importlib.util.spec_from_file_location("ops_cassandra", ROOT / "ops" / "cassandra.py")
+    spec = importlib.util.spec_from_file_location("ops_cassandra", ROOT / "ops" / "cassandractl.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod

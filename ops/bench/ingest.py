@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,7 +98,7 @@ async def _node_stream(target: str, reads: list[bytes], window: int, latencies: 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
 
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[ingest_pb2.IngestRequest]:
             for raw in reads:
                 await slots.acquire()
                 req = ingest_pb2.IngestRequest.FromString(raw)

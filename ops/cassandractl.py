@@ -3,7 +3,7 @@
 
 Stdlib only: runs with the system ``python3`` before any virtualenv exists.
 
-Commands (``python3 ops/cassandra.py COMMAND --help`` for options)::
+Commands (``python3 ops/cassandractl.py COMMAND --help`` for options)::
 
     fetch                              download cassandra-all + runtime jars into the cache
     start      --dir RUN_DIR [--nodes N] [--port 9042] [--heap 1G] [--timeout 180]
@@ -15,7 +15,7 @@ Commands (``python3 ops/cassandra.py COMMAND --help`` for options)::
 Layout and conventions
 ----------------------
 * Jars: ``${ALPR_CACHE_DIR:-~/.cache/alpr}/cassandra-<version>/lib`` (outside the repo), fetched
-  once with Maven from ``ops/cassandra/pom.xml``; a ``.complete`` marker makes later fetches no-ops.
+  once with Maven from ``ops/cassandra-maven/pom.xml``; a ``.complete`` marker makes later fetches no-ops.
   ``ALPR_CASSANDRA_VERSION`` overrides the version (default :data:`DEFAULT_VERSION`).
 * Node K (1-based) of a cluster lives in ``RUN_DIR/nodeK/`` (conf/, data/, commitlog/,
   saved_caches/, hints/, cdc_raw/, logs/system.log, logs/stdout.log, cassandra.pid) and listens on
@@ -47,16 +47,14 @@ Layout and conventions
 
 Importable API (for pytest fixtures)::
 
-    from ops.cassandra import CassandraCluster      # or load this file by path
+    from cassandractl import CassandraCluster       # with ops/ on sys.path, or load by path
     cluster = CassandraCluster("/tmp/run", nodes=3, base_port=19042, heap="768M")
     cluster.start()                       # fetches jars if needed, waits until every node is up
     cluster.contact_points, cluster.port  # ['127.0.0.1', '127.0.0.2', '127.0.0.3'], 19042
     cluster.kill_node(2); cluster.start_node(2)
     cluster.stop()
 
-Never put the ``ops/`` folder itself on ``sys.path``: this module is named ``cassandra`` and
-would shadow the ``cassandra`` driver package. Import it as ``ops.cassandra`` (from the
-repository root) or load it by path under another name.
+(Named ``cassandractl``, not ``cassandra``, so that it never shadows the driver package.)
 """
 
 from __future__ import annotations
@@ -95,7 +93,7 @@ STORAGE_PORT_OFFSET = -2042  # 9042 -> 7000
 JMX_PORT_OFFSET = -1843  # 9042 -> 7199
 
 HERE = Path(__file__).resolve().parent
-POM = HERE / "cassandra" / "pom.xml"
+POM = HERE / "cassandra-maven" / "pom.xml"
 CLUSTER_FILE = "cluster.json"
 MARKER = ".complete"
 
@@ -294,7 +292,7 @@ def _flock(path: Path) -> Iterator[None]:
 def fetch(version: str | None = None, cache_dir: Path | None = None, log: Log = _print) -> Path:
     """Make sure the jars of Cassandra ``version`` are in the cache; return the lib directory.
 
-    Runs ``mvn dependency:copy-dependencies`` on ``ops/cassandra/pom.xml`` into a temporary folder,
+    Runs ``mvn dependency:copy-dependencies`` on ``ops/cassandra-maven/pom.xml`` into a temporary folder,
     checks that cassandra-all, jamm and logback came along, then moves it into place and writes
     the marker. Safe to call concurrently (file lock) and a no-op once cached.
     """
@@ -672,7 +670,7 @@ class CassandraCluster:
         tokens = ",".join(str(t) for t in _tokens(k, self.nodes))
         seed = f"{self.address(1)}:{self.storage_port}"
         yaml = f"""\
-# Written by ops/cassandra.py for node {k} of {self.nodes}; regenerated on every start.
+# Written by ops/cassandractl.py for node {k} of {self.nodes}; regenerated on every start.
 cluster_name: {q(CLUSTER_NAME)}
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 num_tokens: {NUM_TOKENS}
@@ -970,7 +968,7 @@ hinted_handoff_enabled: true
 
 _LOGBACK = """\
 <configuration scan="false">
-  <!-- Written by ops/cassandra.py. -->
+  <!-- Written by ops/cassandractl.py. -->
   <appender name="SYSTEMLOG" class="ch.qos.logback.core.rolling.RollingFileAppender">
     <file>{log}/system.log</file>
     <rollingPolicy class="ch.qos.logback.core.rolling.FixedWindowRollingPolicy">
@@ -1008,7 +1006,7 @@ _LOGBACK = """\
 
 def _cli() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ops/cassandra.py",
+        prog="ops/cassandractl.py",
         description="Fetch and run a real Apache Cassandra 5.0 (jars from Maven Central, Java 17) "
         "as a local test cluster on 127.0.0.1..127.0.0.N.",
         epilog=f"Environment: ALPR_CACHE_DIR (jar cache root, default ~/.cache/alpr), "
