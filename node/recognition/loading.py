@@ -1,0 +1,105 @@
+"""Load the recognition pipeline (detector -> OCR -> state) from a small pydantic config.
+
+Defaults point at the models shipped in ``node/models/``; nothing is downloaded unless a
+user names a fast-plate-ocr hub model (``hub_ocr_model``), which needs network access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.recognition.detector import OnnxYoloDetector, UltralyticsDetector, load_detector
+from node.recognition.ocr import FastPlateReader
+from node.recognition.state import OcrRegionStateClassifier
+from node.recognition.types import Image, PlateResult
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class RecognizerConfig(BaseModel):
+    """Which models to run and how. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detector_path: Path = Field(
+        default=MODELS_DIR / "plate_detector.onnx", description="YOLO .onnx or any ultralytics model file"
+    )
+    detector_imgsz: int = Field(default=640, ge=32, description="input size for dynamic-shape/ultralytics models")
+    detector_conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    detector_iou: float = Field(default=0.5, ge=0.0, le=1.0)
+    ocr_model_path: Path = Field(default=MODELS_DIR / "plate_ocr.onnx")
+    plate_config_path: Path = Field(default=MODELS_DIR / "plate_config.yaml")
+    hub_ocr_model: str | None = Field(default=None, description="fast-plate-ocr hub model name (downloads!)")
+    state_model_path: Path | None = Field(
+        default=None, description="reserved for a separate state model; None = the OCR model's region head"
+    )
+    state_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    crop_margin: float = Field(default=0.04, ge=0.0, le=0.5, description="box padding before OCR, per side")
+    min_plate_width: int = Field(default=8, ge=1)
+    keep_crops: bool = Field(default=True, description="attach the plate crop to each PlateResult")
+
+
+class Recognizer:
+    """detector -> crop -> OCR (+ region head) -> :class:`PlateResult` list."""
+
+    def __init__(
+        self,
+        detector: OnnxYoloDetector | UltralyticsDetector,
+        reader: FastPlateReader,
+        state: OcrRegionStateClassifier,
+        cfg: RecognizerConfig,
+    ) -> None:
+        self.detector = detector
+        self.reader = reader
+        self.state = state
+        self.cfg = cfg
+
+    def versions(self) -> dict[str, str]:
+        return {"detector": self.detector.version, "ocr": self.reader.version, "state_classifier": self.state.version}
+
+    def crop(self, frame: Image, box: tuple[int, int, int, int]) -> Image:
+        x1, y1, x2, y2 = box
+        mx, my = int((x2 - x1) * self.cfg.crop_margin), int((y2 - y1) * self.cfg.crop_margin)
+        h, w = frame.shape[:2]
+        return frame[max(0, y1 - my) : min(h, y2 + my), max(0, x1 - mx) : min(w, x2 + mx)]
+
+    def recognize(self, frame_bgr: Image) -> list[PlateResult]:
+        results = []
+        for det in self.detector.detect(frame_bgr):
+            x1, y1, x2, y2 = det.box
+            if x2 - x1 < self.cfg.min_plate_width or y2 - y1 < 4:
+                continue
+            crop = np.ascontiguousarray(self.crop(frame_bgr, det.box))
+            text = self.reader.read(crop)
+            guess = self.state.classify(crop, reuse_last=True)
+            results.append(
+                PlateResult(
+                    box=det.box,
+                    detection_score=det.score,
+                    text=text.text,
+                    confidence=text.confidence,
+                    char_confidences=text.char_confidences,
+                    state=guess.state,
+                    state_confidence=guess.confidence,
+                    crop=crop if self.cfg.keep_crops else None,
+                )
+            )
+        return results
+
+
+def load_recognizer(cfg: RecognizerConfig | None = None) -> Recognizer:
+    """Load and warm up all models (raises FileNotFoundError for a missing model file)."""
+    cfg = cfg or RecognizerConfig()
+    detector = load_detector(cfg.detector_path, conf=cfg.detector_conf, iou=cfg.detector_iou, imgsz=cfg.detector_imgsz)
+    if cfg.hub_ocr_model:
+        reader = FastPlateReader(hub_ocr_model=cfg.hub_ocr_model)
+    else:
+        for p in (cfg.ocr_model_path, cfg.plate_config_path):
+            if not Path(p).exists():
+                raise FileNotFoundError(f"OCR model file not found: {p}")
+        reader = FastPlateReader(onnx_model_path=cfg.ocr_model_path, plate_config_path=cfg.plate_config_path)
+    state = OcrRegionStateClassifier(reader, min_confidence=cfg.state_min_confidence)
+    return Recognizer(detector, reader, state, cfg)

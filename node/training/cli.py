@@ -1,0 +1,217 @@
+"""``alpr-node train``: generate data, train the detector and the OCR, install the models.
+
+Subcommands (all deterministic for a given ``--seed``; logs go to stdout):
+
+  samples        write N synthetic plates/crops as PNGs for a look
+  detector-data  build the YOLO dataset (tiles of real + synthetic frames)
+  detector       train YOLO from yaml and export ONNX
+  ocr-data       build the OCR crop set (synthetic + br-crops + eu)
+  ocr            train fast-plate-ocr (TensorFlow backend) and export ONNX
+  install        copy trained models into node/models and write manifest.json
+  all            everything above in order (about 1.5-2 h on a 2-core CPU)
+
+Data: ``--data-root`` (default ``../shared/data/real-plates``); ``us/`` is never trained on.
+Work files go under ``.run/training/`` (git-ignored).
+Fonts: DejaVu is enough; ``apt-get install fonts-liberation fonts-freefont-ttf`` adds variety.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from node.training.offline import REPO_ROOT, RUN_DIR
+
+DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data" / "real-plates"
+WORK = RUN_DIR / "training"
+MODELS_DIR = REPO_ROOT / "node" / "models"
+
+
+def _log(msg: str) -> None:
+    print(f"[{dt.datetime.now(dt.UTC).strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from node.training.ocr_data import _load_backgrounds, synthetic_crop
+    from node.training.plates import render_plate
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    bgs = (
+        _load_backgrounds(Path(args.data_root), rng, 20)
+        if Path(args.data_root).exists()
+        else [np.full((200, 300, 3), 90, np.uint8)]
+    )
+    for i in range(args.n):
+        p = render_plate(rng)
+        cv2.imwrite(str(out / f"plate_{i:03d}_{p.state}_{p.text}.png"), cv2.cvtColor(p.image, cv2.COLOR_RGB2BGR))
+        crop, text, state = synthetic_crop(rng, bgs)
+        cv2.imwrite(str(out / f"crop_{i:03d}_{state}_{text}.png"), crop)
+    _log(f"wrote {2 * args.n} images to {out}")
+    return 0
+
+
+def cmd_detector_data(args: argparse.Namespace) -> int:
+    from node.training.detector_data import DetectorDataParams, build_detector_dataset
+
+    out = Path(args.out or WORK / "det_data")
+    shutil.rmtree(out, ignore_errors=True)
+    params = DetectorDataParams(seed=args.seed)
+    counts = build_detector_dataset(Path(args.data_root), out, params, log=_log)
+    (out / "params.json").write_text(json.dumps(asdict(params)))
+    _log(f"detector data: {counts} in {out}")
+    return 0
+
+
+def cmd_detector(args: argparse.Namespace) -> int:
+    from node.training.train_detector import DetectorTrainParams, train_detector
+
+    data = Path(args.data or WORK / "det_data")
+    params = DetectorTrainParams(epochs=args.epochs, seed=args.seed, imgsz=args.imgsz, export_imgsz=args.export_imgsz)
+    train_detector(data / "data.yaml", Path(args.out or WORK / "det_out"), params, log=_log)
+    return 0
+
+
+def cmd_ocr_data(args: argparse.Namespace) -> int:
+    from node.training.ocr_data import OcrDataParams, build_ocr_dataset
+
+    out = Path(args.out or WORK / "ocr_data")
+    shutil.rmtree(out, ignore_errors=True)
+    params = OcrDataParams(seed=args.seed, synthetic=args.synthetic)
+    counts = build_ocr_dataset(Path(args.data_root), out, params, log=_log)
+    (out / "params.json").write_text(json.dumps(asdict(params)))
+    _log(f"ocr data: {counts} in {out}")
+    return 0
+
+
+def cmd_ocr(args: argparse.Namespace) -> int:
+    from node.training.train_ocr import OcrTrainParams, train_ocr
+
+    params = OcrTrainParams(epochs=args.epochs, seed=args.seed, lr=args.lr, weights_path=args.weights)
+    train_ocr(Path(args.data or WORK / "ocr_data"), Path(args.out or WORK / "ocr_out"), params, log=_log)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    """Copy trained models into node/models and record a manifest."""
+    det_out, ocr_out = WORK / "det_out", WORK / "ocr_out"
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    files = {
+        "plate_detector.onnx": det_out / "plate_detector.onnx",
+        "plate_ocr.onnx": ocr_out / "plate_ocr.onnx",
+        "plate_config.yaml": ocr_out / "plate_config.yaml",
+    }
+    for name, src in files.items():
+        if not src.exists():
+            print(f"alpr-node train install: missing {src} (train first)", file=sys.stderr)
+            return 2
+        shutil.copyfile(src, MODELS_DIR / name)
+    manifest: dict[str, object] = {
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "files": {
+            name: {"sha256": _sha(MODELS_DIR / name), "bytes": (MODELS_DIR / name).stat().st_size} for name in files
+        },
+    }
+    for key, path in (
+        ("detector_data", WORK / "det_data" / "params.json"),
+        ("detector_data_counts", WORK / "det_data" / "counts.json"),
+        ("detector_training", det_out / "detector_result.json"),
+        ("ocr_data", WORK / "ocr_data" / "params.json"),
+        ("ocr_data_counts", WORK / "ocr_data" / "counts.json"),
+        ("ocr_training", ocr_out / "ocr_result.json"),
+    ):
+        if path.exists():
+            manifest[key] = json.loads(path.read_text())
+    manifest["data_root_files"] = _data_version(Path(args.data_root))
+    old = MODELS_DIR / "manifest.json"
+    if old.exists():  # keep evaluation figures recorded by hand / by `evaluate`
+        prev = json.loads(old.read_text())
+        if "evaluation" in prev:
+            manifest["evaluation_previous_models"] = prev["evaluation"]
+    old.write_text(json.dumps(manifest, indent=2) + "\n")
+    _log(f"installed models into {MODELS_DIR}")
+    return 0
+
+
+def _data_version(root: Path) -> dict[str, str]:
+    """sha256 of each annotation file: identifies the data the models were trained on."""
+    out = {}
+    for p in sorted(root.glob("*/*.tsv")):
+        out[str(p.relative_to(root))] = _sha(p)[:16]
+    return out
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    for fn in (cmd_detector_data, cmd_detector, cmd_ocr_data, cmd_ocr, cmd_install):
+        rc = fn(args)
+        if rc:
+            return rc
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="alpr-node train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+        p.add_argument("--out", help="output folder (default under .run/training)")
+        p.add_argument("--data", help="input dataset folder (default under .run/training)")
+        p.add_argument("--epochs", type=int, default=None)
+
+    p = sub.add_parser("samples")
+    common(p)
+    p.add_argument("--n", type=int, default=20)
+    p.set_defaults(fn=cmd_samples)
+    for name, fn in (("detector-data", cmd_detector_data), ("ocr-data", cmd_ocr_data), ("install", cmd_install)):
+        p = sub.add_parser(name)
+        common(p)
+        p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
+        p.set_defaults(fn=fn)
+    for name, fn in (("detector", cmd_detector), ("ocr", cmd_ocr), ("all", cmd_all)):
+        p = sub.add_parser(name)
+        common(p)
+        p.add_argument("--imgsz", type=int, default=320, help="detector training tile size")
+        p.add_argument("--export-imgsz", type=int, default=640, help="detector ONNX input size")
+        p.add_argument("--lr", type=float, default=0.002, help="OCR learning rate")
+        p.add_argument("--weights", help="OCR warm start (.keras)")
+        p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
+        p.set_defaults(fn=fn)
+    args = ap.parse_args(argv[1:])
+    if args.epochs is None:
+        args.epochs = 25 if args.cmd in ("ocr",) else 20
+    if args.cmd == "all":
+        args.epochs_all = args.epochs
+    if args.out and args.cmd == "all":
+        print("alpr-node train all: --out is per step; use the defaults under .run/training", file=sys.stderr)
+        return 2
+    rc: int = args.fn(args)
+    return rc
