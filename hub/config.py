@@ -84,6 +84,52 @@ class IngestConfig(StrictModel):
     require_location: bool = True
 
 
+class MatchConfig(StrictModel):
+    """How reads are matched against the hot list (``alpr_common.matching.MatchOptions``)."""
+
+    lookalike: bool = True  # O/0/D/Q, I/1/L, B/8, S/5, Z/2, G/6
+    one_char: bool = True  # one missing or extra character
+    one_char_min_length: int = Field(5, ge=2, le=16)
+    lookalike_penalty: float = Field(0.05, ge=0, le=1)
+    one_char_penalty: float = Field(0.25, ge=0, le=1)
+    state_mismatch_penalty: float = Field(0.3, ge=0, le=1)
+    state_unknown_penalty: float = Field(0.05, ge=0, le=1)
+    min_score: float = Field(0.4, ge=0, le=1)
+
+
+class HotListConfig(StrictModel):
+    """Hot-list log, node subscriptions and manual entries."""
+
+    # Manual entries without an explicit expiry expire after this many days (policy 4.5).
+    manual_default_expiry_days: float = Field(30.0, gt=0)
+    # How often each hub looks for new versions in the change log.
+    poll_interval_s: float = Field(0.1, gt=0)
+    # A node further behind than this many changes gets a snapshot instead of deltas.
+    snapshot_threshold_changes: int = Field(50_000, ge=1)
+    chunk_size: int = Field(2000, ge=1, le=20_000)
+    # Concurrent Cassandra writes while committing a version.
+    write_concurrency: int = Field(128, ge=1)
+    # Idle subscriptions get a version notice this often (also a liveness check).
+    notice_interval_s: float = Field(15.0, gt=0)
+    match: MatchConfig = Field(default_factory=MatchConfig)
+
+
+class AlertsConfig(StrictModel):
+    """Alert feed tailing, Watch streams, unattended alerts."""
+
+    # Every hub reads the shared alert feed this often to serve its Watch streams.
+    feed_poll_interval_s: float = Field(0.075, gt=0)
+    # Each poll re-reads this far back, so events written late by another hub are not missed.
+    feed_lookback_s: float = Field(5.0, gt=0)
+    # PENDING alerts older than this are unattended (policy 4.3).
+    unattended_after_s: float = Field(300.0, gt=0)
+    # Watch can resume from an event at most this old.
+    watch_resume_max_s: float = Field(86_400.0, gt=0, le=172_800)
+    watch_queue_size: int = Field(10_000, ge=10)
+    # How often the pending / unattended gauges are recomputed.
+    pending_scan_interval_s: float = Field(30.0, gt=0)
+
+
 class HubConfig(StrictModel):
     """Everything the hub process needs."""
 
@@ -98,6 +144,8 @@ class HubConfig(StrictModel):
     cassandra: CassandraConfig = Field(default_factory=CassandraConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    hotlists: HotListConfig = Field(default_factory=HotListConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 ENV_PREFIX = "ALPR_HUB"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
@@ -55,6 +56,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._global = asyncio.Semaphore(config.ingest.max_in_flight_total)
         self._readers: set[asyncio.Task[None]] = set()
         self._shutting_down = False
+        # Set by create_server: matches every stored read and stores its alert before the ack.
+        self.alerter: Any = None
 
     async def Ingest(
         self,
@@ -151,6 +154,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         try:
             rows = read_rows(read, valid.plate, valid.ttl_seconds, self.config.hub_id, now)
             await self.store.write_read(rows)
+            if self.alerter is not None:
+                # Before the ack: an acked read that matched always has its alert stored.
+                await self.alerter.on_read_stored(read, valid, now)
         except Exception as exc:
             self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
             self.metrics.reads_rejected.labels("storage_unavailable").inc()

@@ -43,3 +43,57 @@ class HubMetrics:
             ["node_id"],
             registry=registry,
         )
+
+
+class HotListMetrics:
+    """Hot-list log, node sync state (policy 4.1) and alerts (``alpr_hub_hotlist_*``, ``alpr_hub_alerts_*``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.version = Gauge("alpr_hub_hotlist_version", "Hot-list version this hub has loaded", registry=registry)
+        self.entries = Gauge("alpr_hub_hotlist_entries", "Hot-list entries loaded on this hub", registry=registry)
+        self.changes = Counter(
+            "alpr_hub_hotlist_changes_total", "Hot-list changes committed by this hub", ["kind"], registry=registry
+        )
+        self.subscribers = Gauge(
+            "alpr_hub_hotlist_subscribers", "Nodes subscribed to hot-list changes on this hub", registry=registry
+        )
+        self.node_version = Gauge(
+            "alpr_hub_node_hotlist_version",
+            "Hot-list version each subscribed node acknowledged",
+            ["node_id"],
+            registry=registry,
+        )
+        self.node_lag = Gauge(
+            "alpr_hub_node_hotlist_lag_versions",
+            "Versions a subscribed node is behind the hub's current version",
+            ["node_id"],
+            registry=registry,
+        )
+        self.node_age = Gauge(
+            "alpr_hub_node_hotlist_age_seconds",
+            "How long a node's hot list has been out of date (0 when current)",
+            ["node_id"],
+            registry=registry,
+        )
+        self.match_seconds = Histogram(
+            "alpr_hub_match_seconds",
+            "Time to match one read against the hot list",
+            buckets=(1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2),
+            registry=registry,
+        )
+        self.alerts_created = Counter(
+            "alpr_hub_alerts_created_total", "Alerts raised, by best match kind", ["kind"], registry=registry
+        )
+        self.alerts_decided = Counter(
+            "alpr_hub_alerts_decided_total", "Alert decisions, by status", ["status"], registry=registry
+        )
+        self.alerts_pending = Gauge("alpr_hub_alerts_pending", "PENDING alerts (last 24 h)", registry=registry)
+        self.alerts_unattended = Gauge(
+            "alpr_hub_alerts_unattended",
+            "PENDING alerts older than alerts.unattended_after_s (last 24 h), policy 4.3",
+            registry=registry,
+        )
+        self.watchers = Gauge("alpr_hub_alert_watchers", "Open AlertService.Watch streams", registry=registry)
+        self.feed_errors = Counter(
+            "alpr_hub_alert_feed_errors_total", "Failed polls of the alert feed", registry=registry
+        )

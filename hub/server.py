@@ -9,21 +9,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from alpr.v1 import ingest_pb2, ingest_pb2_grpc
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from grpc_health.v1 import _async as health_aio  # the asyncio servicer (grpc_health.v1.health.aio)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
 from hub.config import HubConfig
+from hub.hotlists import HotListMirror, HotListServicer, HotListStore
 from hub.ingest import IngestServicer
-from hub.metrics import HubMetrics
+from hub.metrics import HotListMetrics, HubMetrics
 from hub.schema import migrate
 from hub.storage import ReadStore, connect
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,)
+SERVICE_NAMES = (
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    hotlist_pb2.DESCRIPTOR.services_by_name["HotListService"].full_name,
+    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+)
 
 
 @dataclass
@@ -39,6 +45,10 @@ class Hub:
     health: health_aio.HealthServicer
     metrics: HubMetrics
     metrics_port: int | None
+    hotlists: HotListServicer | None = None
+    alerts: AlertServicer | None = None
+    mirror: HotListMirror | None = None
+    feed: AlertFeedTailer | None = None
     _metrics_http: Any = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -50,7 +60,14 @@ class Hub:
         grace = self.config.shutdown_grace_s if grace is None else grace
         log.info("hub stopping: draining streams (grace %.1f s)", grace)
         await self.health.enter_graceful_shutdown()
+        if self.feed is not None:
+            await self.feed.stop()  # ends Watch streams: watchers resume on another hub
+        if self.hotlists is not None:
+            self.hotlists.closing.set()  # ends Subscribe streams: nodes resubscribe elsewhere
         await asyncio.gather(self.server.stop(grace), self.ingest.shutdown())
+        for part in (self.hotlists, self.alerts, self.mirror):
+            if part is not None:
+                await part.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.cluster.shutdown)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -75,6 +92,12 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
             await loop.run_in_executor(None, migrate, session, config)
         session.set_keyspace(config.cassandra.keyspace)
         store = ReadStore(session, config)
+        hl_metrics = HotListMetrics(registry)
+        hl_store = HotListStore(session, config)
+        mirror = HotListMirror(hl_store, config, hl_metrics)
+        # Load the list before serving: no read is stored without being matched.
+        await mirror.load()
+        alert_store = AlertStore(session, config)
     except Exception:
         cluster.shutdown()
         raise
@@ -89,6 +112,12 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     )
     ingest = IngestServicer(store, config, metrics)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
+    ingest.alerter = Alerter(mirror, alert_store, config, hl_metrics)
+    hotlists = HotListServicer(hl_store, mirror, config, hl_metrics)
+    hotlist_pb2_grpc.add_HotListServiceServicer_to_server(hotlists, server)
+    feed = AlertFeedTailer(alert_store, config, hl_metrics)
+    alerts = AlertServicer(alert_store, feed, config, hl_metrics)
+    alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -97,6 +126,8 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         cluster.shutdown()
         raise OSError(f"cannot bind the hub's gRPC port {config.listen_host}:{config.grpc_port} (in use?)")
     await server.start()
+    for part in (mirror, hotlists, feed, alerts):
+        part.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -115,6 +146,10 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         health=health_servicer,
         metrics=metrics,
         metrics_port=metrics_port,
+        hotlists=hotlists,
+        alerts=alerts,
+        mirror=mirror,
+        feed=feed,
         _metrics_http=metrics_http,
     )
     log.info(

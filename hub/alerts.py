@@ -1,0 +1,624 @@
+"""Alerts: raised when a stored read matches the hot list, streamed to watchers on every
+hub replica, decided (accepted / rejected) by officers.
+
+Raising: ``Alerter.on_read_stored`` runs in ingest after the read's rows are written and
+before the read is acked, so an acked read that matched always has its alert stored
+(a crash before the ack makes the node resend; the alert id is derived from the read id,
+so the resend does not raise a second alert).
+
+Fan-out: every alert and status change is appended to ``alert_feed`` (one partition per
+minute, time-UUID order). Each hub tails the feed every ``alerts.feed_poll_interval_s``,
+re-reading ``feed_lookback_s`` so that events written late by another hub are still seen,
+and hands new events to its Watch streams. No hub-to-hub memory state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import grpc
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
+from cassandra import ConsistencyLevel
+from cassandra.util import min_uuid_from_time, uuid_from_time
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from alpr_common.hotlist_model import category_value, entry_to_proto
+from alpr_common.matching import Match
+from hub.config import HubConfig
+from hub.hotlists import HotListMirror
+from hub.metrics import HotListMetrics
+from hub.storage import await_response
+from hub.validation import ValidRead
+
+log = logging.getLogger(__name__)
+
+ALERT_NS = uuid.UUID("5d7f0c8e-6a51-4d3e-9d37-0c5b1f3a9e21")
+PENDING, ACCEPTED, REJECTED = "PENDING", "ACCEPTED", "REJECTED"
+_STATUS = {
+    PENDING: alert_pb2.ALERT_STATUS_PENDING,
+    ACCEPTED: alert_pb2.ALERT_STATUS_ACCEPTED,
+    REJECTED: alert_pb2.ALERT_STATUS_REJECTED,
+}
+_KIND = {
+    "EXACT": alert_pb2.MATCH_KIND_EXACT,
+    "LOOKALIKE": alert_pb2.MATCH_KIND_LOOKALIKE,
+    "MISSING_CHAR": alert_pb2.MATCH_KIND_MISSING_CHAR,
+    "EXTRA_CHAR": alert_pb2.MATCH_KIND_EXTRA_CHAR,
+}
+CREATED, STATUS_CHANGED = "CREATED", "STATUS_CHANGED"
+_EVENT_KIND = {
+    CREATED: alert_pb2.ALERT_EVENT_KIND_CREATED,
+    STATUS_CHANGED: alert_pb2.ALERT_EVENT_KIND_STATUS_CHANGED,
+}
+
+
+def alert_id_for(read_id: str) -> uuid.UUID:
+    return uuid.uuid5(ALERT_NS, read_id)
+
+
+def _ts(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    return ts
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def feed_bucket(t: float) -> int:
+    return int(t // 60)
+
+
+def build_alert(
+    read: reads_pb2.PlateRead, plate: str, matches: list[Match], hub_id: str, now: datetime
+) -> alert_pb2.Alert:
+    a = alert_pb2.Alert(
+        alert_id=str(alert_id_for(read.read_id)),
+        read_id=read.read_id,
+        status=alert_pb2.ALERT_STATUS_PENDING,
+        plate=plate,
+        region=read.region.upper(),
+        capture_time=read.capture_time,
+        created_time=_ts(now),
+        node_id=read.node_id,
+        camera_id=read.camera_id,
+        node_kind=read.node_kind,
+        hub_id=hub_id,
+        read_confidence=read.confidence,
+    )
+    if read.HasField("location"):
+        a.location.CopyFrom(read.location)
+    cats: list[int] = []
+    for m in matches:
+        a.matches.append(
+            alert_pb2.AlertMatch(
+                entry=entry_to_proto(m.entry), kind=_KIND[m.kind], score=m.score, state_mismatch=m.state_mismatch
+            )
+        )
+        c = category_value(m.entry.category)
+        if c not in cats:
+            cats.append(c)
+    a.categories.extend(cats)  # type: ignore[arg-type]
+    return a
+
+
+@dataclass(eq=False)
+class _Watcher:
+    filter: alert_pb2.AlertFilter
+    queue: asyncio.Queue[alert_pb2.WatchResponse | None]
+
+
+def passes(f: alert_pb2.AlertFilter, a: alert_pb2.Alert) -> bool:
+    if f.categories and not set(f.categories) & set(a.categories):
+        return False
+    if f.camera_ids and a.camera_id not in f.camera_ids:
+        return False
+    if f.HasField("area"):
+        box = f.area
+        if not a.HasField("location"):
+            return False
+        lat, lon = a.location.latitude, a.location.longitude
+        if not (box.min_latitude <= lat <= box.max_latitude and box.min_longitude <= lon <= box.max_longitude):
+            return False
+    return True
+
+
+class AlertStore:
+    """Cassandra side of alerts."""
+
+    def __init__(self, session: Any, config: HubConfig) -> None:
+        self.session = session
+        self.config = config
+        ks = config.cassandra.keyspace
+        wcl = getattr(ConsistencyLevel, config.cassandra.write_consistency)
+        rcl = getattr(ConsistencyLevel, config.cassandra.read_consistency)
+        p = self._prep
+        self._ins_alert = p(
+            f"INSERT INTO {ks}.alerts_by_id (alert_id, read_id, created_at, capture_time, summary, plate_crop_jpeg, "
+            "frame_jpeg) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+            wcl,
+        )
+        self._ins_day = p(
+            f"INSERT INTO {ks}.alerts_by_day (day, created_at, alert_id, summary) VALUES (?, ?, ?, ?) USING TTL ?", wcl
+        )
+        self._ins_feed = p(
+            f"INSERT INTO {ks}.alert_feed (bucket, event_id, kind, alert_id, alert) VALUES (?, ?, ?, ?, ?)", wcl
+        )
+        self._feed_since = p(
+            f"SELECT event_id, kind, alert_id, alert FROM {ks}.alert_feed WHERE bucket = ? AND event_id > ?", rcl
+        )
+        self._get = p(f"SELECT * FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
+        self._created = p(f"SELECT created_at FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
+        self._status = p(f"SELECT alert_id, status, disposition FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
+        self._day = p(f"SELECT created_at, alert_id, summary FROM {ks}.alerts_by_day WHERE day = ? LIMIT ?", rcl)
+        self._decide = p(
+            f"UPDATE {ks}.alerts_by_id USING TTL ? SET status = ?, disposition = ?, decided_at = ? "
+            "WHERE alert_id = ? IF status = null",
+            wcl,
+        )
+        self._amend = p(
+            f"UPDATE {ks}.alerts_by_id USING TTL ? SET status = ?, disposition = ?, decided_at = ? "
+            "WHERE alert_id = ? IF status IN ('ACCEPTED', 'REJECTED')",
+            wcl,
+        )
+        self._decide.is_idempotent = self._amend.is_idempotent = False
+        self._ins_history = p(
+            f"INSERT INTO {ks}.alert_dispositions (alert_id, decided_at, seq, status, officer_id, disposition) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            wcl,
+        )
+        self._history = p(f"SELECT disposition FROM {ks}.alert_dispositions WHERE alert_id = ?", rcl)
+
+    def _prep(self, cql: str, cl: int) -> Any:
+        stmt = self.session.prepare(cql)
+        stmt.consistency_level = cl
+        stmt.is_idempotent = True
+        return stmt
+
+    def _exec(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
+        return await_response(self.session.execute_async(stmt, values))
+
+    async def append_feed(self, kind: str, alert: alert_pb2.Alert, at: float | None = None) -> None:
+        """Append an event; ``at`` fixes its time (and, with the alert id, its event id)."""
+        aid = uuid.UUID(alert.alert_id)
+        if at is None:
+            t = time.time()
+            event_id = uuid_from_time(t)
+        else:
+            t = at
+            # Deterministic: a resent read re-writes the same CREATED event instead of a second one.
+            event_id = uuid_from_time(t, node=int.from_bytes(aid.bytes[:6], "big"),
+                                      clock_seq=int.from_bytes(aid.bytes[6:8], "big") & 0x3FFF)  # fmt: skip
+        await self._exec(self._ins_feed, (feed_bucket(t), event_id, kind, aid, alert.SerializeToString()))
+
+    async def created_at(self, alert_id: uuid.UUID) -> datetime | None:
+        rows = await self._exec(self._created, (alert_id,))
+        return _aware(rows[0].created_at) if rows and rows[0].created_at else None
+
+    async def create(self, alert: alert_pb2.Alert, crop: bytes, frame: bytes, ttl: int) -> None:
+        """Store a new alert (idempotent for the same alert and creation time) and announce it."""
+        aid = uuid.UUID(alert.alert_id)
+        created = _dt(alert.created_time)
+        blob = alert.SerializeToString()
+        await asyncio.gather(
+            self._exec(
+                self._ins_alert,
+                (aid, uuid.UUID(alert.read_id), created, _dt(alert.capture_time), blob, crop, frame or None, ttl),
+            ),
+            self._exec(self._ins_day, (created.date(), created, aid, blob, ttl)),
+        )
+        await self.append_feed(CREATED, alert, at=created.timestamp())
+
+    async def feed_since(self, bucket: int, after: uuid.UUID) -> list[Any]:
+        return list(await self._exec(self._feed_since, (bucket, after)))
+
+    async def get(self, alert_id: uuid.UUID) -> Any:
+        rows = await self._exec(self._get, (alert_id,))
+        return rows[0] if rows else None
+
+    async def history(self, alert_id: uuid.UUID) -> list[alert_pb2.Disposition]:
+        rows = await self._exec(self._history, (alert_id,))
+        return [alert_pb2.Disposition.FromString(r.disposition) for r in rows]
+
+    async def decide(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Any]:
+        """LWT on the status; returns (applied, current row values when not applied)."""
+        status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_")
+        decided = _dt(d.decided_time)
+        rows = await self._exec(
+            self._amend if amend else self._decide, (ttl, status, d.SerializeToString(), decided, alert_id)
+        )
+        applied = bool(rows[0][0])
+        if applied:
+            await self._exec(
+                self._ins_history,
+                (alert_id, decided, uuid_from_time(decided), status, d.officer_id, d.SerializeToString()),
+            )
+        return applied, rows[0]
+
+    async def list_day(self, day: date, limit: int) -> list[Any]:
+        return list(await self._exec(self._day, (day, limit)))
+
+    async def status_of(self, alert_id: uuid.UUID) -> Any:
+        rows = await self._exec(self._status, (alert_id,))
+        return rows[0] if rows else None
+
+
+def alert_from_row(row: Any, unattended_after_s: float, now: datetime) -> alert_pb2.Alert:
+    """The full alert (summary + status + latest disposition) of an alerts_by_id row."""
+    a = alert_pb2.Alert.FromString(row.summary)
+    apply_status(a, row.status, row.disposition, unattended_after_s, now)
+    return a
+
+
+def apply_status(
+    a: alert_pb2.Alert, status: str | None, disposition: bytes | None, unattended_s: float, now: datetime
+) -> None:
+    a.status = _STATUS[status or PENDING]
+    if disposition:
+        a.disposition.CopyFrom(alert_pb2.Disposition.FromString(disposition))
+    a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
+        (now - _dt(a.created_time)).total_seconds() > unattended_s
+    )
+
+
+class AlertFeedTailer:
+    """Tails ``alert_feed`` and hands new events to this hub's Watch streams."""
+
+    def __init__(self, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.watchers: set[_Watcher] = set()
+        self._seen: dict[uuid.UUID, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for w in list(self.watchers):
+            with contextlib.suppress(asyncio.QueueFull):
+                w.queue.put_nowait(None)
+
+    async def _run(self) -> None:
+        cfg = self.config.alerts
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.feed_errors.inc()
+                log.warning("alert feed poll failed: %r", exc)
+            await asyncio.sleep(cfg.feed_poll_interval_s)
+
+    async def read_range(self, start: float, after: uuid.UUID | None = None) -> list[Any]:
+        """Feed events from time ``start`` (or after event ``after``) to now, oldest first."""
+        now = time.time()
+        lower = after or min_uuid_from_time(start)
+        buckets = range(feed_bucket(start), feed_bucket(now) + 1)
+        parts = await asyncio.gather(*(self.store.feed_since(b, lower) for b in buckets))
+        rows = [r for part in parts for r in part]
+        rows.sort(key=lambda r: (r.event_id.time, r.event_id.bytes))
+        return rows
+
+    async def poll(self) -> None:
+        now = time.time()
+        lookback = self.config.alerts.feed_lookback_s
+        rows = await self.read_range(now - lookback)
+        for r in rows:
+            if r.event_id in self._seen:
+                continue
+            self._seen[r.event_id] = now
+            if not self.watchers:
+                continue
+            ev = to_event(r, self.config.alerts.unattended_after_s)
+            self.dispatch(ev)
+        if len(self._seen) > 1000 or rows:
+            cutoff = now - 3 * lookback
+            self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
+
+    def dispatch(self, ev: alert_pb2.WatchResponse) -> None:
+        for w in list(self.watchers):
+            if not passes(w.filter, ev.alert):
+                continue
+            try:
+                w.queue.put_nowait(ev)
+            except asyncio.QueueFull:
+                self.watchers.discard(w)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    w.queue.get_nowait()
+                w.queue.put_nowait(None)
+
+
+def to_event(row: Any, unattended_s: float) -> alert_pb2.WatchResponse:
+    a = alert_pb2.Alert.FromString(row.alert)
+    a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
+        (datetime.now(UTC) - _dt(a.created_time)).total_seconds() > unattended_s
+    )
+    return alert_pb2.WatchResponse(event_id=str(row.event_id), kind=_EVENT_KIND.get(row.kind, 0), alert=a)
+
+
+class Alerter:
+    """The ingest hook: match a stored read, store its alert."""
+
+    def __init__(self, mirror: HotListMirror, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+        self.mirror = mirror
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+
+    async def on_read_stored(self, read: reads_pb2.PlateRead, valid: ValidRead, now: datetime) -> None:
+        t0 = time.perf_counter()
+        matches = self.mirror.matcher.match(valid.plate, read.region.upper(), now)
+        self.metrics.match_seconds.observe(time.perf_counter() - t0)
+        if not matches:
+            return
+        # A resent read (its ack was lost) keeps the alert it raised the first time.
+        # Millisecond precision, as Cassandra stores it: the resend derives the same event id.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        created = await self.store.created_at(alert_id_for(read.read_id)) or now
+        alert = build_alert(read, valid.plate, matches, self.config.hub_id, created)
+        await self.store.create(alert, read.plate_crop_jpeg, read.frame_jpeg, valid.ttl_seconds)
+        self.metrics.alerts_created.labels(matches[0].kind).inc()
+
+
+class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
+    def __init__(self, store: AlertStore, tailer: AlertFeedTailer, config: HubConfig, metrics: HotListMetrics) -> None:
+        self.store = store
+        self.tailer = tailer
+        self.config = config
+        self.metrics = metrics
+        self._scan_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._scan_task = asyncio.create_task(self._scan_loop())
+
+    async def stop(self) -> None:
+        if self._scan_task:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._scan_task
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                alerts = await self._recent(24, 100_000)
+                self.metrics.alerts_pending.set(sum(a.status == alert_pb2.ALERT_STATUS_PENDING for a in alerts))
+                self.metrics.alerts_unattended.set(sum(a.unattended for a in alerts))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pending-alert scan failed: %r", exc)
+            await asyncio.sleep(self.config.alerts.pending_scan_interval_s)
+
+    async def _recent(self, hours: int, limit: int) -> list[alert_pb2.Alert]:
+        now = datetime.now(UTC)
+        since = now - timedelta(hours=hours)
+        out: list[alert_pb2.Alert] = []
+        day = now.date()
+        while day >= since.date() and len(out) < limit:
+            rows = await self.store.list_day(day, limit)
+            rows = [r for r in rows if _aware(r.created_at) >= since]
+            statuses = await asyncio.gather(*(self.store.status_of(r.alert_id) for r in rows))
+            for r, st in zip(rows, statuses, strict=True):
+                a = alert_pb2.Alert.FromString(r.summary)
+                if st is None:
+                    continue  # expired
+                apply_status(a, st.status, st.disposition, self.config.alerts.unattended_after_s, now)
+                out.append(a)
+            day -= timedelta(days=1)
+        return out
+
+    async def _valid_filter(self, f: alert_pb2.AlertFilter, context: grpc.aio.ServicerContext) -> None:
+        if f.HasField("area"):
+            b = f.area
+            if not (
+                -90 <= b.min_latitude <= b.max_latitude <= 90 and -180 <= b.min_longitude <= b.max_longitude <= 180
+            ):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "filter.area: need -90 <= min_latitude <= max_latitude <= 90 and "
+                    "-180 <= min_longitude <= max_longitude <= 180",
+                )
+        for c in f.categories:
+            if c not in hotlist_pb2.HotListCategory.values() or c == 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter.categories: unknown category {c}")
+
+    async def Watch(
+        self, request: alert_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[alert_pb2.WatchResponse]:
+        await self._valid_filter(request.filter, context)
+        after: uuid.UUID | None = None
+        if request.after_event_id:
+            try:
+                after = uuid.UUID(request.after_event_id)
+                if after.version != 1:
+                    raise ValueError
+            except ValueError:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"after_event_id {request.after_event_id!r} is not an event id from a previous Watch",
+                )
+            assert after is not None
+            age = time.time() - (after.time - 0x01B21DD213814000) / 1e7
+            if age > self.config.alerts.watch_resume_max_s:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"cannot resume from an event {age / 3600:.1f} h old (limit "
+                    f"{self.config.alerts.watch_resume_max_s / 3600:.0f} h); use `alpr alerts list` for older alerts",
+                )
+        w = _Watcher(request.filter, asyncio.Queue(self.config.alerts.watch_queue_size))
+        self.tailer.watchers.add(w)
+        self.metrics.watchers.inc()
+        sent: set[str] = set()
+        try:
+            if after is not None:
+                start = (after.time - 0x01B21DD213814000) / 1e7
+                for r in await self.tailer.read_range(start, after):
+                    ev = to_event(r, self.config.alerts.unattended_after_s)
+                    sent.add(ev.event_id)
+                    if passes(request.filter, ev.alert):
+                        yield ev
+            # Tell the client the stream is live (headers) even before the first event.
+            await context.send_initial_metadata(())
+            while True:
+                ev = await w.queue.get()
+                if ev is None:
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "watch ended (hub shutting down or watcher too slow); resume with after_event_id",
+                    )
+                assert ev is not None
+                if ev.event_id in sent:
+                    continue
+                yield ev
+        finally:
+            self.tailer.watchers.discard(w)
+            self.metrics.watchers.dec()
+
+    async def ListAlerts(
+        self, request: alert_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> alert_pb2.ListAlertsResponse:
+        await self._valid_filter(request.filter, context)
+        hours = request.hours or 24
+        limit = request.limit or 100
+        if not 1 <= hours <= 1440:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440 (60 days)")
+        if not 1 <= limit <= 1000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit {limit} is outside 1-1000")
+        out = []
+        for a in await self._recent(hours, 100_000):
+            if not passes(request.filter, a):
+                continue
+            if request.status and a.status != request.status:
+                continue
+            if request.unattended_only and not a.unattended:
+                continue
+            out.append(a)
+            if len(out) >= limit:
+                break
+        return alert_pb2.ListAlertsResponse(alerts=out)
+
+    async def _parse_id(self, raw: str, context: grpc.aio.ServicerContext) -> uuid.UUID:
+        try:
+            return uuid.UUID(raw)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"alert_id {raw!r} is not a UUID")
+            raise
+
+    async def GetAlert(
+        self, request: alert_pb2.GetAlertRequest, context: grpc.aio.ServicerContext
+    ) -> alert_pb2.GetAlertResponse:
+        aid = await self._parse_id(request.alert_id, context)
+        row, history = await asyncio.gather(self.store.get(aid), self.store.history(aid))
+        if row is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no alert {request.alert_id} (alerts expire 60 days after the read)"
+            )
+        return alert_pb2.GetAlertResponse(
+            alert=alert_from_row(row, self.config.alerts.unattended_after_s, datetime.now(UTC)),
+            plate_crop_jpeg=row.plate_crop_jpeg or b"",
+            frame_jpeg=row.frame_jpeg or b"",
+            history=history,
+        )
+
+    async def DecideAlert(
+        self, request: alert_pb2.DecideAlertRequest, context: grpc.aio.ServicerContext
+    ) -> alert_pb2.DecideAlertResponse:
+        aid = await self._parse_id(request.alert_id, context)
+        bad = _decision_problem(request)
+        if bad:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
+        row = await self.store.get(aid)
+        if row is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {request.alert_id}")
+        now = datetime.now(UTC)
+        a = alert_from_row(row, self.config.alerts.unattended_after_s, now)
+        ttl = int(self.config.retention.read_ttl_seconds - (now - _dt(a.capture_time)).total_seconds())
+        if ttl <= 0:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"alert {request.alert_id} has expired")
+        accept = request.WhichOneof("decision") == "accept"
+        d = alert_pb2.Disposition(
+            status=alert_pb2.ALERT_STATUS_ACCEPTED if accept else alert_pb2.ALERT_STATUS_REJECTED,
+            officer_id=request.officer_id.strip(),
+            decided_time=_ts(now),
+            note=request.note.strip(),
+            amendment=request.amend,
+            hub_id=self.config.hub_id,
+        )
+        if accept:
+            d.accept.CopyFrom(request.accept)
+        else:
+            d.reject.CopyFrom(request.reject)
+        applied, current = await self.store.decide(aid, ttl, d, request.amend)
+        if not applied:
+            if request.amend:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"alert {request.alert_id} is still PENDING: decide it (accept or reject) before amending",
+                )
+            latest = await self.store.get(aid)
+            prev = alert_pb2.Disposition.FromString(latest.disposition) if latest and latest.disposition else None
+            who = f" by {prev.officer_id} at {_dt(prev.decided_time).isoformat()}" if prev else ""
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"alert {request.alert_id} is already {getattr(current, 'status', None) or 'decided'}{who}; only a PENDING alert can be decided "
+                "(use --amend with a note to change the decision)",
+            )
+        a.status = d.status
+        a.disposition.CopyFrom(d)
+        a.unattended = False
+        self.metrics.alerts_decided.labels(alert_pb2.AlertStatus.Name(d.status)).inc()
+        try:
+            await self.store.append_feed(STATUS_CHANGED, a)
+        except Exception as exc:  # the decision is stored; watchers see it on the next change
+            log.warning("alert feed append for %s failed: %r", request.alert_id, exc)
+        return alert_pb2.DecideAlertResponse(alert=a)
+
+
+def _decision_problem(r: alert_pb2.DecideAlertRequest) -> str | None:
+    """Why a decision is incomplete (policy 4.2-4.6), or None."""
+    if not r.officer_id.strip():
+        return "officer_id is required: who decides"
+    kind = r.WhichOneof("decision")
+    if kind is None:
+        return "a decision is required: accept or reject"
+    if r.amend and not r.note.strip():
+        return "an amendment needs a note saying why the decision changes"
+    if kind == "accept":
+        acc = r.accept
+        if not acc.characters_verified or not acc.state_verified:
+            return (
+                "policy 4.2: verify the plate characters and the state against the image before accepting "
+                "(characters_verified and state_verified must be true); otherwise reject"
+            )
+        if not acc.leads_check:
+            return "accept.leads_check is required: LEADS/dispatch status check done, or not possible"
+        if not acc.action:
+            return "accept.action is required: taking action, action taken, or unable to act"
+        if acc.on_other_assignment and not acc.supervisor_notified:
+            return "policy 4.6: an officer on another assignment must notify a supervisor (supervisor_notified)"
+        return None
+    if not r.reject.reason:
+        return "reject.reason is required: misread, state mismatch, entry no longer valid, duplicate, or other"
+    if r.reject.reason == alert_pb2.REJECT_REASON_OTHER and not r.note.strip():
+        return "reject reason OTHER needs a note"
+    return None
