@@ -1,18 +1,40 @@
-"""``alpr``: the operator CLI (hot lists, alerts, search, export, nodes)."""
+"""``alpr``: the operator CLI (hot lists, alerts; search, export and nodes come later).
+
+Global options: ``--hub HOST:PORT`` (env ``ALPR_HUB``), ``--token`` (env ``ALPR_TOKEN``),
+``--json``. Exit status 0 on success, 1 on any refusal or failure (with a message saying
+why), 2 on a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from alpr_common.operator import alerts, hotlist
+from alpr_common.operator.common import CliError, add_global_options, context_from, fail
 
-def main(argv: list[str] | None = None) -> int:
+GROUPS = {"hotlist": hotlist, "alerts": alerts}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alpr", description="ALPR platform: the operator CLI (hot lists, alerts, search, export, nodes)."
     )
-    parser.parse_args(argv)
-    print("alpr: not built yet (issues #5 and #7); this entry point is reserved for it.", file=sys.stderr)
-    return 2
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="group", required=True)
+    for mod in GROUPS.values():
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(GROUPS[args.group].run(context_from(args), args))
+    except CliError as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The ``alpr`` operator CLI, one module per command group (``hotlist``, ``alerts``)."""

@@ -1,0 +1,89 @@
+"""Shared plumbing of the operator CLI: hub connection, token metadata, output, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+DEFAULT_HUB = "127.0.0.1:50051"
+
+
+class CliError(Exception):
+    """A refusal or failure to report to the person (exit status 1)."""
+
+
+@dataclass
+class Context:
+    hub: str
+    token: str | None
+    json: bool
+    timeout: float
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.hub, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+
+    def metadata(self) -> Sequence[tuple[str, str]]:
+        # Authentication is enforced by a later release; the token is already passed along.
+        return [("authorization", f"Bearer {self.token}")] if self.token else []
+
+
+def add_global_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hub",
+        default=os.environ.get("ALPR_HUB", DEFAULT_HUB),
+        help=f"hub address HOST:PORT (env ALPR_HUB, default {DEFAULT_HUB})",
+    )
+    p.add_argument("--token", default=os.environ.get("ALPR_TOKEN"), help="access token (env ALPR_TOKEN)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub (default 30)")
+
+
+def leaf_options() -> argparse.ArgumentParser:
+    """The global options again, for use after the subcommand (``alpr alerts list --json``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--hub", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
+    p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return p
+
+
+def context_from(args: argparse.Namespace) -> Context:
+    return Context(args.hub, args.token, args.json, args.timeout)
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    return MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True), flush=True)
+
+
+def rpc_error(ctx: Context, e: grpc.RpcError) -> CliError:
+    code = e.code()  # type: ignore[attr-defined]
+    details = e.details()  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE and ("connect" in (details or "").lower() or "failed" in (details or "")):
+        return CliError(f"cannot reach the hub at {ctx.hub} ({details}); check --hub / ALPR_HUB")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CliError(f"the hub at {ctx.hub} did not answer in time (--timeout)")
+    return CliError(f"{code.name}: {details}")
+
+
+def enum_arg(name: str) -> str:
+    """``stolen_vehicle`` / ``stolen-vehicle`` → ``STOLEN_VEHICLE``."""
+    return name.strip().upper().replace("-", "_")
+
+
+def fail(msg: str) -> int:
+    print(f"alpr: {msg}", file=sys.stderr)
+    return 1
