@@ -1,0 +1,290 @@
+"""The node's copy of the hot list: kept on disk in SQLite, synchronised with
+``HotListService.Subscribe``, matched locally (offline too) with the shared matcher.
+
+``HotListSync`` runs one Subscribe stream at a time (failing over between hub targets
+with backoff): it sends the version it holds, applies the snapshot or deltas it gets, each
+version in one SQLite transaction, and acknowledges every version it applied. The node
+runtime calls ``match(plate, state)`` for in-car alerts and reads ``status()`` for its
+heartbeat (hot-list version and sync time, policy 4.1).
+
+    sync = HotListSync(state_dir / "hotlist.sqlite", ["hub:50051"], node_id="car-12")
+    sync.start()                  # background thread
+    sync.match("ABC1234", "IL")   # -> list[alpr_common.matching.Match]
+    sync.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
+
+from alpr_common.hotlist_model import HotListEntry, entry_from_proto
+from alpr_common.matching import Match, Matcher, MatchOptions
+
+log = logging.getLogger(__name__)
+
+
+class LocalHotList:
+    """The hot list on disk (SQLite, WAL). One writer: the sync thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS entries (entry_id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @property
+    def version(self) -> int:
+        return int(self._meta("version") or 0)
+
+    @property
+    def synced_at(self) -> datetime | None:
+        """When the hub last confirmed this copy was current."""
+        v = self._meta("synced_at")
+        return datetime.fromisoformat(v) if v else None
+
+    def mark_synced(self, when: datetime) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('synced_at', ?)", (when.isoformat(),))
+
+    def entries(self) -> list[HotListEntry]:
+        return [HotListEntry.from_dict(json.loads(d)) for (d,) in self.db.execute("SELECT data FROM entries")]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+    def replace_all(self, entries: list[HotListEntry], version: int) -> None:
+        """A snapshot: the whole list at ``version``, in one transaction."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM entries")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                    ((e.entry_id, json.dumps(e.to_dict())) for e in entries),
+                )
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def apply(self, upserts: list[HotListEntry], removals: list[str], version: int | None) -> None:
+        """One delta (chunk); ``version`` is recorded when the version is complete."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                    ((e.entry_id, json.dumps(e.to_dict())) for e in upserts),
+                )
+                self.db.executemany("DELETE FROM entries WHERE entry_id = ?", ((r,) for r in removals))
+                if version is not None:
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class SyncStatus:
+    version: int  # what the node holds
+    hub_version: int | None  # the hub's current version when last heard, None if never
+    entries: int
+    synced_at: datetime | None  # last time the hub confirmed the node was current
+    connected: bool
+    last_error: str | None
+
+    @property
+    def current(self) -> bool:
+        return self.hub_version is not None and self.version == self.hub_version
+
+
+class HotListSync:
+    """Keeps a ``LocalHotList`` current from the hub and matches reads against it."""
+
+    def __init__(
+        self,
+        path: Path,
+        targets: list[str],
+        node_id: str,
+        options: MatchOptions | None = None,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        metadata: list[tuple[str, str]] | None = None,
+    ) -> None:
+        if not targets:
+            raise ValueError("HotListSync needs at least one hub target")
+        self.local = LocalHotList(path)
+        self.targets = targets
+        self.node_id = node_id
+        self.metadata = metadata or []
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._lock = threading.Lock()
+        self.matcher = Matcher(options, self.local.entries())
+        self.hub_version: int | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self._current = threading.Event()  # set while the node holds the hub's version
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._call: grpc.Future | None = None
+
+    # -- for the node runtime -----------------------------------------------------------
+
+    def match(self, plate: str, state: str = "") -> list[Match]:
+        with self._lock:
+            return self.matcher.match(plate, state)
+
+    def status(self) -> SyncStatus:
+        return SyncStatus(
+            self.local.version, self.hub_version, len(self.matcher), self.local.synced_at, self.connected,
+            self.last_error,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hotlist-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.local.close()
+
+    def wait_current(self, timeout: float) -> bool:
+        """Block until the node holds the hub's current version (True) or ``timeout`` passes."""
+        return self._current.wait(timeout)
+
+    def sync_once(self, timeout: float) -> SyncStatus:
+        """Connect, catch up, return once current or after ``timeout`` (for shift start)."""
+        self.start()
+        self.wait_current(timeout)
+        status = self.status()
+        self._stop.set()
+        if self._call is not None:
+            self._call.cancel()
+        if self._thread is not None:
+            self._thread.join(10)
+        return status
+
+    # -- the stream ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.backoff_initial_s
+        i = 0
+        while not self._stop.is_set():
+            target = self.targets[i % len(self.targets)]
+            try:
+                self._session(target)
+                delay = self.backoff_initial_s
+            except grpc.RpcError as e:
+                if self._stop.is_set():
+                    break
+                self.last_error = f"{target}: {e.code().name}: {e.details()}"  # type: ignore[attr-defined]
+                log.warning("hot-list subscription to %s failed: %s", target, self.last_error)
+            except Exception as e:
+                self.last_error = f"{target}: {e!r}"
+                log.exception("hot-list subscription to %s failed", target)
+            self.connected = False
+            self._current.clear()
+            i += 1
+            self._stop.wait(random.uniform(0, delay))
+            delay = min(self.backoff_max_s, delay * 2)
+
+    def _session(self, target: str) -> None:
+        acks: queue.Queue[hotlist_pb2.SubscribeRequest | None] = queue.Queue()
+        acks.put(
+            hotlist_pb2.SubscribeRequest(
+                start=hotlist_pb2.SubscribeStart(node_id=self.node_id, have_version=self.local.version)
+            )
+        )
+
+        def requests() -> Iterator[hotlist_pb2.SubscribeRequest]:
+            while (m := acks.get()) is not None:
+                yield m
+
+        snapshot: list[HotListEntry] | None = None
+        pending_up: list[HotListEntry] = []
+        pending_rm: list[str] = []
+        with grpc.insecure_channel(target) as ch:
+            call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(requests(), metadata=self.metadata)
+            self._call = call
+            try:
+                for resp in call:
+                    self.connected = True
+                    kind = resp.WhichOneof("payload")
+                    if kind == "snapshot_begin":
+                        snapshot = []
+                    elif kind == "snapshot_chunk" and snapshot is not None:
+                        snapshot.extend(entry_from_proto(e) for e in resp.snapshot_chunk.entries)
+                    elif kind == "snapshot_end" and snapshot is not None:
+                        v = resp.snapshot_end.version
+                        self.local.replace_all(snapshot, v)
+                        with self._lock:
+                            self.matcher.clear()
+                            for e in snapshot:
+                                self.matcher.upsert(e)
+                        snapshot = None
+                        acks.put(hotlist_pb2.SubscribeRequest(ack=hotlist_pb2.SubscribeAck(version=v)))
+                    elif kind == "delta":
+                        d = resp.delta
+                        if d.version <= self.local.version:
+                            continue  # already held (e.g. replayed after a snapshot)
+                        ups = [entry_from_proto(c.entry) for c in d.changes if c.kind == hotlist_pb2.CHANGE_KIND_UPSERT]
+                        for e in ups:
+                            e.version = d.version
+                        rms = [c.entry_id for c in d.changes if c.kind == hotlist_pb2.CHANGE_KIND_REMOVE]
+                        pending_up.extend(ups)
+                        pending_rm.extend(rms)
+                        if d.more:
+                            continue  # a version is applied whole, never half
+                        self.local.apply(pending_up, pending_rm, d.version)
+                        with self._lock:
+                            for e in pending_up:
+                                self.matcher.upsert(e)
+                            for r in pending_rm:
+                                self.matcher.remove(r)
+                        pending_up, pending_rm = [], []
+                        acks.put(hotlist_pb2.SubscribeRequest(ack=hotlist_pb2.SubscribeAck(version=d.version)))
+                    elif kind == "current":
+                        self.hub_version = resp.current.version
+                        if self.local.version == resp.current.version:
+                            self.local.mark_synced(datetime.now(UTC))
+                            self.last_error = None
+                            self._current.set()
+                        else:
+                            self._current.clear()
+                    if self._stop.is_set():
+                        break
+            finally:
+                acks.put(None)
+                call.cancel()
+                self._call = None
