@@ -19,7 +19,7 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
-from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
 from hub.config import CassandraConfig, HubConfig
@@ -37,6 +37,8 @@ def connect(cfg: CassandraConfig) -> tuple[Cluster, Session]:
         contact_points=cfg.contact_points,
         port=cfg.port,
         protocol_version=ProtocolVersion.V5,
+        # A restarted Cassandra node is used again within seconds, not the driver's default 10 minutes.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=cfg.connect_timeout_s,
         control_connection_timeout=cfg.connect_timeout_s,

@@ -693,8 +693,11 @@ saved_caches_directory: {q(str(nd / "saved_caches"))}
 hints_directory: {q(str(nd / "hints"))}
 cdc_raw_directory: {q(str(nd / "cdc_raw"))}
 cdc_enabled: false
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+# group: a write is acknowledged only after its commit-log segment is fsynced (batched over
+# 10 ms). periodic (the default) acks first and syncs every 10 s, so a killed single node
+# loses writes the hub had already acknowledged to a node.
+commitlog_sync: group
+commitlog_sync_group_window: 10ms
 commitlog_total_space: 1024MiB
 authenticator:
   class_name: org.apache.cassandra.auth.AllowAllAuthenticator
@@ -857,7 +860,10 @@ hinted_handoff_enabled: true
         while True:
             if self.cql_ready(k, timeout=2.0):
                 return time.monotonic() - t0
-            if self.pid(k) is None:
+            launched = self._procs.get(k)
+            # A child we just forked may not have exec'd java yet (its cmdline is still ours),
+            # so trust our own process handle before the pid-file check.
+            if (launched is None or launched.poll() is not None) and self.pid(k) is None:
                 raise CassandraError(f"node {k} ({self.address(k)}:{self.port}) is not running{self._logs_hint(k)}")
             if time.monotonic() >= deadline:
                 raise CassandraError(

@@ -76,29 +76,26 @@ def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **ext
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "hub.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--config", str(path), "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
+    log_path = run_dir / "hub.log"
+    # Output to a file: a pipe nobody reads would fill up and block the hub's logging.
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(path), "--log-level", "WARNING"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     target = None
-    lines: list[str] = []
     deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"serving on [\d.]+:(\d+)", line)
+    while time.time() < deadline and proc.poll() is None:
+        m = re.search(r"serving on [\d.]+:(\d+)", log_path.read_text())
         if m:
             target = f"127.0.0.1:{m.group(1)}"
             break
+        time.sleep(0.05)
     if target is None:
         proc.kill()
-        raise RuntimeError("hub did not start:\n" + "".join(lines))
+        raise RuntimeError("hub did not start:\n" + log_path.read_text()[-3000:])
     try:
         yield target
     finally:

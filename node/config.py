@@ -1,0 +1,159 @@
+"""Edge-node configuration: YAML + ``ALPR_NODE__*`` environment overrides, unknown keys rejected."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from alpr_common.config import StrictModel, load_config
+
+
+class LocationConfig(StrictModel):
+    """Where a fixed camera is (WGS-84)."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy_m: float = Field(5.0, ge=0)
+    heading_deg: float | None = Field(None, ge=0, lt=360)
+
+
+class CameraConfig(StrictModel):
+    camera_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    # video file, image, image folder, or rtsp:// / http:// stream
+    source: str
+    loop: bool = False
+    # 0 = as fast as frames come (files) / every frame (streams)
+    max_fps: float = Field(0.0, ge=0)
+    # fixed nodes: overrides the node's location for this camera
+    location: LocationConfig | None = None
+
+
+class GpsConfig(StrictModel):
+    """Mobile nodes: NMEA source ``file:PATH``, ``serial:/dev/ttyUSB0`` or ``gpsd:HOST:PORT``."""
+
+    source: str = Field(pattern=r"^(file|serial|gpsd):.+")
+    max_age_s: float = Field(10.0, gt=0)
+
+
+class HubLinkConfig(StrictModel):
+    # one or more hubs; the node fails over between them
+    targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:50051"], min_length=1)
+    window: int = Field(128, ge=1, le=4096)
+    heartbeat_interval_s: float = Field(10.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+
+class QueueConfig(StrictModel):
+    # default: <state_dir>/queue.sqlite
+    path: str | None = None
+    # disk budget for queued reads; the oldest are evicted (and counted) beyond it
+    budget_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+
+
+class ImagesConfig(StrictModel):
+    crop_quality: int = Field(90, ge=10, le=100)
+    send_frame: bool = True
+    frame_max_width: int = Field(640, ge=64)
+    frame_quality: int = Field(70, ge=10, le=100)
+
+
+class PlateFormatsConfig(StrictModel):
+    """Per-jurisdiction plate patterns; a read matching none is junk and dropped."""
+
+    enabled: bool = True
+    patterns: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            # Generic US: 2-8 letters/digits. Narrow it per jurisdiction, e.g. IL: ["^[A-Z]{1,3}[0-9]{1,5}$", ...]
+            "US": [r"^[A-Z0-9]{2,8}$"],
+        }
+    )
+    min_confidence: float = Field(0.3, ge=0, le=1)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for region, pats in v.items():
+            for p in pats:
+                try:
+                    re.compile(p)
+                except re.error as e:
+                    raise ValueError(f"plate_formats.patterns.{region}: bad regex {p!r}: {e}") from e
+        return v
+
+
+class TrackerConfig(StrictModel):
+    emit_delay_s: float = Field(0.6, gt=0, le=10)
+    max_track_s: float = Field(20.0, gt=0)
+    min_hits: int = Field(2, ge=1)
+    iou_min: float = Field(0.05, ge=0, le=1)
+    text_similarity_min: float = Field(0.6, ge=0, le=1)
+
+
+class AlertsConfig(StrictModel):
+    # command run on a local hot-list hit, e.g. ["aplay", "/usr/share/sounds/alert.wav"];
+    # the alert is passed as JSON on stdin
+    command: list[str] | None = None
+
+
+class SelfCheckConfig(StrictModel):
+    camera_timeout_s: float = Field(30.0, gt=0)
+    min_free_disk_bytes: int = Field(512 * 1024**2, ge=0)
+    max_clock_skew_s: float = Field(2.0, gt=0)
+
+
+class NodeConfig(StrictModel):
+    node_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    kind: Literal["FIXED", "MOBILE"] = "FIXED"
+    state_dir: str = ".run/node"
+    cameras: list[CameraConfig] = Field(min_length=1)
+    location: LocationConfig | None = None
+    gps: GpsConfig | None = None
+    hub: HubLinkConfig = Field(default_factory=HubLinkConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    plate_formats: PlateFormatsConfig = Field(default_factory=PlateFormatsConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    # detector / OCR / state models: see node/recognition/loading.py (RecognizerConfig)
+    recognizer: dict[str, Any] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    self_check: SelfCheckConfig = Field(default_factory=SelfCheckConfig)
+    metrics_host: str = "0.0.0.0"
+    # 0 picks a free port; -1 disables
+    metrics_port: int = Field(9102, ge=-1, le=65535)
+
+    @model_validator(mode="after")
+    def _position_source(self) -> NodeConfig:
+        if self.kind == "FIXED":
+            missing = [c.camera_id for c in self.cameras if c.location is None and self.location is None]
+            if missing:
+                raise ValueError(f"a FIXED node needs `location` (or a location per camera); missing for {missing}")
+        elif self.gps is None:
+            raise ValueError("a MOBILE node needs `gps.source` (file:PATH, serial:DEVICE or gpsd:HOST:PORT)")
+        ids = [c.camera_id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"camera_id values must be unique: {ids}")
+        return self
+
+    @model_validator(mode="after")
+    def _recognizer_settings(self) -> NodeConfig:
+        try:
+            from node.recognition.loading import RecognizerConfig
+        except ImportError:  # models package not installed: checked when the node starts
+            return self
+        RecognizerConfig.model_validate(self.recognizer)
+        return self
+
+    def queue_path(self) -> Path:
+        return Path(self.queue.path) if self.queue.path else Path(self.state_dir) / "queue.sqlite"
+
+
+ENV_PREFIX = "ALPR_NODE"
+
+
+def load_node_config(path: str | Path | None) -> NodeConfig:
+    return load_config(NodeConfig, path, ENV_PREFIX)

@@ -1,0 +1,469 @@
+"""The edge-node process: cameras → detect → OCR → track → one read per vehicle →
+durable queue → hub. Also heartbeats, self-check, metrics and local hot-list alerts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue as stdqueue
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import cv2
+from alpr.v1 import ingest_pb2, reads_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import CollectorRegistry, start_http_server
+
+from alpr_common.plates import normalize_plate
+from node.config import CameraConfig, NodeConfig
+from node.gps import GpsReader
+from node.metrics import NodeMetrics
+from node.queue import ReadQueue
+from node.recognition.types import Image, PlateResult
+from node.sources import Frame, SourceError, describe, open_source
+from node.tracker import FinishedTrack, PlateTracker, TrackerSettings
+from node.uplink import Uplink, UplinkSettings
+
+log = logging.getLogger(__name__)
+SOFTWARE_VERSION = "0.1.0"
+
+
+class Recognizer(Protocol):
+    def recognize(self, frame: Image) -> list[PlateResult]: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+
+# A local matcher: (plate, state) -> list of hit descriptions (dicts), empty when no hit.
+LocalMatcher = Callable[[str, str | None], list[dict[str, Any]]]
+
+
+@dataclass
+class CameraState:
+    config: CameraConfig
+    frames: stdqueue.Queue[Frame | None]
+    live: bool
+    tracker: PlateTracker
+    last_frame_wall: float = 0.0
+    frames_since_heartbeat: int = 0
+    finished: bool = False
+    error: str | None = None
+
+
+@dataclass
+class EmittedRead:
+    """What the node made of one vehicle pass (kept for tests and the status view)."""
+
+    read: reads_pb2.PlateRead
+    hits: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PlateFormats:
+    """Per-jurisdiction regexes; a plate matching none of them is junk."""
+
+    def __init__(self, patterns: dict[str, list[str]], enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.by_region = {k.upper(): [re.compile(p) for p in v] for k, v in patterns.items()}
+
+    def accepts(self, text: str, region: str | None) -> bool:
+        if not self.enabled:
+            return True
+        if region and region.upper() in self.by_region:
+            return any(p.search(text) for p in self.by_region[region.upper()])
+        return any(p.search(text) for pats in self.by_region.values() for p in pats)
+
+
+def encode_jpeg(img: Image, quality: int, max_width: int | None = None) -> bytes:
+    if max_width and img.shape[1] > max_width:
+        scale = max_width / img.shape[1]
+        img = cast(Image, cv2.resize(img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
+
+
+class NodeRuntime:
+    """Wires the parts; ``start()``, then ``stop()`` (or ``run_until_sources_end()``)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        recognizer: Recognizer | None = None,
+        registry: CollectorRegistry | None = None,
+        local_matcher: LocalMatcher | None = None,
+        hotlist_version: Callable[[], tuple[int, float | None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = NodeMetrics(self.registry)
+        if recognizer is None:
+            from node.recognition.loading import RecognizerConfig, load_recognizer
+
+            recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
+        self.recognizer = recognizer
+        self.versions = recognizer.versions()
+        self.local_matcher = local_matcher
+        self.hotlist_version = hotlist_version
+        self.kind = reads_pb2.NODE_KIND_FIXED if config.kind == "FIXED" else reads_pb2.NODE_KIND_MOBILE
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        self.queue = ReadQueue(
+            config.queue_path(), config.queue.budget_bytes, on_evict=lambda n: self.metrics.queue_evicted.inc(n)
+        )
+        h = config.hub
+        self.uplink = Uplink(
+            UplinkSettings(h.targets, h.window, h.heartbeat_interval_s, h.backoff_initial_s, h.backoff_max_s),
+            self.queue,
+            self.heartbeat,
+            self.metrics,
+        )
+        self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
+        self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
+        t = config.tracker
+        settings = TrackerSettings(t.emit_delay_s, t.max_track_s, t.min_hits, t.iou_min, t.text_similarity_min)
+        self.cameras = [
+            CameraState(c, stdqueue.Queue(maxsize=4), describe(c.source) == "stream", PlateTracker(settings))
+            for c in config.cameras
+        ]
+        self.emitted: list[EmittedRead] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._metrics_http: Any = None
+        self.metrics_port: int | None = None
+        self.detector_ok = True
+        self.detector_error: str | None = None
+        self.last_detection_ok = time.time()
+        self._all_sources_done = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> NodeRuntime:
+        if self.config.metrics_port >= 0:
+            self._metrics_http, _ = start_http_server(
+                self.config.metrics_port, addr=self.config.metrics_host, registry=self.registry
+            )
+            self.metrics_port = self._metrics_http.server_port
+        if self.gps:
+            self.gps.start()
+        self.uplink.start()
+        for cam in self.cameras:
+            self._spawn(f"camera-{cam.config.camera_id}", self._capture, cam)
+        self._spawn("pipeline", self._process)
+        self._spawn("status", self._status_loop)
+        log.info("node %s (%s) started with %d camera(s)", self.config.node_id, self.config.kind, len(self.cameras))
+        return self
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        th = threading.Thread(target=target, args=args, name=name, daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    def wait_sources_done(self, timeout: float | None = None) -> bool:
+        """For finite sources (files): True once every frame was processed and tracks flushed."""
+        return self._all_sources_done.wait(timeout)
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Stop cameras, flush trackers into the queue, give the uplink ``drain_s`` to send, close."""
+        self._stop.set()
+        for th in self._threads:
+            th.join(10)
+        deadline = time.time() + drain_s
+        while self.queue.depth() and self.uplink.connected and time.time() < deadline:
+            time.sleep(0.05)
+        self.uplink.stop()
+        if self.gps:
+            self.gps.stop()
+        self._write_status()
+        self.queue.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+
+    # -- cameras ---------------------------------------------------------------------------
+
+    def _capture(self, cam: CameraState) -> None:
+        c = cam.config
+        try:
+            for frame in open_source(c.source, c.max_fps, c.loop, self._stop):
+                self.metrics.frames_in.labels(c.camera_id).inc()
+                cam.last_frame_wall = time.time()
+                cam.frames_since_heartbeat += 1
+                if cam.live:
+                    # live: the newest frame wins, processing must not lag behind reality
+                    if cam.frames.full():
+                        try:
+                            cam.frames.get_nowait()
+                            self.metrics.frames_dropped.labels(c.camera_id).inc()
+                        except stdqueue.Empty:
+                            pass
+                    cam.frames.put_nowait(frame)
+                else:
+                    while not self._stop.is_set():
+                        try:
+                            cam.frames.put(frame, timeout=0.2)
+                            break
+                        except stdqueue.Full:
+                            continue
+        except SourceError as e:
+            cam.error = str(e)
+            log.error("camera %s: %s", c.camera_id, e)
+        finally:
+            cam.frames.put(None)
+
+    # -- pipeline --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        active = list(self.cameras)
+        while active and not self._stop.is_set():
+            idle = True
+            for cam in list(active):
+                try:
+                    frame = cam.frames.get(timeout=0.02)
+                except stdqueue.Empty:
+                    continue
+                idle = False
+                if frame is None:
+                    self._emit(cam, cam.tracker.flush())
+                    cam.finished = True
+                    active.remove(cam)
+                    continue
+                self._emit(cam, cam.tracker.update(frame.t, self._recognize(cam, frame), frame))
+            if idle:
+                now_t = time.time()
+                for cam in active:
+                    if cam.live:  # vehicles leave even when no frames arrive
+                        self._emit(cam, cam.tracker.update(now_t, []))
+        for cam in self.cameras:
+            if not cam.finished:
+                self._emit(cam, cam.tracker.flush())
+        self._all_sources_done.set()
+
+    def _recognize(self, cam: CameraState, frame: Frame) -> list[PlateResult]:
+        start = time.perf_counter()
+        try:
+            results = self.recognizer.recognize(frame.image)
+        except Exception as e:  # a broken model must show up in the self-check, not kill the node
+            self.detector_ok = False
+            self.detector_error = f"{type(e).__name__}: {e}"
+            log.exception("recognizer failed on camera %s", cam.config.camera_id)
+            return []
+        self.detector_ok = True
+        self.last_detection_ok = time.time()
+        self.metrics.detector_latency.observe(time.perf_counter() - start)
+        self.metrics.frames_processed.labels(cam.config.camera_id).inc()
+        return results
+
+    def _emit(self, cam: CameraState, tracks: list[FinishedTrack]) -> None:
+        for tr in tracks:
+            text = normalize_plate(tr.text)
+            if (
+                not text
+                or tr.confidence < self.config.plate_formats.min_confidence
+                or not self.formats.accepts(text, tr.state)
+            ):
+                self.metrics.reads_dropped_format.labels(cam.config.camera_id).inc()
+                log.debug("dropped junk read %r (confidence %.2f)", text, tr.confidence)
+                continue
+            read = self._make_read(cam, tr, text)
+            payload = ingest_pb2.IngestRequest(read=read).SerializeToString()
+            self.queue.put(read.read_id, payload)  # durable before anything else happens
+            self.metrics.reads_emitted.labels(cam.config.camera_id).inc()
+            hits = self._match_locally(read)
+            self.emitted.append(EmittedRead(read, hits))
+            log.info(
+                "read %s %s on %s (%.2f, %d frames)",
+                read.read_id[:8],
+                text,
+                cam.config.camera_id,
+                tr.confidence,
+                tr.hits,
+            )
+
+    def _make_read(self, cam: CameraState, tr: FinishedTrack, text: str) -> reads_pb2.PlateRead:
+        best = tr.best
+        frame: Frame | None = best.frame
+        res = best.result
+        x1, y1, x2, y2 = res.box
+        crop = res.crop
+        if crop is None and frame is not None:
+            crop = frame.image[max(0, y1) : y2, max(0, x1) : x2]
+        imgs = self.config.images
+        ts = Timestamp()
+        ts.FromDatetime(datetime.fromtimestamp(frame.wall_time if frame else time.time(), UTC))
+        char_confs = list(tr.char_confidences) if len(tr.char_confidences) == len(text) else []
+        read = reads_pb2.PlateRead(
+            read_id=str(uuid.uuid4()),
+            node_id=self.config.node_id,
+            camera_id=cam.config.camera_id,
+            node_kind=self.kind,
+            capture_time=ts,
+            plate_text=text,
+            confidence=float(tr.confidence),
+            char_confidences=char_confs,
+            region=tr.state or "",
+            region_confidence=float(tr.state_confidence),
+            plate_box=reads_pb2.BoundingBox(x1=max(0, x1), y1=max(0, y1), x2=x2, y2=y2),
+            plate_crop_jpeg=encode_jpeg(crop, imgs.crop_quality) if crop is not None and crop.size else b"",
+            model_versions=reads_pb2.ModelVersions(
+                detector=self.versions.get("detector", ""),
+                ocr=self.versions.get("ocr", ""),
+                state_classifier=self.versions.get("state_classifier", ""),
+            ),
+        )
+        if frame is not None:
+            read.frame_height, read.frame_width = frame.image.shape[:2]
+            if imgs.send_frame:
+                read.frame_jpeg = encode_jpeg(frame.image, imgs.frame_quality, imgs.frame_max_width)
+        loc = self._location(cam)
+        if loc is not None:
+            read.location.CopyFrom(loc)
+        return read
+
+    def _location(self, cam: CameraState) -> reads_pb2.GeoPoint | None:
+        fixed = cam.config.location or self.config.location
+        if self.config.kind == "FIXED" and fixed is not None:
+            gp = reads_pb2.GeoPoint(latitude=fixed.latitude, longitude=fixed.longitude, accuracy_m=fixed.accuracy_m)
+            if fixed.heading_deg is not None:
+                gp.heading_deg = fixed.heading_deg
+            return gp
+        fix = self.gps.current() if self.gps else None
+        if fix is None:
+            return None
+        gp = reads_pb2.GeoPoint(latitude=fix.latitude, longitude=fix.longitude, accuracy_m=fix.accuracy_m)
+        if fix.heading_deg is not None:
+            gp.heading_deg = fix.heading_deg
+        if fix.speed_mps is not None:
+            gp.speed_mps = fix.speed_mps
+        return gp
+
+    # -- local alerts ----------------------------------------------------------------------
+
+    def _match_locally(self, read: reads_pb2.PlateRead) -> list[dict[str, Any]]:
+        if self.local_matcher is None:
+            return []
+        hits = self.local_matcher(read.plate_text, read.region or None)
+        for hit in hits:
+            self.metrics.local_alerts.inc()
+            alert = {"read_id": read.read_id, "plate": read.plate_text, "camera_id": read.camera_id, **hit}
+            # The console line is the in-car alert of last resort: it works with no hub at all.
+            print(
+                f"*** HOT-LIST HIT: {read.plate_text} on {read.camera_id}: {json.dumps(hit, default=str)}", flush=True
+            )
+            log.warning("hot-list hit %s", alert)
+            if self.config.alerts.command:
+                try:
+                    subprocess.Popen(self.config.alerts.command, stdin=subprocess.PIPE).communicate(
+                        json.dumps(alert, default=str).encode(), timeout=5
+                    )
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    log.error("alert command %s failed: %s", self.config.alerts.command, e)
+        return hits
+
+    # -- health ----------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Self-check findings; empty when healthy."""
+        sc = self.config.self_check
+        out: list[str] = []
+        now = time.time()
+        for cam in self.cameras:
+            if cam.error:
+                out.append(f"camera {cam.config.camera_id}: {cam.error}")
+            elif not cam.finished and now - (cam.last_frame_wall or now) > sc.camera_timeout_s:
+                out.append(f"camera {cam.config.camera_id}: no frames for {now - cam.last_frame_wall:.0f} s")
+        if not self.detector_ok:
+            out.append(f"detector failing: {self.detector_error}")
+        free = shutil.disk_usage(self.config.state_dir).free
+        if free < sc.min_free_disk_bytes:
+            out.append(f"disk almost full: {free // 2**20} MiB free in {self.config.state_dir}")
+        skew = self.uplink.clock_skew_s
+        if skew is not None and abs(skew) > sc.max_clock_skew_s:
+            out.append(f"clock off by {skew:+.1f} s against the hub: check NTP/GPS time")
+        if self.config.kind == "MOBILE" and self.gps and self.gps.current() is None:
+            out.append("no GPS fix")
+        return out
+
+    def heartbeat(self) -> ingest_pb2.Heartbeat:
+        hb = ingest_pb2.Heartbeat(
+            node_id=self.config.node_id,
+            node_kind=self.kind,
+            queue_depth=self.queue.depth(),
+            queue_oldest_age_s=self.queue.oldest_age(),
+            detector_ok=self.detector_ok,
+            disk_free_bytes=shutil.disk_usage(self.config.state_dir).free,
+            problems=self.problems(),
+            software_version=SOFTWARE_VERSION,
+        )
+        hb.sent_time.FromDatetime(datetime.now(UTC))
+        for cam in self.cameras:
+            problem = next((p for p in hb.problems if p.startswith(f"camera {cam.config.camera_id}:")), "")
+            hb.cameras.add(
+                camera_id=cam.config.camera_id,
+                frames_received=cam.frames_since_heartbeat,
+                ok=not problem,
+                problem=problem,
+            )
+            cam.frames_since_heartbeat = 0
+        if self.hotlist_version:
+            version, synced = self.hotlist_version()
+            hb.hotlist_version = version
+            if synced:
+                hb.hotlist_synced_time.FromDatetime(datetime.fromtimestamp(synced, UTC))
+        return hb
+
+    def status(self) -> dict[str, Any]:
+        problems = self.problems()
+        return {
+            "node_id": self.config.node_id,
+            "kind": self.config.kind,
+            "time": time.time(),
+            "ok": not problems,
+            "problems": problems,
+            "cameras": {
+                c.config.camera_id: {
+                    "last_frame_age_s": round(time.time() - c.last_frame_wall, 1) if c.last_frame_wall else None,
+                    "finished": c.finished,
+                    "error": c.error,
+                }
+                for c in self.cameras
+            },
+            "queue": {
+                "depth": self.queue.depth(),
+                "oldest_age_s": round(self.queue.oldest_age(), 1),
+                "bytes": self.queue.size_bytes(),
+            },
+            "hub": {
+                "connected": self.uplink.connected_target,
+                "last_error": self.uplink.last_error,
+                "clock_skew_s": self.uplink.clock_skew_s,
+            },
+            "detector_ok": self.detector_ok,
+            "reads_emitted": len(self.emitted),
+            "metrics_port": self.metrics_port,
+        }
+
+    def _write_status(self) -> None:
+        try:
+            st = self.status()
+        except Exception:  # queue closed during shutdown
+            return
+        self.metrics.queue_depth.set(st["queue"]["depth"])
+        self.metrics.queue_oldest_age.set(st["queue"]["oldest_age_s"])
+        self.metrics.self_check_ok.set(1 if st["ok"] else 0)
+        path = Path(self.config.state_dir) / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(st, indent=2, default=str))
+        tmp.replace(path)
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(2.0):
+            self._write_status()

@@ -1,0 +1,111 @@
+"""Tracker and plate-format logic (pure, no models): one read per vehicle pass."""
+
+from __future__ import annotations
+
+import random
+
+from node.recognition.types import PlateResult
+from node.runtime import PlateFormats
+from node.tracker import PlateTracker, TrackerSettings, text_similarity, vote
+
+FPS = 10.0
+
+
+def noisy(text: str, rnd: random.Random, p: float = 0.25) -> tuple[str, tuple[float, ...]]:
+    """OCR-like noise: some characters swapped for look-alikes, with lower confidence."""
+    swaps = {"0": "O", "O": "0", "1": "I", "8": "B", "5": "S", "B": "8", "A": "4", "7": "T"}
+    out, confs = [], []
+    for ch in text:
+        if rnd.random() < p and ch in swaps:
+            out.append(swaps[ch])
+            confs.append(rnd.uniform(0.3, 0.6))
+        else:
+            out.append(ch)
+            confs.append(rnd.uniform(0.8, 0.99))
+    return "".join(out), tuple(confs)
+
+
+def pass_of(text: str, x0: int, dx: int, frames: int, t0: float, rnd: random.Random) -> list[tuple[float, PlateResult]]:
+    out = []
+    for i in range(frames):
+        t = t0 + i / FPS
+        x = x0 + dx * i
+        txt, confs = noisy(text, rnd)
+        out.append((t, PlateResult((x, 400, x + 120, 430), 0.9, txt, sum(confs) / len(confs), confs, "IL", 0.7)))
+    return out
+
+
+def run(tracker: PlateTracker, events: list[tuple[float, PlateResult]], end: float) -> list:
+    by_t: dict[float, list[PlateResult]] = {}
+    for t, r in events:
+        by_t.setdefault(round(t, 3), []).append(r)
+    finished = []
+    t = 0.0
+    while t <= end:
+        finished += tracker.update(t, by_t.get(round(t, 3), []))
+        t = round(t + 1 / FPS, 3)
+    return finished + tracker.flush()
+
+
+def test_one_read_per_vehicle_with_consensus_text() -> None:
+    rnd = random.Random(3)
+    tracker = PlateTracker(TrackerSettings(emit_delay_s=0.6))
+    events = pass_of("ABC1234", 100, 40, 15, 0.0, rnd) + pass_of("XYZ9876", 1100, -35, 12, 0.5, rnd)
+    finished = run(tracker, events, 5.0)
+    assert sorted(f.text for f in finished) == ["ABC1234", "XYZ9876"]
+    for f in finished:
+        assert len(f.char_confidences) == 7 and 0 < f.confidence <= 1
+        assert f.state == "IL"
+        assert f.best.result.box[2] - f.best.result.box[0] == 120
+
+
+def test_read_emitted_within_the_delay_after_the_vehicle_leaves() -> None:
+    rnd = random.Random(4)
+    tracker = PlateTracker(TrackerSettings(emit_delay_s=0.5))
+    events = pass_of("KLM5555", 0, 30, 10, 0.0, rnd)  # last seen at t=0.9
+    emitted_at = None
+    t = 0.0
+    by_t = {round(t_, 3): [r] for t_, r in events}
+    while t < 3 and emitted_at is None:
+        if tracker.update(t, by_t.get(round(t, 3), [])):
+            emitted_at = t
+        t = round(t + 0.1, 3)
+    assert emitted_at is not None and 0.9 + 0.5 <= emitted_at <= 0.9 + 0.5 + 0.11
+
+
+def test_parked_car_gives_one_read_not_one_per_interval() -> None:
+    rnd = random.Random(5)
+    tracker = PlateTracker(TrackerSettings(emit_delay_s=0.5, max_track_s=2.0))
+    events = pass_of("PRK1000", 500, 0, 100, 0.0, rnd)  # 10 s in place
+    finished = run(tracker, events, 12.0)
+    assert [f.text for f in finished] == ["PRK1000"]
+
+
+def test_single_glimpse_is_not_a_read_when_min_hits_is_two() -> None:
+    tracker = PlateTracker(TrackerSettings(min_hits=2))
+    finished = run(tracker, [(0.0, PlateResult((0, 0, 100, 30), 0.9, "GHOST1", 0.9))], 2.0)
+    assert finished == []
+
+
+def test_vote_weights_characters_by_confidence() -> None:
+    rs = [
+        PlateResult((0, 0, 1, 1), 1, "AB0123", 0.9, (0.9, 0.9, 0.3, 0.9, 0.9, 0.9)),
+        PlateResult((0, 0, 1, 1), 1, "ABO123", 0.9, (0.9, 0.9, 0.95, 0.9, 0.9, 0.9)),
+        PlateResult((0, 0, 1, 1), 1, "ABO12", 0.4, (0.5,) * 5),
+    ]
+    text, _conf, chars = vote(rs)
+    assert text == "ABO123" and len(chars) == 6 and chars[2] < chars[0]
+
+
+def test_text_similarity() -> None:
+    assert text_similarity("ABC123", "ABC123") == 1.0
+    assert abs(text_similarity("ABC123", "ABC12") - 5 / 6) < 1e-9
+
+
+def test_plate_formats_drop_junk() -> None:
+    fmts = PlateFormats({"IL": [r"^[A-Z]{1,3}[0-9]{1,5}$", r"^[0-9]{1,6}$"], "IN": [r"^[0-9]{3}[A-Z]{1,3}$"]})
+    assert fmts.accepts("AB1234", "IL")
+    assert not fmts.accepts("1234AB", "IL")
+    assert fmts.accepts("123ABC", None)  # unknown state: any jurisdiction's pattern
+    assert not fmts.accepts("XX", None)
+    assert PlateFormats({}, enabled=False).accepts("anything", None)
