@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from alpr.v1 import ingest_pb2
 from prometheus_client import CollectorRegistry
 
-from alpr.v1 import ingest_pb2
 from alpr_common.simulation import make_read
 from hub.config import HubConfig
 from hub.storage import connect
