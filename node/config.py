@@ -100,6 +100,16 @@ class AlertsConfig(StrictModel):
     command: list[str] | None = None
 
 
+class HotListConfig(StrictModel):
+    """Local copy of the hot lists (kept current from the hub), matched against every read."""
+
+    enabled: bool = True
+    # default: <state_dir>/hotlist.sqlite
+    path: str | None = None
+    # a copy not confirmed current for this long is reported by the self-check (policy 4.1)
+    max_age_s: float = Field(8 * 3600.0, gt=0)
+
+
 class SelfCheckConfig(StrictModel):
     camera_timeout_s: float = Field(30.0, gt=0)
     min_free_disk_bytes: int = Field(512 * 1024**2, ge=0)
@@ -121,6 +131,7 @@ class NodeConfig(StrictModel):
     # detector / OCR / state models: see node/recognition/loading.py (RecognizerConfig)
     recognizer: dict[str, Any] = Field(default_factory=dict)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    hotlist: HotListConfig = Field(default_factory=HotListConfig)
     self_check: SelfCheckConfig = Field(default_factory=SelfCheckConfig)
     metrics_host: str = "0.0.0.0"
     # 0 picks a free port; -1 disables
@@ -147,6 +158,9 @@ class NodeConfig(StrictModel):
             return self
         RecognizerConfig.model_validate(self.recognizer)
         return self
+
+    def hotlist_path(self) -> Path:
+        return Path(self.hotlist.path) if self.hotlist.path else Path(self.state_dir) / "hotlist.sqlite"
 
     def queue_path(self) -> Path:
         return Path(self.queue.path) if self.queue.path else Path(self.state_dir) / "queue.sqlite"

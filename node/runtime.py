@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from alpr_common.plates import normalize_plate
 from node.config import CameraConfig, NodeConfig
 from node.gps import GpsReader
+from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.recognition.types import Image, PlateResult
@@ -85,7 +86,9 @@ class PlateFormats:
 def encode_jpeg(img: Image, quality: int, max_width: int | None = None) -> bytes:
     if max_width and img.shape[1] > max_width:
         scale = max_width / img.shape[1]
-        img = cast(Image, cv2.resize(img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA))
+        img = cast(
+            Image, cv2.resize(img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        )
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
@@ -112,6 +115,11 @@ class NodeRuntime:
             recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
         self.recognizer = recognizer
         self.versions = recognizer.versions()
+        self.hotlist: HotListSync | None = None
+        if local_matcher is None and config.hotlist.enabled:
+            self.hotlist = HotListSync(config.hotlist_path(), config.hub.targets, config.node_id)
+            local_matcher = self._match_hotlist
+            hotlist_version = self._hotlist_version
         self.local_matcher = local_matcher
         self.hotlist_version = hotlist_version
         self.kind = reads_pb2.NODE_KIND_FIXED if config.kind == "FIXED" else reads_pb2.NODE_KIND_MOBILE
@@ -154,6 +162,8 @@ class NodeRuntime:
             self.metrics_port = self._metrics_http.server_port
         if self.gps:
             self.gps.start()
+        if self.hotlist:
+            self.hotlist.start()
         self.uplink.start()
         for cam in self.cameras:
             self._spawn(f"camera-{cam.config.camera_id}", self._capture, cam)
@@ -180,6 +190,8 @@ class NodeRuntime:
         while self.queue.depth() and self.uplink.connected and time.time() < deadline:
             time.sleep(0.05)
         self.uplink.stop()
+        if self.hotlist:
+            self.hotlist.stop()
         if self.gps:
             self.gps.stop()
         self._write_status()
@@ -347,6 +359,27 @@ class NodeRuntime:
 
     # -- local alerts ----------------------------------------------------------------------
 
+    def _match_hotlist(self, plate: str, state: str | None) -> list[dict[str, Any]]:
+        assert self.hotlist is not None
+        return [
+            {
+                "match": m.kind,
+                "score": round(m.score, 3),
+                "state_mismatch": m.state_mismatch,
+                "hotlist_plate": m.entry.plate,
+                "hotlist_state": m.entry.state,
+                "category": m.entry.category,
+                "source": m.entry.source,
+                "reason": m.entry.reason,
+            }
+            for m in self.hotlist.match(plate, state or "")
+        ]
+
+    def _hotlist_version(self) -> tuple[int, float | None]:
+        assert self.hotlist is not None
+        st = self.hotlist.status()
+        return st.version, st.synced_at.timestamp() if st.synced_at else None
+
     def _match_locally(self, read: reads_pb2.PlateRead) -> list[dict[str, Any]]:
         if self.local_matcher is None:
             return []
@@ -390,6 +423,17 @@ class NodeRuntime:
             out.append(f"clock off by {skew:+.1f} s against the hub: check NTP/GPS time")
         if self.config.kind == "MOBILE" and self.gps and self.gps.current() is None:
             out.append("no GPS fix")
+        if self.hotlist is not None:
+            st = self.hotlist.status()
+            age = (now - st.synced_at.timestamp()) if st.synced_at else None
+            self.metrics.hotlist_version.set(st.version)
+            if age is not None:
+                self.metrics.hotlist_age.set(age)
+            if age is None or age > self.config.hotlist.max_age_s:
+                out.append(
+                    f"hot list not confirmed current {'ever' if age is None else f'for {age / 3600:.1f} h'} "
+                    f"(version {st.version}): connect to the hub and run alpr-node shift-start"
+                )
         return out
 
     def heartbeat(self) -> ingest_pb2.Heartbeat:

@@ -165,6 +165,7 @@ class PlateTracker:
     def update(self, t: float, results: list[PlateResult], frame: Any = None) -> list[FinishedTrack]:
         """Add one frame's results (time ``t`` in seconds); returns tracks finished by now."""
         s = self.settings
+        done = self._finish(t)  # vehicles that left before this frame are not candidates
         pairs: list[tuple[float, int, int]] = []
         for ti, tr in enumerate(self._tracks):
             pred = tr.predicted(t)
@@ -191,7 +192,7 @@ class PlateTracker:
                 tr = _Track(next(self._ids), t, t, r.box)
                 tr.add(t, r, frame)
                 self._tracks.append(tr)
-        return self._finish(t)
+        return done + self._finish(t)
 
     def _finish(self, t: float) -> list[FinishedTrack]:
         s = self.settings
