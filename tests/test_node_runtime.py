@@ -16,8 +16,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from alpr.v1 import hotlist_pb2
+
 from node.config import NodeConfig
 from node.hotlist_sync import HotListSync
 from node.recognition.types import PlateResult
@@ -90,7 +90,7 @@ def test_local_alert_while_hub_is_down_then_reads_delivered(cassandra, cql, tmp_
             category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
             reason="stolen from lot 4",
             entered_by="officer-9",
-        )  # fmt: skip
+        )
     )
     alert_file = tmp_path / "alerts.jsonl"
     cfg = node_config(tmp_path, scenes, port, alert_file)
