@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import socket
 import sys
@@ -44,6 +45,7 @@ def main(argv: list[str]) -> int:
     if not args.officer.strip():
         print("alpr-node shift-start: --officer must not be empty", file=sys.stderr)
         return 2
+    logging.getLogger("node.hotlist_sync").setLevel(logging.ERROR)  # the verdict says it all
     sync = HotListSync(args.state_dir / "hotlist.sqlite", hubs, args.node_id, backoff_initial_s=0.2, backoff_max_s=2.0)
     status = sync.sync_once(args.timeout)
     sync.local.close()
@@ -79,7 +81,7 @@ def _verdict(s: SyncStatus, hubs: list[str]) -> tuple[bool, str]:
         return True, ""
     if s.hub_version is None:
         return False, (
-            f"cannot reach the hub ({', '.join(hubs)}: {s.last_error or 'no answer'}); {held}. "
+            f"cannot reach the hub ({s.last_error or 'no answer from ' + ', '.join(hubs)}); {held}. "
             "Check the unit's network and retry; do not rely on the list until it is current (policy 4.1)"
         )
     return False, (

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Hot-list benchmark: import rate, in-process match rate, delta propagation latency to
+subscribed nodes, read ingested → alert on a watcher on another hub replica.
+
+    .venv/bin/python ops/bench/hotlist.py [--entries 1000000] [--nodes 50] [--deltas 20] [--alerts 200]
+
+Progress on stderr; the last line is JSON:
+{"import_entries_per_s", "matches_per_s", "delta_p99_ms", "alert_p99_ms", ...}.
+Targets (issue 5): 1,000,000 entries imported in <= 2 min, >= 200,000 matches/s against
+1,000,000 entries, delta p99 <= 1 s to 50 nodes, alert p99 <= 250 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import random
+import string
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2
+from common import ROOT, cassandra, hub_process, log, percentile
+
+from alpr_common.hotlist_model import HotListEntry
+from alpr_common.matching import Matcher
+from alpr_common.simulation import make_read
+
+TEMPLATE = "601815V ILMPSTOLEN VYR/13 VMA/JEEP VMO/F15 VST/2D VCO/WHI     DOT/040216 LDS/V23A0968"
+STATES = ("IL", "IL", "IL", "IL", "WI", "IN", "MO", "IA")
+
+
+def plates(n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    out: set[str] = set()
+    alphabet = string.ascii_uppercase + string.digits
+    while len(out) < n:
+        out.add("".join(rnd.choices(alphabet, k=rnd.choice((6, 7, 7, 7, 8)))))
+    return sorted(out)
+
+
+def leads_file(ps: list[str]) -> bytes:
+    lines = []
+    for i, p in enumerate(ps):
+        st = STATES[i % len(STATES)]
+        lines.append(f"{p:<8}{st}{TEMPLATE[10:77]}V{i:07d}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def bench_import(target: str, data: bytes) -> tuple[float, hotlist_pb2.ImportResult]:
+    def reqs() -> Iterator[hotlist_pb2.ImportListRequest]:
+        yield hotlist_pb2.ImportListRequest(
+            header=hotlist_pb2.ImportHeader(
+                format=hotlist_pb2.IMPORT_FORMAT_IL_LEADS, source=hotlist_pb2.HOT_LIST_SOURCE_LEADS,
+                imported_by="bench", file_name="bench.txt",
+            )
+        )  # fmt: skip
+        for i in range(0, len(data), 1 << 20):
+            yield hotlist_pb2.ImportListRequest(data=data[i : i + (1 << 20)])
+
+    t0 = time.perf_counter()
+    result = None
+    last = ""
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 30)]) as ch:
+        for resp in hotlist_pb2_grpc.HotListServiceStub(ch).ImportList(reqs(), timeout=1800):
+            if resp.WhichOneof("payload") == "result":
+                result = resp.result
+            else:
+                pr = resp.progress
+                msg = f"{pr.phase} {pr.done}/{pr.total}"
+                if pr.phase != last or pr.done == pr.total:
+                    log(f"  import: {msg} at {time.perf_counter() - t0:.1f} s")
+                    last = pr.phase
+    assert result is not None
+    return time.perf_counter() - t0, result
+
+
+def bench_match(ps: list[str], reads: int) -> float:
+    log(f"match: building the matcher with {len(ps)} entries")
+    m = Matcher()
+    for i, p in enumerate(ps):
+        m.upsert(HotListEntry(f"LEADS:X:{p}:{i}", p, STATES[i % len(STATES)], "STOLEN_VEHICLE", "LEADS"))
+    rnd = random.Random(3)
+    alphabet = string.ascii_uppercase + string.digits
+    sample = ["".join(rnd.choices(alphabet, k=7)) for _ in range(reads)]
+    for i in range(0, reads, 100):  # 1 % hits
+        sample[i] = ps[rnd.randrange(len(ps))]
+    log(f"match: {reads} reads")
+    match = m.match
+    t0 = time.perf_counter()
+    hits = 0
+    for p in sample:
+        if match(p, "IL"):
+            hits += 1
+    dt = time.perf_counter() - t0
+    log(f"match: {reads / dt:,.0f} reads/s ({hits} with a match)")
+    return reads / dt
+
+
+class Node(threading.Thread):
+    """One subscribed node: records when each delta version arrives."""
+
+    def __init__(self, target: str, node_id: str, have: int) -> None:
+        super().__init__(daemon=True)
+        self.target, self.node_id, self.have = target, node_id, have
+        self.arrivals: dict[int, float] = {}
+        self.ready = threading.Event()
+        self._q: queue.Queue[hotlist_pb2.SubscribeRequest | None] = queue.Queue()
+        self.call = None
+
+    def run(self) -> None:
+        self._q.put(hotlist_pb2.SubscribeRequest(start=hotlist_pb2.SubscribeStart(node_id=self.node_id,
+                                                                                  have_version=self.have)))  # fmt: skip
+
+        def it() -> Iterator[hotlist_pb2.SubscribeRequest]:
+            while (m := self._q.get()) is not None:
+                yield m
+
+        with grpc.insecure_channel(self.target) as ch:
+            self.call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(it())
+            try:
+                for r in self.call:
+                    k = r.WhichOneof("payload")
+                    if k == "delta" and not r.delta.more:
+                        self.arrivals[r.delta.version] = time.perf_counter()
+                        self._q.put(hotlist_pb2.SubscribeRequest(ack=hotlist_pb2.SubscribeAck(version=r.delta.version)))
+                    elif k == "current":
+                        self.ready.set()
+            except grpc.RpcError:
+                pass
+
+    def stop(self) -> None:
+        self._q.put(None)
+        if self.call is not None:
+            self.call.cancel()
+
+
+def bench_deltas(writer: str, reader: str, nodes: int, deltas: int) -> list[float]:
+    hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(writer))
+    have = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(reader)).GetVersion(
+        hotlist_pb2.GetVersionRequest()).version  # fmt: skip
+    subs = [Node(reader, f"bench-node-{i}", have) for i in range(nodes)]
+    for s in subs:
+        s.start()
+    for s in subs:
+        assert s.ready.wait(60), "subscriber did not get current"
+    log(f"deltas: {nodes} nodes subscribed on {reader}; committing {deltas} changes on {writer}")
+    sent: dict[int, float] = {}
+    for i in range(deltas):
+        t0 = time.perf_counter()
+        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=f"DLT{i:04d}", state="IL", reason="bench",
+                        entered_by="bench", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)).version  # fmt: skip
+        sent[v] = t0
+        time.sleep(0.25)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(len(s.arrivals) < deltas for s in subs):
+        time.sleep(0.1)
+    lat = [(s.arrivals[v] - t0) * 1000 for s in subs for v, t0 in sent.items() if v in s.arrivals]
+    missing = nodes * deltas - len(lat)
+    for s in subs:
+        s.stop()
+    log(f"deltas: p50 {percentile(lat, 0.5):.0f} ms p99 {percentile(lat, 0.99):.0f} ms, {missing} not received")
+    return lat
+
+
+def bench_alerts(hub_a: str, hub_b: str, n: int) -> list[float]:
+    hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(hub_a))
+    for i in range(20):
+        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=f"ALRT{i:03d}", state="IL", reason="bench", entered_by="b",
+                        category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)).version  # fmt: skip
+    hb = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(hub_b))
+    while hb.GetVersion(hotlist_pb2.GetVersionRequest()).version < v:
+        time.sleep(0.05)
+    received: dict[str, float] = {}
+    call = alert_pb2_grpc.AlertServiceStub(grpc.insecure_channel(hub_b)).Watch(alert_pb2.WatchRequest())
+    call.initial_metadata()
+
+    def drain() -> None:
+        try:
+            for ev in call:
+                received.setdefault(ev.alert.read_id, time.perf_counter())
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    sent: dict[str, float] = {}
+    q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
+
+    def it() -> Iterator[ingest_pb2.IngestRequest]:
+        while (m := q.get()) is not None:
+            yield m
+
+    from alpr.v1 import ingest_pb2_grpc
+
+    acks: dict[str, float] = {}
+    stream = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(hub_a)).Ingest(it())
+
+    def drain_acks() -> None:
+        for r in stream:
+            if r.WhichOneof("result") == "ack":
+                acks[r.ack.read_id] = time.perf_counter()
+
+    threading.Thread(target=drain_acks, daemon=True).start()
+    rnd = random.Random(5)
+    log(f"alerts: {n} matching reads into {hub_a} (plus 9 non-matching each), watcher on {hub_b}")
+    for i in range(n):
+        for _ in range(9):
+            q.put(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
+        r = make_read(plate=f"ALRT{i % 20:03d}", rnd=rnd)
+        sent[r.read_id] = time.perf_counter()
+        q.put(ingest_pb2.IngestRequest(read=r))
+        time.sleep(0.05)
+    deadline = time.time() + 20
+    while time.time() < deadline and len([k for k in sent if k in received]) < n:
+        time.sleep(0.1)
+    q.put(None)
+    call.cancel()
+    lat = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
+    ack_lat = [(acks[k] - t) * 1000 for k, t in sent.items() if k in acks]
+    log(f"alerts: p50 {percentile(lat, 0.5):.0f} ms p99 {percentile(lat, 0.99):.0f} ms ({n - len(lat)} missing); "
+        f"ack of a matching read p50 {percentile(ack_lat, 0.5):.0f} ms p99 {percentile(ack_lat, 0.99):.0f} ms")  # fmt: skip
+    return lat
+
+
+def _drop(cass: tuple[list[str], int], keyspaces: list[str]) -> None:
+    """Drop the benchmark's keyspaces (a million-entry list is not worth keeping)."""
+    from hub.config import HubConfig
+    from hub.storage import connect
+
+    points, port = cass
+    cluster, session = connect(
+        HubConfig.model_validate({"cassandra": {"contact_points": points, "port": port}}).cassandra
+    )
+    try:
+        for ks in keyspaces:
+            session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--match-reads", type=int, default=500_000)
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--deltas", type=int, default=20)
+    ap.add_argument("--alerts", type=int, default=200)
+    ap.add_argument("--skip", action="append", default=[], choices=["import", "match", "deltas", "alerts"])
+    args = ap.parse_args()
+    out: dict[str, float | int | None] = {"entries": args.entries, "nodes": args.nodes}
+    log(f"generating {args.entries} unique plates")
+    ps = plates(args.entries)
+    if "match" not in args.skip:
+        out["matches_per_s"] = round(bench_match(ps, args.match_reads))
+    fast = {"hotlists": {"poll_interval_s": 0.1}, "alerts": {"feed_poll_interval_s": 0.075}}
+    run = ROOT / ".run" / "bench-hotlist"
+    with cassandra() as cass:
+        ks = f"alpr_bench_hl_{uuid.uuid4().hex[:8]}"
+        with hub_process(cass, ks, run / "a", cassandra={"write_consistency": "ONE"}, **fast) as hub_a:
+            if "import" not in args.skip:
+                data = leads_file(ps)
+                log(f"import: {len(data) / 1e6:.0f} MB LEADS file, {args.entries} entries, into {hub_a}")
+                secs, res = bench_import(hub_a, data)
+                del data
+                out["import_seconds"] = round(secs, 1)
+                out["import_entries_per_s"] = round(res.added / secs)
+                log(
+                    f"import: {res.added} added in {secs:.1f} s = {res.added / secs:,.0f} entries/s (version {res.version})"
+                )
+            if "deltas" not in args.skip:
+                lat = bench_deltas(hub_a, hub_a, args.nodes, args.deltas)
+                out["delta_same_hub_p99_ms"] = round(percentile(lat, 0.99), 1)
+        if "alerts" not in args.skip or "deltas" not in args.skip:
+            ks2 = f"alpr_bench_al_{uuid.uuid4().hex[:8]}"
+            with (
+                hub_process(
+                    cass, ks2, run / "b1", cassandra={"write_consistency": "ONE"}, hub_id="bench-a", **fast
+                ) as a,
+                hub_process(
+                    cass, ks2, run / "b2", cassandra={"write_consistency": "ONE"}, hub_id="bench-b", **fast
+                ) as b,
+            ):
+                if "deltas" not in args.skip:
+                    # Across replicas: committed on A, subscribers on B (B learns it by tailing the log).
+                    lat = bench_deltas(a, b, args.nodes, args.deltas)
+                    out["delta_p50_ms"] = round(percentile(lat, 0.5), 1)
+                    out["delta_p99_ms"] = round(percentile(lat, 0.99), 1)
+                if "alerts" not in args.skip:
+                    lat = bench_alerts(a, b, args.alerts)
+                    out["alert_p50_ms"] = round(percentile(lat, 0.5), 1)
+                    out["alert_p99_ms"] = round(percentile(lat, 0.99), 1)
+        _drop(cass, [k for k in (locals().get("ks"), locals().get("ks2")) if k])
+    for k in ("import_entries_per_s", "matches_per_s", "delta_p99_ms", "alert_p99_ms"):
+        out.setdefault(k, None)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
