@@ -15,8 +15,18 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def panel(pid: int, title: str, exprs: list[tuple[str, str]], x: int, y: int, w: int = 12, h: int = 8,
-          kind: str = "timeseries", unit: str = "short", description: str = "") -> dict[str, Any]:  # fmt: skip
+def panel(
+    pid: int,
+    title: str,
+    exprs: list[tuple[str, str]],
+    x: int,
+    y: int,
+    w: int = 12,
+    h: int = 8,
+    kind: str = "timeseries",
+    unit: str = "short",
+    description: str = "",
+) -> dict[str, Any]:
     return {
         "id": pid,
         "type": kind,
@@ -147,7 +157,7 @@ FLEET = dashboard(
             12,
             32,
         ),
-    ],  # fmt: skip
+    ],
     ["alpr", "fleet"],
 )
 
@@ -237,7 +247,7 @@ OPS = dashboard(
             32,
             unit="s",
         ),
-    ],  # fmt: skip
+    ],
     ["alpr", "ops"],
 )
 
