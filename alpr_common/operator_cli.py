@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alpr_common.operator import alerts, hotlist
+from alpr_common.operator import agencies, alerts, bridge, hotlist
 from alpr_common.operator.common import CliError, add_global_options, context_from, fail
 
-GROUPS = {"hotlist": hotlist, "alerts": alerts}
+GROUPS = {"hotlist": hotlist, "alerts": alerts, "agencies": agencies, "bridge": bridge}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -130,6 +130,17 @@ class AlertsConfig(StrictModel):
     pending_scan_interval_s: float = Field(30.0, gt=0)
 
 
+class AgenciesConfig(StrictModel):
+    """Agency exchange (policy 3.4-3.6, 4.7): who this hub's agency is and the sharing rules."""
+
+    # This agency's id (as other agencies register it) and home state: agencies of the home
+    # state may receive; others need an approval.
+    agency_id: str = ""
+    home_state: str = Field("IL", pattern=r"^[A-Z]{2}$")
+    # Longest an out-of-state approval may run.
+    max_approval_days: int = Field(366, ge=1, le=3660)
+
+
 class HubConfig(StrictModel):
     """Everything the hub process needs."""
 
@@ -146,6 +157,7 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     hotlists: HotListConfig = Field(default_factory=HotListConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)
 
 
 ENV_PREFIX = "ALPR_HUB"

@@ -97,3 +97,21 @@ class HotListMetrics:
         self.feed_errors = Counter(
             "alpr_hub_alert_feed_errors_total", "Failed polls of the alert feed", registry=registry
         )
+
+
+class AgencyMetrics:
+    """Agency exchange (``alpr_hub_share_*``): sharing decisions and relays received."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.share_decisions = Counter(
+            "alpr_hub_share_decisions_total",
+            "Agency sharing decisions (policy 4.7), by outcome (allowed / refused)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.shared_received = Counter(
+            "alpr_hub_shared_alerts_received_total",
+            "Relays received from other agencies, by result (stored / duplicate)",
+            ["result"],
+            registry=registry,
+        )

@@ -9,17 +9,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from alpr.v1 import (
+    agency_pb2,
+    agency_pb2_grpc,
+    alert_pb2,
+    alert_pb2_grpc,
+    hotlist_pb2,
+    hotlist_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+)
 from grpc_health.v1 import _async as health_aio  # the asyncio servicer (grpc_health.v1.health.aio)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from hub.agencies import AgencyExchangeServicer, BridgeAdminServicer
 from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
 from hub.config import HubConfig
 from hub.hotlists import HotListMirror, HotListServicer, HotListStore
 from hub.ingest import IngestServicer
-from hub.metrics import HotListMetrics, HubMetrics
+from hub.metrics import AgencyMetrics, HotListMetrics, HubMetrics
 from hub.schema import migrate
 from hub.storage import ReadStore, connect
 
@@ -29,6 +39,8 @@ SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     hotlist_pb2.DESCRIPTOR.services_by_name["HotListService"].full_name,
     alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+    agency_pb2.DESCRIPTOR.services_by_name["AgencyExchangeService"].full_name,
+    agency_pb2.DESCRIPTOR.services_by_name["BridgeAdminService"].full_name,
 )
 
 
@@ -118,6 +130,10 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     feed = AlertFeedTailer(alert_store, config, hl_metrics)
     alerts = AlertServicer(alert_store, feed, config, hl_metrics)
     alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
+    agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(
+        AgencyExchangeServicer(store.session, config, AgencyMetrics(registry)), server
+    )
+    agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store.session, config), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -1,0 +1,258 @@
+"""What is relayed, and following the hub's alert stream without gaps.
+
+Rules (policy 4.4, 4.6D):
+
+- accepted with action TAKING_ACTION / ACTION_TAKEN → ``valid_alert`` to dispatch;
+- accepted with UNABLE_TO_ACT → ``unable_to_act`` to dispatch and neighbouring agencies;
+- PENDING longer than ``relay.unattended_after_s`` → ``unattended`` to dispatch and
+  neighbouring agencies (found by asking the hub for pending alerts, so it survives restarts).
+
+The relay key is ``<alert_id>:<reason>``: one relay per alert and reason, whatever number of
+times the event is seen (replays after a restart, amendments that keep the reason).
+
+``AlertFollower`` reads ``AlertService.Watch`` from the stored position (the last event it
+handled), enqueues relays in the durable outbox, then stores the event id: a crash re-reads
+from the last stored event, and the outbox ignores keys it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
+from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dispatch_bridge.config import BridgeConfig
+from dispatch_bridge.metrics import BridgeMetrics
+from dispatch_bridge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+VALID, UNABLE, UNATTENDED = "valid_alert", "unable_to_act", "unattended"
+_REASON = {
+    VALID: agency_pb2.RELAY_REASON_VALID_ALERT,
+    UNABLE: agency_pb2.RELAY_REASON_UNABLE_TO_ACT,
+    UNATTENDED: agency_pb2.RELAY_REASON_UNATTENDED,
+}
+
+
+def reason_for(alert: alert_pb2.Alert) -> str | None:
+    """The relay reason of an alert as of an event, or None (nothing to relay)."""
+    if alert.status != alert_pb2.ALERT_STATUS_ACCEPTED or alert.disposition.WhichOneof("decision") != "accept":
+        return None
+    action = alert.disposition.accept.action
+    if action in (alert_pb2.ENFORCEMENT_ACTION_TAKING_ACTION, alert_pb2.ENFORCEMENT_ACTION_ACTION_TAKEN):
+        return VALID
+    if action == alert_pb2.ENFORCEMENT_ACTION_UNABLE_TO_ACT:
+        return UNABLE
+    return None
+
+
+def relay_key(alert_id: str, reason: str) -> str:
+    return f"{alert_id}:{reason}"
+
+
+class Relayer:
+    """Builds relays from alerts and puts them in the outbox for the right sinks."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        outbox: Outbox,
+        alerts: alert_pb2_grpc.AlertServiceStub,
+        metrics: BridgeMetrics,
+        notify: Callable[[str, list[str], datetime], None],
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.alerts = alerts
+        self.metrics = metrics
+        self.notify = notify
+        self.dispatch_sinks = [s.name for s in config.dispatch]
+        self.neighbour_sinks = [f"agency:{n.agency_id}" for n in config.neighbours]
+
+    def sinks_for(self, reason: str) -> list[str]:
+        return self.dispatch_sinks + (self.neighbour_sinks if reason in (UNABLE, UNATTENDED) else [])
+
+    async def build(self, alert: alert_pb2.Alert, reason: str) -> agency_pb2.Relay:
+        """The relay payload: plate, state, categories, sources, place, time, camera, crop, decision."""
+        r = agency_pb2.Relay(
+            idempotency_key=relay_key(alert.alert_id, reason),
+            reason=_REASON[reason],
+            origin_agency_id=self.config.agency_id,
+            origin_hub_id=alert.hub_id,
+            alert_id=alert.alert_id,
+            plate=alert.plate,
+            state=alert.region,
+            categories=list(alert.categories),
+            camera_id=alert.camera_id,
+            node_id=alert.node_id,
+        )
+        r.sources.extend(sorted({m.entry.source for m in alert.matches}))
+        if alert.HasField("location"):
+            r.location.CopyFrom(alert.location)
+        if alert.HasField("capture_time"):
+            r.capture_time.CopyFrom(alert.capture_time)
+        if alert.matches:
+            r.match.CopyFrom(alert.matches[0])
+        if alert.HasField("disposition") and alert.status != alert_pb2.ALERT_STATUS_PENDING:
+            r.disposition.CopyFrom(alert.disposition)
+        crop = self.config.relay.crop
+        if crop == "inline":
+            got = await self.alerts.GetAlert(alert_pb2.GetAlertRequest(alert_id=alert.alert_id), timeout=10)
+            r.crop_jpeg = got.plate_crop_jpeg
+        elif crop == "link":
+            r.crop_url = self.config.relay.crop_url_template.format(alert_id=alert.alert_id)
+        now = Timestamp()
+        now.GetCurrentTime()
+        r.relayed_time.CopyFrom(now)
+        return r
+
+    async def relay(self, alert: alert_pb2.Alert, reason: str) -> bool:
+        """Enqueue the relay unless it was already; True when newly enqueued."""
+        key = relay_key(alert.alert_id, reason)
+        sinks = self.sinks_for(reason)
+        if not sinks or await self.outbox.known(key):
+            return False
+        relay = await self.build(alert, reason)
+        created = await self.outbox.enqueue(key, "relay", relay.SerializeToString(), sinks)
+        if created is None:
+            return False
+        self.metrics.enqueued.labels(reason).inc()
+        log.info("relay %s (plate %s) → %s", key, alert.plate, ", ".join(sinks))
+        self.notify(key, sinks, created)
+        return True
+
+
+async def _backoff(attempt: int, stop: asyncio.Event) -> None:
+    delay = min(5.0, 0.2 * 2 ** min(attempt, 5)) * (0.5 + random.random())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+
+
+class AlertFollower:
+    """Follows AlertService.Watch on the configured hubs (failover) from the stored position."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        outbox: Outbox,
+        relayer: Relayer,
+        channels: list[grpc.aio.Channel],
+        metrics: BridgeMetrics,
+        stop: asyncio.Event,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.relayer = relayer
+        self.channels = channels
+        self.metrics = metrics
+        self.stop = stop
+        self.position = ""
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        self.position = await self.outbox.position()
+        log.info("following the alert stream from %s", self.position or "now (no stored position)")
+        failures = 0
+        hub = 0
+        while not self.stop.is_set():
+            ch = self.channels[hub % len(self.channels)]
+            call = alert_pb2_grpc.AlertServiceStub(ch).Watch(alert_pb2.WatchRequest(after_event_id=self.position))
+            try:
+                await call.initial_metadata()
+                self.metrics.watch_connected.set(1)
+                self.connected.set()
+                failures = 0
+                async for ev in call:
+                    await self.handle(ev)
+                    if self.stop.is_set():
+                        break
+            except grpc.aio.AioRpcError as e:
+                self.metrics.watch_errors.inc()
+                if e.code() == grpc.StatusCode.FAILED_PRECONDITION and self.position:
+                    log.error(
+                        "cannot resume the alert stream from %s (%s); continuing from now — alerts decided in "
+                        "between are not relayed unless still pending",
+                        self.position,
+                        e.details(),
+                    )
+                    self.position = ""
+                else:
+                    log.warning("alert stream on hub %d ended: %s %s", hub % len(self.channels), e.code().name,
+                                e.details())  # fmt: skip
+                    hub += 1
+            except Exception as exc:  # a relay could not be enqueued (Cassandra): re-read from the position
+                self.metrics.watch_errors.inc()
+                log.warning("alert stream handling failed: %r; resuming from %s", exc, self.position)
+            finally:
+                call.cancel()
+                self.metrics.watch_connected.set(0)
+                self.connected.clear()
+            if not self.stop.is_set():
+                failures += 1
+                await _backoff(failures, self.stop)
+
+    async def handle(self, ev: alert_pb2.WatchResponse) -> None:
+        reason = reason_for(ev.alert)
+        if reason is not None:
+            await self.relayer.relay(ev.alert, reason)
+        self.metrics.watch_events.inc()
+        # Only after the relay is durable: a crash before this line replays the event.
+        await self.outbox.save_position(ev.event_id)
+        self.position = ev.event_id
+
+
+class PendingScanner:
+    """Asks the hub for PENDING alerts and relays those pending longer than the threshold."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        relayer: Relayer,
+        channels: list[grpc.aio.Channel],
+        stop: asyncio.Event,
+    ) -> None:
+        self.config = config
+        self.relayer = relayer
+        self.channels = channels
+        self.stop = stop
+
+    async def scan_once(self) -> int:
+        cfg = self.config.relay
+        now = datetime.now(UTC)
+        n = 0
+        last: Exception | None = None
+        for ch in self.channels:
+            try:
+                resp = await alert_pb2_grpc.AlertServiceStub(ch).ListAlerts(
+                    alert_pb2.ListAlertsRequest(
+                        status=alert_pb2.ALERT_STATUS_PENDING, hours=cfg.pending_scan_hours, limit=1000
+                    ),
+                    timeout=30,
+                )
+                break
+            except grpc.aio.AioRpcError as e:
+                last = e
+        else:
+            raise RuntimeError(f"no hub answered ListAlerts: {last}")
+        for a in resp.alerts:
+            age = (now - a.created_time.ToDatetime(tzinfo=UTC)).total_seconds()
+            if age >= cfg.unattended_after_s and await self.relayer.relay(a, UNATTENDED):
+                n += 1
+        return n
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await self.scan_once()
+            except Exception as exc:
+                log.warning("pending-alert scan failed: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.config.relay.pending_scan_interval_s)

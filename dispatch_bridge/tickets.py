@@ -1,0 +1,144 @@
+"""Help-desk tickets for failing units (policy 4.8).
+
+Every ``tickets.poll_interval_s`` the bridge reads ``node_status`` (the latest heartbeat
+of every node, written by the hub) and decides whether each unit is failing: no heartbeat
+for ``no_heartbeat_after_s``, a camera down, the detector dead, the disk nearly full
+(``min_disk_free_bytes``), or any self-check problem the node reports (clock skew among
+them). A failing unit without an open incident gets one (``bridge_tickets``) and an
+"open" ticket event through the ticket sinks; while it stays open nothing new is sent
+(exactly one ticket per unit per incident); when the unit is healthy again the incident
+is closed and a "close" event sent. Ticket events go through the durable outbox like
+relays (keys ``ticket:<node>:<incident>:open|close``), so a crash or a sink outage
+neither loses nor repeats them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from cassandra.util import uuid_from_time
+
+from dispatch_bridge.config import BridgeConfig
+from dispatch_bridge.metrics import BridgeMetrics
+from dispatch_bridge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+OPEN, CLOSED = "OPEN", "CLOSED"
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def problems_of(row: Any, config: BridgeConfig, now: datetime) -> list[str]:
+    """Why a unit is failing (empty: healthy), from its node_status row."""
+    cfg = config.tickets
+    out: list[str] = []
+    last = _aware(row.last_heartbeat)
+    if last is None or (now - last).total_seconds() > cfg.no_heartbeat_after_s:
+        mins = cfg.no_heartbeat_after_s / 60
+        out.append(f"no heartbeat for more than {mins:g} min")
+        return out  # the rest of the row is stale
+    if row.detector_ok is False:
+        out.append("detector not working")
+    try:
+        cams = json.loads(row.cameras or "[]")
+    except ValueError:
+        cams = []
+    for c in cams:
+        if not c.get("ok", True):
+            out.append(f"camera {c.get('camera_id', '?')} down" + (f": {c['problem']}" if c.get("problem") else ""))
+    if row.disk_free_bytes is not None and row.disk_free_bytes < cfg.min_disk_free_bytes:
+        out.append(f"disk full ({row.disk_free_bytes / 2**20:.0f} MiB free)")
+    for p in row.problems or []:
+        if p not in out and not any(p in o for o in out):
+            out.append(p)  # node self-check findings (e.g. clock skew)
+    return out
+
+
+class TicketWatcher:
+    """One incident per failing unit; open and close events through the outbox."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        outbox: Outbox,
+        metrics: BridgeMetrics,
+        notify: Callable[[str, list[str], datetime], None],
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.metrics = metrics
+        self.notify = notify
+        self.sinks = [s.name for s in config.tickets.sinks]
+
+    async def _send(self, key: str, doc: dict[str, Any], event: str) -> None:
+        created = await self.outbox.enqueue(key, "ticket", json.dumps(doc, sort_keys=True).encode(), self.sinks)
+        if created is not None:
+            self.metrics.tickets.labels(event).inc()
+            self.metrics.enqueued.labels(f"ticket_{event}").inc()
+            self.notify(key, self.sinks, created)
+            log.info("ticket %s: %s", key, "; ".join(doc.get("problems", [])) or "recovered")
+
+    async def poll(self) -> None:
+        now = datetime.now(UTC)
+        nodes = await self.outbox.node_status()
+        tickets = await self.outbox.tickets()
+        open_n = 0
+        for row in nodes:
+            problems = problems_of(row, self.config, now)
+            t = tickets.get(row.node_id)
+            is_open = t is not None and t.state == OPEN
+            if problems and not is_open:
+                incident = uuid_from_time(time.time())
+                await self.outbox.set_ticket(row.node_id, incident, OPEN, now, None, problems)
+                await self._send_open(row.node_id, str(incident), now, problems)
+                open_n += 1
+            elif problems and t is not None:
+                # Still failing: the incident stays open; make sure its ticket went out (crash-safe).
+                await self._send_open(
+                    row.node_id, str(t.incident_id), _aware(t.opened_at) or now, list(t.problems or [])
+                )
+                open_n += 1
+            elif not problems and is_open and t is not None:
+                await self.outbox.set_ticket(row.node_id, t.incident_id, CLOSED, _aware(t.opened_at) or now, now,
+                                             list(t.problems or []))  # fmt: skip
+                await self._send_close(row.node_id, str(t.incident_id), _aware(t.opened_at) or now, now)
+            elif t is not None and t.state == CLOSED:
+                await self._send_close(row.node_id, str(t.incident_id), _aware(t.opened_at) or now,
+                                       _aware(t.closed_at) or now)  # fmt: skip
+        self.metrics.tickets_open.set(open_n)
+
+    async def _send_open(self, node: str, incident: str, opened: datetime, problems: list[str]) -> None:
+        doc = {
+            "type": "ticket",
+            "event": "open",
+            "ticket_id": f"{node}:{incident}",
+            "node_id": node,
+            "problems": problems,
+            "opened_at": opened.isoformat(),
+            "subject": f"ALPR unit {node} not working: {'; '.join(problems)}",
+            "policy": "4.8: a help-desk ticket for a mobile/fixed ALPR unit not working properly",
+        }
+        await self._send(f"ticket:{node}:{incident}:open", doc, "open")
+
+    async def _send_close(self, node: str, incident: str, opened: datetime, closed: datetime) -> None:
+        doc = {
+            "type": "ticket",
+            "event": "close",
+            "ticket_id": f"{node}:{incident}",
+            "node_id": node,
+            "problems": [],
+            "opened_at": opened.isoformat(),
+            "closed_at": closed.isoformat(),
+            "subject": f"ALPR unit {node} recovered",
+        }
+        await self._send(f"ticket:{node}:{incident}:close", doc, "close")

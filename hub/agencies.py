@@ -1,0 +1,486 @@
+"""Agency exchange on the hub (policy 3.4-3.6, 4.6D, 4.7) and the bridge's dead letters.
+
+``AgencyExchangeServicer``: registered agencies (name, state, endpoint, expected mTLS
+identity), out-of-state approvals, the sharing rules (``AuthorizeShare``: in-state
+registered law-enforcement agencies may receive; out-of-state ones only with an active
+approval by the Deputy Chief of Investigations or a designee; anything else refused) with
+every decision audited in ``agency_share_audit``; and the receiving side
+(``ReceiveSharedAlert``): relays from other agencies stored once per idempotency key,
+marked with their origin agency.
+
+``BridgeAdminServicer``: the dispatch bridge's dead letters (list, retry), read from the
+bridge tables in this hub's keyspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import grpc
+from alpr.v1 import agency_pb2, agency_pb2_grpc
+from cassandra import ConsistencyLevel
+from cassandra.util import uuid_from_time
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hub.config import HubConfig
+from hub.metrics import AgencyMetrics
+from hub.storage import await_response
+
+log = logging.getLogger(__name__)
+
+_AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+_STATE = re.compile(r"^[A-Z]{2}$")
+_ENDPOINT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+DEFAULT_BRIDGE_ID = "bridge"
+
+
+def _ts(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    return ts
+
+
+def _dt(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _days(now: datetime, hours: int) -> list[date]:
+    start = (now - timedelta(hours=hours)).date()
+    out, d = [], now.date()
+    while d >= start:
+        out.append(d)
+        d -= timedelta(days=1)
+    return out
+
+
+def _scope_name(s: int) -> str:
+    return agency_pb2.ShareScope.Name(s).removeprefix("SHARE_SCOPE_").lower()  # type: ignore[arg-type]
+
+
+class _Store:
+    """Prepared statements shared by the two servicers."""
+
+    def __init__(self, session: Any, config: HubConfig) -> None:
+        self.session = session
+        ks = config.cassandra.keyspace
+        self.wcl = getattr(ConsistencyLevel, config.cassandra.write_consistency)
+        self.rcl = getattr(ConsistencyLevel, config.cassandra.read_consistency)
+        w, r = self.wcl, self.rcl
+        p = self._prep
+        self.ins_agency = p(f"INSERT INTO {ks}.agencies (agency_id, record, registered_at) VALUES (?, ?, ?)", w)
+        self.ins_agency_new = p(
+            f"INSERT INTO {ks}.agencies (agency_id, record, registered_at) VALUES (?, ?, ?) IF NOT EXISTS", w
+        )
+        self.ins_agency_new.is_idempotent = False
+        self.get_agency = p(f"SELECT record FROM {ks}.agencies WHERE agency_id = ?", r)
+        self.all_agencies = p(f"SELECT record FROM {ks}.agencies", r)
+        self.ins_approval = p(
+            f"INSERT INTO {ks}.agency_approvals (agency_id, approval_id, expires_at, record) VALUES (?, ?, ?, ?)", w
+        )
+        self.approvals = p(f"SELECT record, expires_at FROM {ks}.agency_approvals WHERE agency_id = ?", r)
+        self.ins_audit = p(
+            f"INSERT INTO {ks}.agency_share_audit (day, audit_id, agency_id, allowed, record) VALUES (?, ?, ?, ?, ?)",
+            w,
+        )
+        self.audit_day = p(f"SELECT record FROM {ks}.agency_share_audit WHERE day = ?", r)
+        self.ins_shared = p(
+            f"INSERT INTO {ks}.shared_alerts_in (idempotency_key, origin_agency_id, received_at, record) "
+            "VALUES (?, ?, ?, ?) IF NOT EXISTS",
+            w,
+        )
+        self.ins_shared.is_idempotent = False
+        self.ins_shared.serial_consistency_level = (
+            ConsistencyLevel.LOCAL_SERIAL if config.cassandra.local_dc else ConsistencyLevel.SERIAL
+        )
+        self.ins_shared_day = p(
+            f"INSERT INTO {ks}.shared_alerts_by_day (day, received_at, idempotency_key, origin_agency_id) "
+            "VALUES (?, ?, ?, ?)",
+            w,
+        )
+        self.shared_day = p(f"SELECT idempotency_key, origin_agency_id FROM {ks}.shared_alerts_by_day WHERE day = ?", r)
+        self.get_shared = p(f"SELECT record FROM {ks}.shared_alerts_in WHERE idempotency_key = ?", r)
+        self.dead_day = p(
+            f"SELECT failed_at, sink, relay_key, kind, attempts, last_error FROM {ks}.bridge_dead_letters "
+            "WHERE bridge_id = ? AND day = ?",
+            r,
+        )
+        self.del_dead = p(
+            f"DELETE FROM {ks}.bridge_dead_letters WHERE bridge_id = ? AND day = ? AND failed_at = ? AND sink = ? "
+            "AND relay_key = ?",
+            w,
+        )
+        self.ins_outbox = p(
+            f"INSERT INTO {ks}.bridge_outbox (bridge_id, sink, relay_key, created_at, attempts, last_error) "
+            "VALUES (?, ?, ?, ?, 0, ?)",
+            w,
+        )
+        self.del_delivery = p(
+            f"DELETE FROM {ks}.bridge_deliveries WHERE bridge_id = ? AND relay_key = ? AND sink = ?", w
+        )
+
+    def _prep(self, cql: str, cl: int) -> Any:
+        stmt = self.session.prepare(cql)
+        stmt.consistency_level = cl
+        stmt.is_idempotent = True
+        return stmt
+
+    def run(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
+        return await_response(self.session.execute_async(stmt, values))
+
+
+class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
+    """Registered agencies, approvals, sharing rules with audit, received relays."""
+
+    def __init__(self, session: Any, config: HubConfig, metrics: AgencyMetrics) -> None:
+        self.config = config
+        self.store = _Store(session, config)
+        self.metrics = metrics
+
+    # --- registry -------------------------------------------------------------------
+
+    async def _agency(self, agency_id: str) -> agency_pb2.Agency | None:
+        rows = await self.store.run(self.store.get_agency, (agency_id,))
+        return agency_pb2.Agency.FromString(rows[0].record) if rows else None
+
+    async def _approvals(self, agency_id: str, now: datetime) -> list[agency_pb2.AgencyApproval]:
+        rows = await self.store.run(self.store.approvals, (agency_id,))
+        return [agency_pb2.AgencyApproval.FromString(r.record) for r in rows if _aware(r.expires_at) > now]
+
+    async def RegisterAgency(
+        self, request: agency_pb2.RegisterAgencyRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.RegisterAgencyResponse:
+        a = agency_pb2.Agency()
+        a.CopyFrom(request.agency)
+        a.agency_id = a.agency_id.strip().lower()
+        a.state = a.state.strip().upper()
+        a.name = a.name.strip()
+        a.endpoint = a.endpoint.strip()
+        problem = None
+        if not _AGENCY_ID.match(a.agency_id):
+            problem = "agency.agency_id must be 2-64 characters: lower-case letters, digits, '.', '_' or '-'"
+        elif not a.name:
+            problem = "agency.name is required"
+        elif not _STATE.match(a.state):
+            problem = "agency.state must be a two-letter state code, e.g. IL"
+        elif not _ENDPOINT.match(a.endpoint):
+            problem = "agency.endpoint must be HOST:PORT of the agency's hub"
+        elif not a.registered_by.strip():
+            problem = "agency.registered_by is required: who registers the agency"
+        elif a.agency_id == self.config.agencies.agency_id:
+            problem = f"{a.agency_id} is this hub's own agency"
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        now = datetime.now(UTC)
+        a.registered_time.CopyFrom(_ts(now))
+        del a.approvals[:]
+        blob = a.SerializeToString()
+        if request.replace:
+            await self.store.run(self.store.ins_agency, (a.agency_id, blob, now))
+        else:
+            rows = await self.store.run(self.store.ins_agency_new, (a.agency_id, blob, now))
+            if not rows[0][0]:
+                await context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"agency {a.agency_id} is already registered; use replace (--replace) to update it",
+                )
+        log.info("agency %s (%s, %s) registered by %s", a.agency_id, a.name, a.state, a.registered_by)
+        return agency_pb2.RegisterAgencyResponse(agency=a)
+
+    async def ListAgencies(
+        self, request: agency_pb2.ListAgenciesRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ListAgenciesResponse:
+        now = datetime.now(UTC)
+        rows = await self.store.run(self.store.all_agencies)
+        out = sorted((agency_pb2.Agency.FromString(r.record) for r in rows), key=lambda x: x.agency_id)
+        approvals = await asyncio.gather(*(self._approvals(a.agency_id, now) for a in out))
+        for a, ap in zip(out, approvals, strict=True):
+            a.approvals.extend(ap)
+        return agency_pb2.ListAgenciesResponse(agencies=out)
+
+    async def ApproveAgency(
+        self, request: agency_pb2.ApproveAgencyRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ApproveAgencyResponse:
+        now = datetime.now(UTC)
+        agency_id = request.agency_id.strip().lower()
+        problem = None
+        if not request.approver_id.strip():
+            problem = "approver_id is required: who approves (policy 4.7)"
+        elif request.approver_role == agency_pb2.APPROVER_ROLE_UNSPECIFIED:
+            problem = (
+                "approver_role is required: policy 4.7 needs the Deputy Chief of Investigations "
+                "(APPROVER_ROLE_DEPUTY_CHIEF_OF_INVESTIGATIONS) or a designee (APPROVER_ROLE_DESIGNEE)"
+            )
+        elif request.approver_role not in agency_pb2.ApproverRole.values():
+            problem = f"approver_role {request.approver_role} is unknown"
+        elif request.approver_role == agency_pb2.APPROVER_ROLE_DESIGNEE and not request.designated_by.strip():
+            problem = "designated_by is required for a designee: who designated the approver"
+        elif not request.scopes or any(s == 0 or s not in agency_pb2.ShareScope.values() for s in request.scopes):
+            problem = "scopes is required: one or more of SHARE_SCOPE_ALERTS, SHARE_SCOPE_READS"
+        elif not request.HasField("expires_time"):
+            problem = "expires_time is required: approvals are time-limited"
+        else:
+            exp = _dt(request.expires_time)
+            if exp <= now:
+                problem = "expires_time is in the past"
+            elif exp > now + timedelta(days=self.config.agencies.max_approval_days):
+                problem = f"expires_time is more than {self.config.agencies.max_approval_days} days ahead"
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        agency = await self._agency(agency_id)
+        if agency is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"agency {agency_id!r} is not registered; register it first (alpr agencies add)",
+            )
+        assert agency is not None
+        if agency.state == self.config.agencies.home_state:
+            log.info("approval for in-state agency %s recorded (not needed for sharing)", agency_id)
+        aid = uuid_from_time(time.time())
+        ap = agency_pb2.AgencyApproval(
+            approval_id=str(aid),
+            agency_id=agency_id,
+            approver_id=request.approver_id.strip(),
+            approver_role=request.approver_role,
+            designated_by=request.designated_by.strip(),
+            scopes=sorted(set(request.scopes)),
+            approved_time=_ts(now),
+            expires_time=request.expires_time,
+            note=request.note.strip(),
+        )
+        await self.store.run(
+            self.store.ins_approval, (agency_id, aid, _dt(request.expires_time), ap.SerializeToString())
+        )
+        return agency_pb2.ApproveAgencyResponse(approval=ap)
+
+    # --- sharing rules ------------------------------------------------------------------
+
+    async def _audit(
+        self, req: agency_pb2.AuthorizeShareRequest, allowed: bool, detail: str, approval_id: str = ""
+    ) -> str:
+        now = datetime.now(UTC)
+        aid = uuid_from_time(now.timestamp())
+        e = agency_pb2.ShareAuditEntry(
+            audit_id=str(aid),
+            time=_ts(now),
+            agency_id=req.agency_id,
+            scope=req.scope,
+            subject=req.subject,
+            requested_by=req.requested_by,
+            allowed=allowed,
+            detail=detail,
+            approval_id=approval_id,
+        )
+        await self.store.run(self.store.ins_audit, (now.date(), aid, req.agency_id, allowed, e.SerializeToString()))
+        self.metrics.share_decisions.labels("allowed" if allowed else "refused").inc()
+        return str(aid)
+
+    async def AuthorizeShare(
+        self, request: agency_pb2.AuthorizeShareRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.AuthorizeShareResponse:
+        if not request.agency_id.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agency_id is required")
+        if request.scope == 0 or request.scope not in agency_pb2.ShareScope.values():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "scope is required: SHARE_SCOPE_ALERTS or _READS")
+        if not request.requested_by.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "requested_by is required: who shares")
+        home = self.config.agencies.home_state
+        now = datetime.now(UTC)
+        agency = await self._agency(request.agency_id.strip().lower())
+
+        async def refuse(code: grpc.StatusCode, detail: str) -> None:
+            await self._audit(request, False, detail)
+            log.warning("share refused: %s", detail)
+            await context.abort(code, detail)
+
+        if agency is None:
+            await refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agency {request.agency_id!r} is not registered: data may only go to registered "
+                "law-enforcement agencies (policy 3.5); register it with `alpr agencies add`",
+            )
+        assert agency is not None
+        if not agency.law_enforcement:
+            await refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agency {agency.agency_id} is not registered as a law-enforcement agency: no data may be "
+                "disseminated to it (policy 3.4-3.5)",
+            )
+        if agency.state == home:
+            audit = await self._audit(request, True, f"in-state ({home}) law-enforcement agency (policy 4.7)")
+            return agency_pb2.AuthorizeShareResponse(agency=agency, audit_id=audit)
+        approvals = await self._approvals(agency.agency_id, now)
+        agency.approvals.extend(approvals)
+        fit = [a for a in approvals if request.scope in a.scopes]
+        if not fit:
+            expired_hint = ""
+            rows = await self.store.run(self.store.approvals, (agency.agency_id,))
+            if rows and not approvals:
+                expired_hint = " (its earlier approval has expired)"
+            elif approvals:
+                expired_hint = f" (its approval does not cover the {_scope_name(request.scope)} scope)"
+            await refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"agency {agency.agency_id} is out of state ({agency.state}): sharing needs an active approval "
+                f"by the Deputy Chief of Investigations or designee for scope {_scope_name(request.scope)} "
+                f"(policy 4.7){expired_hint}; record one with `alpr agencies approve {agency.agency_id} ...`",
+            )
+        best = max(fit, key=lambda a: _dt(a.expires_time))
+        audit = await self._audit(
+            request,
+            True,
+            f"out-of-state ({agency.state}) agency, approved by {best.approver_id} until "
+            f"{_dt(best.expires_time).isoformat()} (policy 4.7)",
+            best.approval_id,
+        )
+        return agency_pb2.AuthorizeShareResponse(agency=agency, approval_id=best.approval_id, audit_id=audit)
+
+    async def ListShareAudit(
+        self, request: agency_pb2.ListShareAuditRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ListShareAuditResponse:
+        hours = request.hours or 24
+        if not 1 <= hours <= 1440:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440")
+        now = datetime.now(UTC)
+        since = now - timedelta(hours=hours)
+        out: list[agency_pb2.ShareAuditEntry] = []
+        for day in _days(now, hours):
+            for r in await self.store.run(self.store.audit_day, (day,)):
+                e = agency_pb2.ShareAuditEntry.FromString(r.record)
+                if _dt(e.time) < since or (request.agency_id and e.agency_id != request.agency_id):
+                    continue
+                out.append(e)
+        return agency_pb2.ListShareAuditResponse(entries=out)
+
+    # --- receiving side -----------------------------------------------------------------
+
+    async def ReceiveSharedAlert(
+        self, request: agency_pb2.ReceiveSharedAlertRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ReceiveSharedAlertResponse:
+        r = request.relay
+        problem = None
+        if not r.idempotency_key or len(r.idempotency_key) > 200:
+            problem = "relay.idempotency_key is required (at most 200 characters)"
+        elif not r.origin_agency_id:
+            problem = "relay.origin_agency_id is required: which agency sends"
+        elif not r.plate:
+            problem = "relay.plate is required"
+        elif r.reason == agency_pb2.RELAY_REASON_UNSPECIFIED:
+            problem = "relay.reason is required"
+        elif len(r.crop_jpeg) > 512 * 1024:
+            problem = "relay.crop_jpeg is larger than 512 KiB; send a crop_url instead"
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        now = datetime.now(UTC)
+        peer = ""
+        auth = context.auth_context() or {}
+        for key in ("x509_subject_alternative_name", "x509_common_name"):
+            if auth.get(key):
+                peer = b",".join(auth[key]).decode(errors="replace")
+                break
+        shared = agency_pb2.SharedAlert(relay=r, received_time=_ts(now), peer_identity=peer)
+        rows = await self.store.run(
+            self.store.ins_shared, (r.idempotency_key, r.origin_agency_id, now, shared.SerializeToString())
+        )
+        if not rows[0][0]:
+            self.metrics.shared_received.labels("duplicate").inc()
+            prev = agency_pb2.SharedAlert.FromString(rows[0].record) if getattr(rows[0], "record", None) else None
+            return agency_pb2.ReceiveSharedAlertResponse(
+                duplicate=True, received_time=prev.received_time if prev else _ts(now)
+            )
+        await self.store.run(self.store.ins_shared_day, (now.date(), now, r.idempotency_key, r.origin_agency_id))
+        self.metrics.shared_received.labels("stored").inc()
+        log.info("shared alert %s from %s stored (plate %s)", r.idempotency_key, r.origin_agency_id, r.plate)
+        return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=_ts(now))
+
+    async def ListSharedAlerts(
+        self, request: agency_pb2.ListSharedAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ListSharedAlertsResponse:
+        hours = request.hours or 24
+        if not 1 <= hours <= 1440:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440")
+        now = datetime.now(UTC)
+        keys: list[str] = []
+        for day in _days(now, hours):
+            for r in await self.store.run(self.store.shared_day, (day,)):
+                if request.origin_agency_id and r.origin_agency_id != request.origin_agency_id:
+                    continue
+                keys.append(r.idempotency_key)
+        rows = await asyncio.gather(*(self.store.run(self.store.get_shared, (k,)) for k in keys))
+        since = now - timedelta(hours=hours)
+        out = [agency_pb2.SharedAlert.FromString(r[0].record) for r in rows if r]
+        out = [s for s in out if _dt(s.received_time) >= since]
+        return agency_pb2.ListSharedAlertsResponse(alerts=out)
+
+
+class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
+    """Dead letters of the dispatch bridge (its tables live in this hub's keyspace)."""
+
+    def __init__(self, session: Any, config: HubConfig) -> None:
+        self.config = config
+        self.store = _Store(session, config)
+
+    async def _dead(self, bridge_id: str, hours: int) -> list[tuple[date, Any]]:
+        now = datetime.now(UTC)
+        since = now - timedelta(hours=hours)
+        out = []
+        for day in _days(now, hours):
+            for r in await self.store.run(self.store.dead_day, (bridge_id, day)):
+                if _aware(r.failed_at) >= since:
+                    out.append((day, r))
+        return out
+
+    async def _hours(self, hours: int, context: grpc.aio.ServicerContext) -> int:
+        hours = hours or 24
+        if not 1 <= hours <= 1440:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440")
+        return hours
+
+    async def ListDeadLetters(
+        self, request: agency_pb2.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.ListDeadLettersResponse:
+        hours = await self._hours(request.hours, context)
+        bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
+        out = [
+            agency_pb2.DeadLetter(
+                bridge_id=bridge_id,
+                sink=r.sink,
+                key=r.relay_key,
+                kind=r.kind or "",
+                failed_time=_ts(_aware(r.failed_at)),
+                attempts=r.attempts or 0,
+                last_error=r.last_error or "",
+            )
+            for _day, r in await self._dead(bridge_id, hours)
+        ]
+        return agency_pb2.ListDeadLettersResponse(dead_letters=out)
+
+    async def RetryDeadLetters(
+        self, request: agency_pb2.RetryDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> agency_pb2.RetryDeadLettersResponse:
+        hours = await self._hours(request.hours, context)
+        bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
+        keys = set(request.keys)
+        n = 0
+        now = datetime.now(UTC)
+        for day, r in await self._dead(bridge_id, hours):
+            if keys and r.relay_key not in keys:
+                continue
+            if request.sink and r.sink != request.sink:
+                continue
+            # Back in the outbox first, then forget the outcome and the dead letter.
+            await self.store.run(self.store.ins_outbox, (bridge_id, r.sink, r.relay_key, now, "requeued by operator"))
+            await self.store.run(self.store.del_delivery, (bridge_id, r.relay_key, r.sink))
+            await self.store.run(self.store.del_dead, (bridge_id, day, r.failed_at, r.sink, r.relay_key))
+            n += 1
+        if keys and n == 0:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no dead letter with those keys in the last {hours} h")
+        return agency_pb2.RetryDeadLettersResponse(requeued=n)

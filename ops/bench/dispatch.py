@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Dispatch bridge benchmark: officer decision → signed webhook received by the CAD.
+
+Starts (when nothing is running) Cassandra, a hub process and an ``alpr-bridge`` process
+with one webhook sink pointing at a real HTTP receiver in this process (which verifies
+every HMAC signature). Then:
+
+1. latency: ``--alerts`` alerts are accepted one after another at ``--rate`` per second;
+   for each, the time from sending DecideAlert to the webhook request arriving;
+2. throughput: ``--burst`` alerts are accepted as fast as possible (16 in parallel);
+   relays per second from the first decision to the last webhook received.
+
+Last line: ``{"dispatch_p50_ms", "dispatch_p99_ms", "relays_per_s", ...}``.
+``ALPR_BENCH_CASSANDRA=host:port`` uses a running Cassandra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc
+import yaml
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from common import ROOT, cassandra, hub_process, log, percentile
+
+from alpr_common.simulation import make_read
+from dispatch_bridge.sinks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
+from hub.alerts import alert_id_for
+
+SECRET = b"bench-secret"
+PLATE = "DSP1234"
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.bad = 0
+        self.lock = threading.Lock()
+        recv = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                now = time.monotonic()
+                ok = verify_signature(SECRET, self.headers.get(SIGNATURE_HEADER, ""), body)
+                with recv.lock:
+                    if ok:
+                        recv.arrived.setdefault(self.headers.get(IDEMPOTENCY_HEADER, ""), now)
+                    else:
+                        recv.bad += 1
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cad"
+
+
+def raise_alerts(target: str, n: int) -> list[str]:
+    reads = [make_read(plate=PLATE, camera_id="bench-cam") for _ in range(n)]
+    with grpc.insecure_channel(target) as ch:
+        acks = set()
+        for resp in ingest_pb2_grpc.IngestServiceStub(ch).Ingest(
+            iter([ingest_pb2.IngestRequest(read=r) for r in reads]), timeout=300
+        ):
+            if resp.WhichOneof("result") == "ack":
+                acks.add(resp.ack.read_id)
+    assert len(acks) == n, f"only {len(acks)} of {n} reads acked"
+    return [str(alert_id_for(r.read_id)) for r in reads]
+
+
+def decide(stub: alert_pb2_grpc.AlertServiceStub, aid: str) -> float:
+    t = time.monotonic()
+    stub.DecideAlert(
+        alert_pb2.DecideAlertRequest(
+            alert_id=aid,
+            officer_id="bench",
+            accept=alert_pb2.Acceptance(
+                characters_verified=True,
+                state_verified=True,
+                leads_check=alert_pb2.LEADS_CHECK_DONE,
+                action=alert_pb2.ENFORCEMENT_ACTION_TAKING_ACTION,
+            ),
+        ),
+        timeout=30,
+    )
+    return t
+
+
+def wait_all(recv: Receiver, keys: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with recv.lock:
+            if all(k in recv.arrived for k in keys):
+                return
+        time.sleep(0.01)
+    missing = [k for k in keys if k not in recv.arrived]
+    raise RuntimeError(f"{len(missing)} relays not received in {timeout} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alerts", type=int, default=200, help="alerts for the latency run")
+    ap.add_argument("--rate", type=float, default=20.0, help="decisions per second in the latency run")
+    ap.add_argument("--burst", type=int, default=400, help="alerts for the throughput run")
+    args = ap.parse_args()
+    keyspace = f"alpr_bench_dispatch_{uuid.uuid4().hex[:8]}"
+    run_dir = Path(tempfile.mkdtemp(prefix="alpr-bench-dispatch-"))
+    with cassandra() as cass, hub_process(cass, keyspace, run_dir, cassandra={"write_consistency": "ONE",
+                                                                             "read_consistency": "ONE"}) as target:  # fmt: skip
+        hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(target)).AddEntry(
+            hotlist_pb2.AddEntryRequest(
+                plate=PLATE,
+                state="IL",
+                category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
+                reason="bench",
+                entered_by="bench",
+            )
+        )
+        recv = Receiver()
+        points, port = cass
+        cfg = {
+            "bridge_id": "bench",
+            "agency_id": "bench-pd",
+            "hubs": [target],
+            "metrics_port": -1,
+            "cassandra": {
+                "contact_points": points,
+                "port": port,
+                "keyspace": keyspace,
+                "write_consistency": "ONE",
+                "read_consistency": "ONE",
+            },
+            "relay": {"unattended_after_s": 3600},
+            "delivery": {"concurrency": 32},
+            "dispatch": [{"name": "cad", "kind": "webhook", "url": recv.url, "secret": SECRET.decode()}],
+        }
+        (run_dir / "bridge.yaml").write_text(yaml.safe_dump(cfg))
+        blog = run_dir / "bridge.log"
+        with open(blog, "w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dispatch_bridge.cli", "--config", str(run_dir / "bridge.yaml"),
+                 "--log-level", "WARNING"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        try:
+            deadline = time.time() + 60
+            while not re.search(r"running", blog.read_text()):
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("bridge did not start:\n" + blog.read_text()[-3000:])
+                time.sleep(0.05)
+            time.sleep(1.0)  # the Watch stream opens
+            log(f"bench: raising {args.alerts + args.burst} alerts")
+            lat_ids = raise_alerts(target, args.alerts)
+            burst_ids = raise_alerts(target, args.burst)
+            stub = alert_pb2_grpc.AlertServiceStub(grpc.insecure_channel(target))
+            log(f"bench: latency run, {args.alerts} decisions at {args.rate}/s")
+            sent: dict[str, float] = {}
+            for aid in lat_ids:
+                t0 = time.monotonic()
+                sent[f"{aid}:valid_alert"] = decide(stub, aid)
+                time.sleep(max(0.0, 1.0 / args.rate - (time.monotonic() - t0)))
+            wait_all(recv, list(sent), 60)
+            lat = [(recv.arrived[k] - t) * 1000 for k, t in sent.items()]
+            log(f"bench: throughput run, {args.burst} decisions")
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda a: decide(stub, a), burst_ids))
+            keys = [f"{a}:valid_alert" for a in burst_ids]
+            wait_all(recv, keys, 300)
+            elapsed = max(recv.arrived[k] for k in keys) - t0
+            result = {
+                "dispatch_p50_ms": round(percentile(lat, 0.50), 1),
+                "dispatch_p99_ms": round(percentile(lat, 0.99), 1),
+                "dispatch_max_ms": round(max(lat), 1),
+                "relays_per_s": round(len(keys) / elapsed, 1),
+                "latency_alerts": len(lat),
+                "burst_alerts": len(keys),
+                "bad_signatures": recv.bad,
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            recv.server.shutdown()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
