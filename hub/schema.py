@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,12 +87,39 @@ def template_params(config: HubConfig) -> dict[str, Any]:
     }
 
 
+class _RetryingSession:
+    """Retries idempotent schema statements while a cluster is still settling (a node just
+    restarted, gossip or schema agreement not reached yet)."""
+
+    def __init__(self, session: Any, attempts: int = 6, first_delay_s: float = 0.5) -> None:
+        self._session = session
+        self._attempts = attempts
+        self._first_delay_s = first_delay_s
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        from cassandra import OperationTimedOut, Unavailable, WriteTimeout
+        from cassandra.cluster import NoHostAvailable
+
+        delay = self._first_delay_s
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._session.execute(*args, **kwargs)
+            except (Unavailable, WriteTimeout, OperationTimedOut, NoHostAvailable) as e:
+                if attempt == self._attempts:
+                    raise
+                log.warning("schema statement failed (%s), retrying in %.1f s", type(e).__name__, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+
 def migrate(session: Any, config: HubConfig, echo: Callable[[str], None] = log.info) -> list[int]:
     """Create the keyspace, apply pending migrations, align retention settings.
 
     Returns the versions applied by this call. Safe to run from several hubs at once:
     every statement is idempotent and the record insert is a lightweight transaction.
     """
+    session = _RetryingSession(session)
     ks = config.cassandra.keyspace
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {_cql_map(config.cassandra.replication_map())}"

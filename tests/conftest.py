@@ -56,6 +56,8 @@ def make_hub_config(cassandra: tuple[list[str], int], keyspace: str, **overrides
             "keyspace": keyspace,
             "write_consistency": "ONE",
             "read_consistency": "ONE",
+            # schema changes crawl on a loaded 2-core CI box; don't mistake slow for broken
+            "request_timeout_s": 60,
         },
     }
     for key, value in overrides.items():
@@ -88,7 +90,9 @@ def cql(cassandra: tuple[list[str], int]) -> Iterator[Any]:
     """A plain driver session for checking what the hub stored."""
     points, port = cassandra
     cluster, session = connect(
-        HubConfig.model_validate({"cassandra": {"contact_points": points, "port": port}}).cassandra
+        HubConfig.model_validate(
+            {"cassandra": {"contact_points": points, "port": port, "request_timeout_s": 60}}
+        ).cassandra
     )
     yield session
     cluster.shutdown()
