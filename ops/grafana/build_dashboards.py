@@ -247,6 +247,42 @@ OPS = dashboard(
             32,
             unit="s",
         ),
+        panel(
+            11,
+            "Relays by sink and outcome",
+            [("sum by (sink, outcome) (rate(alpr_bridge_relays_total[$__rate_interval]))", "{{sink}} {{outcome}}")],
+            0,
+            40,
+            unit="reqps",
+        ),
+        panel(
+            12,
+            "Outbox depth / oldest relay age",
+            [("alpr_bridge_outbox_depth", "depth"), ("alpr_bridge_outbox_oldest_age_seconds", "oldest (s)")],
+            12,
+            40,
+        ),
+        panel(
+            13,
+            "Decision to dispatch delivery p99",
+            [
+                (
+                    "histogram_quantile(0.99, sum by (le, sink) (rate(alpr_bridge_delivery_seconds_bucket[$__rate_interval])))",
+                    "{{sink}}",
+                )
+            ],
+            0,
+            48,
+            unit="s",
+        ),
+        panel(
+            14,
+            "Dead letters (last hour)",
+            [("sum by (sink) (increase(alpr_bridge_dead_letters_total[1h]))", "{{sink}}")],
+            12,
+            48,
+            kind="stat",
+        ),
     ],
     ["alpr", "ops"],
 )
