@@ -197,3 +197,16 @@ class ReadStore:
         """The stored row of one read, or None."""
         rid = read_id if isinstance(read_id, uuid.UUID) else uuid.UUID(read_id)
         return self.session.execute(self._get_id, (rid,)).one()
+
+
+def existing_read_ids(session: Session, keyspace: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored in reads_by_id (for checks that nothing was lost)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        rows = session.execute(
+            f"SELECT read_id FROM {keyspace}.reads_by_id WHERE read_id IN ({','.join(['%s'] * len(chunk))})",
+            [uuid.UUID(i) for i in chunk],
+        )
+        found |= {str(r.read_id) for r in rows}
+    return found

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from hub.config import HubConfig
 from hub.server import Hub, create_server
+from hub.storage import existing_read_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,16 +147,6 @@ class PacedStream:
         return self.result
 
 
-def stored_ids(cql: object, keyspace: str, ids: list[str]) -> set[str]:
+def stored_ids(cql: Any, keyspace: str, ids: list[str]) -> set[str]:
     """Which of ``ids`` are in reads_by_id."""
-    import uuid as _uuid
-
-    found: set[str] = set()
-    for start in range(0, len(ids), 100):
-        chunk = ids[start : start + 100]
-        rows = cql.execute(  # type: ignore[attr-defined]
-            f"SELECT read_id FROM {keyspace}.reads_by_id WHERE read_id IN ({','.join(['%s'] * len(chunk))})",
-            [_uuid.UUID(i) for i in chunk],
-        )
-        found |= {str(r.read_id) for r in rows}
-    return found
+    return existing_read_ids(cql, keyspace, ids)

@@ -54,8 +54,25 @@ def cassandra(port: int = 39042) -> Iterator[tuple[list[str], int]]:
         cluster.stop()
 
 
+class HubTarget(str):
+    """A hub's gRPC target ("host:port") that also knows the hub's process id."""
+
+    pid: int
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds used so far, resident memory in MB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_kb = next(
+        int(ln.split()[1]) for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmRSS:")
+    )
+    return cpu, rss_kb / 1024
+
+
 @contextmanager
-def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **extra: Any) -> Iterator[str]:
+def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **extra: Any) -> Iterator[HubTarget]:
     """Run ``alpr-hub serve`` in its own process; yields its gRPC target.
 
     ``extra`` sections are merged over the defaults (e.g. ``cassandra={"write_consistency": "ONE"}``).
@@ -85,12 +102,13 @@ def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **ext
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-    target = None
+    target: HubTarget | None = None
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         m = re.search(r"serving on [\d.]+:(\d+)", log_path.read_text())
         if m:
-            target = f"127.0.0.1:{m.group(1)}"
+            target = HubTarget(f"127.0.0.1:{m.group(1)}")
+            target.pid = proc.pid
             break
         time.sleep(0.05)
     if target is None:
