@@ -37,8 +37,29 @@ def cassandra() -> Iterator[tuple[list[str], int]]:
     try:
         yield cluster.contact_points, cluster.port
     finally:
-        if not os.environ.get("ALPR_TEST_KEEP_CASSANDRA"):
+        if os.environ.get("ALPR_TEST_KEEP_CASSANDRA"):
+            _drop_keyspaces(cluster.contact_points, cluster.port, _CREATED)
+        else:
             cluster.stop()
+
+
+_CREATED: list[str] = []  # keyspaces made by fresh_keyspace() in this session
+
+
+def _drop_keyspaces(points: list[str], port: int, names: list[str]) -> None:
+    """Best effort: a long-lived dev Cassandra slows down as test keyspaces pile up."""
+    if not names:
+        return
+    cfg = HubConfig.model_validate({"cassandra": {"contact_points": points, "port": port, "request_timeout_s": 120}})
+    cluster, session = connect(cfg.cassandra)
+    try:
+        for name in names:
+            try:
+                session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+            except Exception as e:  # cleanup must not fail the run
+                print(f"could not drop test keyspace {name}: {e!r}")
+    finally:
+        cluster.shutdown()
 
 
 def make_hub_config(cassandra: tuple[list[str], int], keyspace: str, **overrides: Any) -> HubConfig:
@@ -69,7 +90,9 @@ def make_hub_config(cassandra: tuple[list[str], int], keyspace: str, **overrides
 
 
 def fresh_keyspace(prefix: str = "t") -> str:
-    return f"alpr_{prefix}_{uuid.uuid4().hex[:10]}"
+    name = f"alpr_{prefix}_{uuid.uuid4().hex[:10]}"
+    _CREATED.append(name)
+    return name
 
 
 @pytest.fixture(scope="session")
