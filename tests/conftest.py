@@ -32,7 +32,7 @@ def cassandra() -> Iterator[tuple[list[str], int]]:
         return
     ops = load_ops_module("cassandractl")
     run_dir = Path(os.environ.get("ALPR_RUN_DIR", ROOT / ".run")) / f"test-cassandra-{TEST_CQL_PORT}"
-    cluster = ops.CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="1G")
+    cluster = ops.CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="2G")
     cluster.start()
     try:
         yield cluster.contact_points, cluster.port
