@@ -37,6 +37,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--details", type=Path, help="write per-plate outcomes as JSON here")
     ap.add_argument("--bench-detector", action="store_true", help="also time the detector alone on a 720p frame")
+    ap.add_argument(
+        "--record", metavar="NAME", help="store the summary under evaluation.NAME in node/models/manifest.json"
+    )
     add_model_args(ap)
     args = ap.parse_args(argv[1:])
     if not args.annotations.exists():
@@ -59,5 +62,12 @@ def main(argv: list[str]) -> int:
     summary: dict[str, object] = {"annotations": str(args.annotations), **rep.summary(), "versions": rec.versions()}
     if args.bench_detector:
         summary["detector_ms_720p"] = round(detector_ms(rec.detector), 1)
+    if args.record:
+        from node.recognition.loading import MODELS_DIR
+
+        path = MODELS_DIR / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest.setdefault("evaluation", {})[args.record] = summary
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(summary))
     return 0

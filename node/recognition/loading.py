@@ -28,7 +28,7 @@ class RecognizerConfig(BaseModel):
         default=MODELS_DIR / "plate_detector.onnx", description="YOLO .onnx or any ultralytics model file"
     )
     detector_imgsz: int = Field(default=640, ge=32, description="input size for dynamic-shape/ultralytics models")
-    detector_conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    detector_conf: float = Field(default=0.15, ge=0.0, le=1.0, description="minimum detection score")
     detector_iou: float = Field(default=0.5, ge=0.0, le=1.0)
     ocr_model_path: Path = Field(default=MODELS_DIR / "plate_ocr.onnx")
     plate_config_path: Path = Field(default=MODELS_DIR / "plate_config.yaml")

@@ -120,6 +120,16 @@ def cmd_install(args: argparse.Namespace) -> int:
     """Copy trained models into node/models and record a manifest."""
     det_out, ocr_out = WORK / "det_out", WORK / "ocr_out"
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    if args.detector_weights:  # a checkpoint (e.g. mid-training last.pt) instead of the final export
+        from node.training.train_detector import export_detector
+
+        shutil.copyfile(
+            export_detector(Path(args.detector_weights), args.export_imgsz), det_out / "plate_detector.onnx"
+        )
+    if args.ocr_keras:
+        from node.training.train_ocr import export_ocr
+
+        export_ocr(Path(args.ocr_keras), ocr_out / "plate_config.yaml", ocr_out)
     files = {
         "plate_detector.onnx": det_out / "plate_detector.onnx",
         "plate_ocr.onnx": ocr_out / "plate_ocr.onnx",
@@ -148,6 +158,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         if path.exists():
             manifest[key] = json.loads(path.read_text())
     manifest["data_root_files"] = _data_version(Path(args.data_root))
+    manifest["sources"] = {"detector_weights": args.detector_weights, "ocr_keras": args.ocr_keras}
     old = MODELS_DIR / "manifest.json"
     if old.exists():  # keep evaluation figures recorded by hand / by `evaluate`
         prev = json.loads(old.read_text())
@@ -191,11 +202,17 @@ def main(argv: list[str]) -> int:
     common(p)
     p.add_argument("--n", type=int, default=20)
     p.set_defaults(fn=cmd_samples)
-    for name, fn in (("detector-data", cmd_detector_data), ("ocr-data", cmd_ocr_data), ("install", cmd_install)):
+    for name, fn in (("detector-data", cmd_detector_data), ("ocr-data", cmd_ocr_data)):
         p = sub.add_parser(name)
         common(p)
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("install")
+    common(p)
+    p.add_argument("--detector-weights", help="export this .pt checkpoint instead of the finished run's ONNX")
+    p.add_argument("--ocr-keras", help="export this .keras checkpoint instead of the finished run's ONNX")
+    p.add_argument("--export-imgsz", type=int, default=640)
+    p.set_defaults(fn=cmd_install)
     for name, fn in (("detector", cmd_detector), ("ocr", cmd_ocr), ("all", cmd_all)):
         p = sub.add_parser(name)
         common(p)
@@ -204,6 +221,8 @@ def main(argv: list[str]) -> int:
         p.add_argument("--lr", type=float, default=0.002, help="OCR learning rate")
         p.add_argument("--weights", help="OCR warm start (.keras)")
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
+        p.add_argument("--detector-weights", default=None, help=argparse.SUPPRESS)
+        p.add_argument("--ocr-keras", default=None, help=argparse.SUPPRESS)
         p.set_defaults(fn=fn)
     args = ap.parse_args(argv[1:])
     if args.epochs is None:

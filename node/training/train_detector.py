@@ -23,6 +23,8 @@ class DetectorTrainParams:
     lr0: float = 0.01
     close_mosaic: int = 4
     patience: int = 100
+    warmup_epochs: float = 3.0
+    weights: str | None = None  # warm start from a local checkpoint (.pt) of this project
 
 
 def train_detector(data_yaml: Path, out_dir: Path, params: DetectorTrainParams, log=print) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -39,7 +41,7 @@ def train_detector(data_yaml: Path, out_dir: Path, params: DetectorTrainParams, 
     torch.set_num_threads(params.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    model = YOLO(params.model_yaml)
+    model = YOLO(params.weights or params.model_yaml)
     res = model.train(
         data=str(data_yaml),
         epochs=params.epochs,
@@ -49,7 +51,8 @@ def train_detector(data_yaml: Path, out_dir: Path, params: DetectorTrainParams, 
         workers=0,
         seed=params.seed,
         deterministic=True,
-        pretrained=False,
+        pretrained=bool(params.weights),
+        warmup_epochs=params.warmup_epochs,
         amp=False,
         plots=False,
         val=True,

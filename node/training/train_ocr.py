@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -131,7 +130,29 @@ def export_ocr(keras_path: Path, plate_cfg: Path, out_dir: Path) -> Path:
         "--plate-config-file", str(plate_cfg), "--save-dir", str(save_dir), "--no-dynamic-batch",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, env=_env("torch"))
-    onnx = sorted(save_dir.glob("*.onnx"))[-1]
+    onnx_file = sorted(save_dir.glob("*.onnx"), key=lambda p: p.stat().st_mtime)[-1]
     final = out_dir / "plate_ocr.onnx"
-    shutil.copyfile(onnx, final)
+    name_outputs(onnx_file, final)
     return final
+
+
+def name_outputs(src: Path, dst: Path) -> None:
+    """Name the outputs ``plate`` (N x slots x classes) and ``region`` (N x regions).
+
+    The torch-backend export calls them ``softmax_N``; ``LicensePlateRecognizer`` finds the
+    region head only under the name ``region``.
+    """
+    import onnx
+
+    model = onnx.load(str(src))
+    renames = {}
+    for out in model.graph.output:
+        rank = len(out.type.tensor_type.shape.dim)
+        renames[out.name] = "plate" if rank == 3 else "region"
+    for node in model.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    for out in model.graph.output:
+        out.name = renames[out.name]
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))

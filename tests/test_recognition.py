@@ -1,0 +1,211 @@
+"""Recognition: generator determinism, shipped models on synthetic plates, CLI contract, evaluation.
+
+CPU only, no network, no Cassandra; uses the models shipped in node/models.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from node.recognition.annotations import read_boxes
+from node.recognition.evaluation import edit_distance, evaluate, iou
+from node.recognition.loading import MODELS_DIR, Recognizer, RecognizerConfig, load_recognizer
+from node.recognition.types import PlateResult
+from node.training.compose import paste, warp_plate
+from node.training.ocr_data import synthetic_crop
+from node.training.plates import STATE_CODES, render_plate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _backgrounds(seed: int = 5) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(4):
+        small = rng.integers(30, 200, size=(12, 16, 3), dtype=np.uint8)
+        out.append(cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC))
+    return out
+
+
+def _scene(rng: np.random.Generator, plate_width: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[str]]:
+    """A 1280x720 frame with two synthetic plates; returns frame, boxes and texts."""
+    small = rng.integers(40, 180, size=(9, 16, 3), dtype=np.uint8)
+    frame = cv2.resize(small, (1280, 720), interpolation=cv2.INTER_CUBIC)
+    boxes, texts = [], []
+    for x in (150, 750):
+        plate = render_plate(rng)
+        patch, mask, (bx1, by1, bx2, by2) = warp_plate(plate.image, plate_width, rng)
+        y = 380
+        cv2.rectangle(frame, (x - 40, y - 30), (x + patch.shape[1] + 40, y + patch.shape[0] + 30), (60, 60, 70), -1)
+        paste(frame, patch, mask, x, y)
+        boxes.append((x + bx1, y + by1, x + bx2, y + by2))
+        texts.append(plate.text)
+    return frame, boxes, texts
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return load_recognizer(RecognizerConfig())
+
+
+# ---------------------------------------------------------------- generator
+
+
+def test_generator_is_deterministic() -> None:
+    a = render_plate(np.random.default_rng(42))
+    b = render_plate(np.random.default_rng(42))
+    c = render_plate(np.random.default_rng(43))
+    assert a.text == b.text and a.state == b.state
+    assert np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, c.image)
+    bgs = _backgrounds()
+    ca, ta, sa = synthetic_crop(np.random.default_rng(7), bgs)
+    cb, tb, sb = synthetic_crop(np.random.default_rng(7), bgs)
+    assert (ta, sa) == (tb, sb) and np.array_equal(ca, cb)
+
+
+def test_generator_text_distribution() -> None:
+    rng = np.random.default_rng(0)
+    plates = [render_plate(rng) for _ in range(300)]
+    lengths = {len(p.text) for p in plates}
+    assert lengths <= set(range(4, 9)) and {6, 7}.issubset(lengths)
+    assert all(p.text.isalnum() and (p.text.isupper() or p.text.isdigit()) for p in plates)
+    assert len({p.state for p in plates}) >= 20
+    assert {p.state for p in plates} <= set(STATE_CODES)
+    assert plates[0].image.shape[1] == 2 * plates[0].image.shape[0]
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_shipped_models_and_versions(recognizer: Recognizer) -> None:
+    for name in ("plate_detector.onnx", "plate_ocr.onnx", "plate_config.yaml", "manifest.json"):
+        assert (MODELS_DIR / name).exists(), name
+    assert (MODELS_DIR / "plate_detector.onnx").stat().st_size <= 15 * 1024 * 1024
+    v = recognizer.versions()
+    assert set(v) == {"detector", "ocr", "state_classifier"}
+    assert v["detector"].startswith("plate_detector.onnx@")
+
+
+def test_detector_finds_synthetic_plates(recognizer: Recognizer) -> None:
+    rng = np.random.default_rng(11)
+    found = total = 0
+    for width in (110, 160, 220):
+        frame, boxes, _ = _scene(rng, width)
+        dets = recognizer.detector.detect(frame)
+        for b in boxes:
+            total += 1
+            found += any(iou(b, d.box) >= 0.3 for d in dets)
+    assert found / total >= 0.8, f"found {found}/{total}"
+
+
+def test_ocr_reads_synthetic_crops(recognizer: Recognizer) -> None:
+    rng = np.random.default_rng(3)
+    correct_chars = total_chars = exact = 0
+    n = 40
+    for _ in range(n):
+        plate = render_plate(rng)
+        patch, _, (x1, y1, x2, y2) = warp_plate(plate.image, 160, rng)
+        crop = patch[y1:y2, x1:x2]
+        read = recognizer.reader.read(np.ascontiguousarray(crop))
+        assert len(read.char_confidences) == len(read.text)
+        assert 0.0 <= read.confidence <= 1.0
+        exact += read.text == plate.text
+        total_chars += len(plate.text)
+        correct_chars += max(0, len(plate.text) - edit_distance(read.text, plate.text))
+    assert correct_chars / total_chars >= 0.7, f"char accuracy {correct_chars / total_chars:.2f}"
+    assert exact / n >= 0.2, f"exact {exact}/{n}"
+
+
+# ---------------------------------------------------------------- recognize CLI contract
+
+
+def test_recognize_json_schema(tmp_path: Path) -> None:
+    from node.cli import main as node_main
+
+    frame, _, _ = _scene(np.random.default_rng(21), 180)
+    img = tmp_path / "frame.jpg"
+    cv2.imwrite(str(img), frame)
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 127, np.uint8))
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = node_main(["recognize", "--json", str(img), str(blank)])
+    assert rc == 0
+    lines = [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+    assert [r["image"] for r in lines] == [str(img), str(blank)]
+    assert lines[0]["plates"], "no plate found in a frame with two large synthetic plates"
+    for p in lines[0]["plates"]:
+        assert {"text", "confidence", "box", "state", "state_confidence", "char_confidences"} <= set(p)
+        assert isinstance(p["text"], str) and len(p["box"]) == 4 and all(isinstance(v, int) for v in p["box"])
+        assert p["box"][0] < p["box"][2] and p["box"][1] < p["box"][3]
+        assert 0.0 <= p["confidence"] <= 1.0 and 0.0 <= p["state_confidence"] <= 1.0
+        assert p["state"] is None or isinstance(p["state"], str)
+        assert len(p["char_confidences"]) == len(p["text"])
+
+
+def test_recognize_missing_image_and_model(tmp_path: Path) -> None:
+    from node.recognize_cli import main
+
+    assert main(["recognize", "--json", str(tmp_path / "nope.jpg")]) == 1
+    assert main(["recognize", "--detector", str(tmp_path / "none.onnx"), str(tmp_path / "x.jpg")]) == 2
+
+
+def test_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ValidationError):
+        RecognizerConfig(detector_pth="x")  # type: ignore[call-arg]
+    cfg = RecognizerConfig()
+    assert cfg.detector_path == MODELS_DIR / "plate_detector.onnx" and cfg.hub_ocr_model is None
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _fixture(tmp_path: Path) -> Path:
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((100, 200, 3), np.uint8))
+    ann = tmp_path / "annotations.tsv"
+    ann.write_text("a.jpg\t10\t10\t50\t20\tABC123\nb.jpg\t100\t50\t40\t20\tXYZ9\nb.jpg\t0\t0\t30\t15\tQQ11\n")
+    return ann
+
+
+def test_evaluation_numbers_on_fixture(tmp_path: Path) -> None:
+    ann = _fixture(tmp_path)
+    assert read_boxes(ann)["b.jpg"][0].box == (100, 50, 140, 70)
+    answers = iter(
+        [
+            [PlateResult((12, 11, 58, 29), 0.9, "ABC123", 0.9)],  # exact, IoU > 0.3
+            [PlateResult((100, 50, 140, 70), 0.8, "XYZ8", 0.7), PlateResult((150, 80, 190, 95), 0.5, "FP", 0.1)],
+        ]
+    )
+    rep = evaluate(lambda frame: next(answers), ann)
+    s = rep.summary()
+    assert s["images"] == 2 and s["plates"] == 3
+    assert s["detection_recall"] == round(2 / 3, 4)
+    assert s["exact_plate_accuracy"] == round(1 / 3, 4)
+    assert s["top1_accuracy"] == 0.5
+    assert s["char_accuracy"] == round((6 + 3 + 0) / (6 + 4 + 4), 4)
+    assert s["false_positives"] == 1
+
+
+def test_evaluate_cli_prints_summary(tmp_path: Path) -> None:
+    from node.evaluate_cli import main
+
+    ann = _fixture(tmp_path)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["evaluate", str(ann)]) == 0
+    summary = json.loads(buf.getvalue().splitlines()[-1])
+    assert summary["images"] == 2 and summary["plates"] == 3
+    assert {"detection_recall", "exact_plate_accuracy", "top1_accuracy", "char_accuracy", "ms_per_image"} <= set(
+        summary
+    )
+    assert main(["evaluate", str(tmp_path / "missing.tsv")]) == 2
