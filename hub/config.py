@@ -108,7 +108,7 @@ class HotListConfig(StrictModel):
     snapshot_threshold_changes: int = Field(50_000, ge=1)
     chunk_size: int = Field(2000, ge=1, le=20_000)
     # Concurrent Cassandra writes while committing a version.
-    write_concurrency: int = Field(128, ge=1)
+    write_concurrency: int = Field(32, ge=1)
     # Idle subscriptions get a version notice this often (also a liveness check).
     notice_interval_s: float = Field(15.0, gt=0)
     match: MatchConfig = Field(default_factory=MatchConfig)

@@ -29,8 +29,11 @@ from typing import Any
 
 import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout
+from cassandra.cluster import NoHostAvailable
+from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from google.protobuf.internal.encoder import _VarintBytes
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.hotlist_model import (
@@ -56,6 +59,7 @@ BUCKETS = 64
 UPSERT = hotlist_pb2.CHANGE_KIND_UPSERT
 REMOVE = hotlist_pb2.CHANGE_KIND_REMOVE
 MAX_IMPORT_BYTES = 1 << 30
+BATCH_ROWS = 40  # rows per single-partition UNLOGGED batch into hotlist_entries (~10 KB)
 
 
 def bucket_of(entry_id: str) -> int:
@@ -78,11 +82,34 @@ class Change:
     entry_id: str
     entry: HotListEntry | None = None
 
+    def entry_blob(self) -> bytes | None:
+        """The entry as stored (alpr.v1.HotListEntry without version: that is a column)."""
+        return entry_to_proto(self.entry).SerializeToString() if self.entry is not None else None
+
     def to_proto(self) -> hotlist_pb2.HotListChange:
         msg = hotlist_pb2.HotListChange(kind=self.kind, entry_id=self.entry_id)  # type: ignore[arg-type]
         if self.entry is not None:
             msg.entry.CopyFrom(entry_to_proto(self.entry))
         return msg
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch of changes written to the log, waiting for its version number."""
+
+    batch_id: uuid.UUID
+    changes: list[Change]
+    blobs: list[bytes | None]
+    chunk_count: int
+
+
+def _change_bytes(kind: int, entry_id: str, entry_blob: bytes | None) -> bytes:
+    """One ``changes`` field of an alpr.v1.HotListDelta, encoded directly (an import has a million)."""
+    eid = entry_id.encode()
+    body = b"\x08" + _VarintBytes(kind) + b"\x12" + _VarintBytes(len(eid)) + eid
+    if entry_blob is not None:
+        body += b"\x1a" + _VarintBytes(len(entry_blob)) + entry_blob
+    return b"\x12" + _VarintBytes(len(body)) + body
 
 
 @dataclass(frozen=True)
@@ -163,6 +190,14 @@ class HotListStore:
         self._node_state = p(
             f"INSERT INTO {ks}.node_hotlist_state (node_id, version, acked_at, hub_id) VALUES (?, ?, ?, ?)", wcl
         )
+        self._lock_take = p(
+            f"INSERT INTO {ks}.hotlist_import_locks (source, holder, since) VALUES (?, ?, ?) IF NOT EXISTS "
+            "USING TTL 3600",
+            wcl,
+        )
+        self._lock_free = p(f"DELETE FROM {ks}.hotlist_import_locks WHERE source = ? IF holder = ?", wcl)
+        self._lock_get = p(f"SELECT holder, since FROM {ks}.hotlist_import_locks WHERE source = ?", rcl)
+        self._lock_take.is_idempotent = self._lock_free.is_idempotent = False
         self.write_cl = wcl
 
     def _prep(self, cql: str, cl: int) -> PreparedStatement:
@@ -173,6 +208,25 @@ class HotListStore:
 
     def _exec(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
         return await_response(self.session.execute_async(stmt, values))
+
+    async def _write(self, stmt: Any, values: Any = ()) -> Any:
+        """An idempotent bulk write; waits and retries while the driver's connection is
+        saturated (``ConnectionBusy``: its socket buffer is full) instead of failing the import."""
+        timeouts = 0
+        for attempt in range(200):
+            try:
+                return await self._exec(stmt, values)
+            except NoHostAvailable as e:
+                if not e.errors or not all(isinstance(x, ConnectionBusy) for x in e.errors.values()):
+                    raise
+                await asyncio.sleep(min(0.5, 0.01 * (attempt + 1)))
+            except (WriteTimeout, OperationTimedOut):
+                # Same values, same USING TIMESTAMP: a retry cannot change the outcome.
+                timeouts += 1
+                if timeouts > 5:
+                    raise
+                await asyncio.sleep(0.2 * timeouts)
+        return await self._exec(stmt, values)
 
     # -- the log ----------------------------------------------------------------------
 
@@ -204,6 +258,56 @@ class HotListStore:
             out.append(d)
         return out
 
+    async def write_changes(
+        self, changes: list[Change], progress: Callable[[str, int, int], None] | None = None
+    ) -> Prepared:
+        """Phase 1 of a commit: store the changes in chunks under a new batch id."""
+        cfg = self.config.hotlists
+        batch_id = uuid.uuid4()
+        size = cfg.chunk_size
+        blobs: list[bytes | None] = [None] * len(changes)
+        chunk_count = (len(changes) + size - 1) // size
+        done = 0
+
+        def chunk_writer(i: int) -> Callable[[], Awaitable[Any]]:
+            async def run() -> None:
+                nonlocal done
+                part = []
+                for j in range(i * size, min(len(changes), (i + 1) * size)):
+                    c = changes[j]
+                    blobs[j] = b = c.entry_blob()
+                    part.append(_change_bytes(c.kind, c.entry_id, b))
+                await self._write(self._ins_chunk, (batch_id, i, b"".join(part)))
+                done += len(part)
+                if progress:
+                    progress("log", done, len(changes))
+
+            return run
+
+        await bounded((chunk_writer(i) for i in range(chunk_count)), max(1, min(4, cfg.write_concurrency)))
+        return Prepared(batch_id, changes, blobs, chunk_count)
+
+    async def claim(self, prepared: Prepared, committed_by: str, description: str) -> int:
+        """Phase 2: claim the next version number for a written batch (LWT; retried on a lost race)."""
+        now = datetime.now(UTC)
+        while True:
+            rows = await self._exec(self._latest_serial, (LOG,))
+            version = (rows[0].version if rows else 0) + 1
+            res = await self._exec(
+                self._claim,
+                (LOG, version, prepared.batch_id, len(prepared.changes), prepared.chunk_count, now, committed_by,
+                 description[:2000], self.config.hub_id),
+            )  # fmt: skip
+            if res and res[0][0]:
+                return version
+
+    async def finish(
+        self, version: int, prepared: Prepared, progress: Callable[[str, int, int], None] | None = None
+    ) -> None:
+        """Phase 3: bring hotlist_entries in line with the version and mark it applied."""
+        await self.apply_entries(version, prepared.changes, prepared.blobs, progress)
+        await self._exec(self._mark_applied, (LOG, version))
+
     async def commit(
         self,
         changes: list[Change],
@@ -212,57 +316,31 @@ class HotListStore:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> int:
         """Write ``changes`` as one new version and return its number."""
-        cfg = self.config.hotlists
-        batch_id = uuid.uuid4()
-        size = cfg.chunk_size
-        chunks = [changes[i : i + size] for i in range(0, len(changes), size)]
-        done = 0
-
-        def chunk_writer(i: int, chunk: list[Change]) -> Callable[[], Awaitable[Any]]:
-            async def run() -> None:
-                nonlocal done
-                blob = hotlist_pb2.HotListDelta(changes=[c.to_proto() for c in chunk]).SerializeToString()
-                await self._exec(self._ins_chunk, (batch_id, i, blob))
-                done += len(chunk)
-                if progress:
-                    progress("log", done, len(changes))
-
-            return run
-
-        await bounded((chunk_writer(i, c) for i, c in enumerate(chunks)), max(1, min(16, cfg.write_concurrency)))
-        now = datetime.now(UTC)
-        while True:
-            rows = await self._exec(self._latest_serial, (LOG,))
-            version = (rows[0].version if rows else 0) + 1
-            res = await self._exec(
-                self._claim,
-                (LOG, version, batch_id, len(changes), len(chunks), now, committed_by, description[:2000],
-                 self.config.hub_id),
-            )  # fmt: skip
-            if res and res[0][0]:
-                break
-        await self.apply_entries(version, changes, progress)
-        await self._exec(self._mark_applied, (LOG, version))
+        prepared = await self.write_changes(changes, progress)
+        version = await self.claim(prepared, committed_by, description)
+        await self.finish(version, prepared, progress)
         return version
 
     async def apply_entries(
-        self, version: int, changes: list[Change], progress: Callable[[str, int, int], None] | None = None
+        self,
+        version: int,
+        changes: list[Change],
+        blobs: list[bytes | None],
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         """Bring hotlist_entries in line with one version (idempotent)."""
         by_part: dict[tuple[str, int], list[tuple[PreparedStatement, tuple[Any, ...]]]] = {}
-        for c in changes:
+        for c, blob in zip(changes, blobs, strict=True):
             source = c.entry.source if c.entry is not None else c.entry_id.split(":", 1)[0]
             b = bucket_of(c.entry_id)
             if c.kind == UPSERT and c.entry is not None:
-                c.entry.version = version
-                blob = entry_to_proto(c.entry).SerializeToString()
                 stmt = (self._put_entry, (source, b, c.entry_id, blob, c.entry.plate, version, version))
             else:
                 stmt = (self._del_entry, (version, source, b, c.entry_id))
             by_part.setdefault((source, b), []).append(stmt)
         batches: list[list[tuple[PreparedStatement, tuple[Any, ...]]]] = []
         for stmts in by_part.values():
-            batches.extend(stmts[i : i + 20] for i in range(0, len(stmts), 20))
+            batches.extend(stmts[i : i + BATCH_ROWS] for i in range(0, len(stmts), BATCH_ROWS))
         done = 0
         total = len(changes)
 
@@ -270,12 +348,12 @@ class HotListStore:
             async def run() -> None:
                 nonlocal done
                 if len(items) == 1:
-                    await self._exec(items[0][0], items[0][1])
+                    await self._write(items[0][0], items[0][1])
                 else:
                     batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.write_cl)
                     for stmt, values in items:
                         batch.add(stmt, values)
-                    await self._exec(batch)
+                    await self._write(batch)
                 done += len(items)
                 if progress and (done == total or done % 5000 < len(items)):
                     progress("entries", done, total)
@@ -284,18 +362,19 @@ class HotListStore:
 
         await bounded((writer(b) for b in batches), self.config.hotlists.write_concurrency)
 
-    async def finish_unapplied(self) -> None:
+    async def finish_unapplied(self, min_age_s: float = 0.0) -> None:
         """Apply versions a crashed hub claimed but did not finish writing to hotlist_entries."""
+        now = datetime.now(UTC)
         for info in sorted(await self.latest_versions(50), key=lambda i: i.version):
-            if info.applied:
+            if info.applied or (now - info.committed_at).total_seconds() < min_age_s:
                 continue
             log.warning("hot-list version %d was not fully applied; applying it now", info.version)
+            protos = [c for d in await self.read_changes(info) for c in d.changes]
             changes = [
-                Change(c.kind, c.entry_id, entry_from_proto(c.entry) if c.kind == UPSERT else None)
-                for d in await self.read_changes(info)
-                for c in d.changes
+                Change(c.kind, c.entry_id, entry_from_proto(c.entry) if c.kind == UPSERT else None) for c in protos
             ]
-            await self.apply_entries(info.version, changes)
+            blobs = [c.entry.SerializeToString() if c.kind == UPSERT else None for c in protos]
+            await self.apply_entries(info.version, changes, blobs)
             await self._exec(self._mark_applied, (LOG, info.version))
 
     # -- entries ----------------------------------------------------------------------
@@ -321,6 +400,19 @@ class HotListStore:
                     e.version = row.version
                     out.append(e)
         return out
+
+    async def lock_import(self, source: str, holder: str) -> str | None:
+        """Take the import lock of ``source``; None when taken, else who holds it and since when."""
+        rows = await self._exec(self._lock_take, (source, holder, datetime.now(UTC)))
+        if rows and rows[0][0]:
+            return None
+        cur = await self._exec(self._lock_get, (source,))
+        if not cur:
+            return "another import (just finished: retry)"
+        return f"{cur[0].holder} since {_aware(cur[0].since).isoformat(timespec='seconds')}"  # type: ignore[union-attr]
+
+    async def unlock_import(self, source: str, holder: str) -> None:
+        await self._exec(self._lock_free, (source, holder))
 
     async def record_node_version(self, node_id: str, version: int) -> None:
         await self._exec(self._node_state, (node_id, version, datetime.now(UTC), self.config.hub_id))
@@ -380,9 +472,14 @@ class HotListMirror:
                 await self._task
 
     async def _run(self) -> None:
+        last_repair = time.monotonic()
         while True:
             try:
                 await self.catch_up()
+                if time.monotonic() - last_repair > 300:
+                    last_repair = time.monotonic()
+                    # A version left half-applied by a hub that crashed mid-commit (10+ min old).
+                    await self.store.finish_unapplied(min_age_s=600)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -392,36 +489,81 @@ class HotListMirror:
     async def catch_up(self) -> None:
         """Apply every complete version after ours, in order."""
         async with self._lock:
-            while True:
-                infos = await self.store.versions_after(self.version, 50)
-                if not infos:
-                    return
-                for info in infos:
-                    if info.version != self.version + 1:
-                        return  # not visible yet; next poll
-                    deltas = await self.store.read_changes(info)
-                    n = 0
-                    for d in deltas:
-                        for c in d.changes:
-                            if c.kind == UPSERT:
-                                e = entry_from_proto(c.entry)
-                                e.version = info.version
-                                self.matcher.upsert(e)
-                            else:
-                                self.matcher.remove(c.entry_id)
-                            n += 1
-                            if n % 5000 == 0:
-                                await asyncio.sleep(0)
-                    self.version = info.version
-                    self.version_times[info.version] = info.committed_at
-                    self._cache[info.version] = deltas
-                    while len(self._cache) > self.CACHE_VERSIONS:
-                        self._cache.popitem(last=False)
-                    self._update_metrics()
-                    changed, self._changed = self._changed, asyncio.Event()
-                    changed.set()
-                if len(infos) < 50:
-                    return
+            await self._catch_up_locked()
+
+    async def _catch_up_locked(self) -> None:
+        while True:
+            infos = await self.store.versions_after(self.version, 50)
+            if not infos:
+                return
+            for info in infos:
+                if info.version != self.version + 1:
+                    return  # not visible yet; next poll
+                deltas = await self.store.read_changes(info)
+                n = 0
+                for d in deltas:
+                    for c in d.changes:
+                        if c.kind == UPSERT:
+                            e = entry_from_proto(c.entry)
+                            e.version = info.version
+                            self.matcher.upsert(e)
+                        else:
+                            self.matcher.remove(c.entry_id)
+                        n += 1
+                        if n % 5000 == 0:
+                            await asyncio.sleep(0)
+                self._advance(info.version, info.committed_at, deltas)
+            if len(infos) < 50:
+                return
+
+    def _advance(self, version: int, committed_at: datetime, deltas: list[hotlist_pb2.HotListDelta] | None) -> None:
+        self.version = version
+        self.version_times[version] = committed_at
+        if deltas is not None:
+            self._cache[version] = deltas
+            while len(self._cache) > self.CACHE_VERSIONS:
+                self._cache.popitem(last=False)
+        self._update_metrics()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def commit(
+        self,
+        changes: list[Change],
+        committed_by: str,
+        description: str,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> int:
+        """Commit a change set through the store, applying it to this mirror from memory.
+
+        The version is claimed while holding the mirror's lock, right after catching up, so
+        that (unless another hub committed in between) the mirror applies the changes it
+        already holds instead of reading a million of them back from Cassandra.
+        """
+        prepared = await self.store.write_changes(changes, progress)
+        async with self._lock:
+            await self._catch_up_locked()
+            version = await self.store.claim(prepared, committed_by, description)
+            # Cassandra writes the entries while this process updates its matcher (2 cores, both busy).
+            finishing = asyncio.create_task(self.store.finish(version, prepared, progress))
+            if version == self.version + 1:
+                for i, c in enumerate(changes):
+                    if c.kind == UPSERT and c.entry is not None:
+                        c.entry.version = version
+                        self.matcher.upsert(c.entry)
+                    else:
+                        self.matcher.remove(c.entry_id)
+                    if i % 5000 == 4999:
+                        await asyncio.sleep(0)
+                now = datetime.now(UTC)
+                deltas = None
+                if len(changes) <= self.config.hotlists.chunk_size:
+                    d = hotlist_pb2.HotListDelta(version=version, changes=[c.to_proto() for c in changes])
+                    d.committed_time.CopyFrom(_ts(now))
+                    deltas = [d]
+                self._advance(version, now, deltas)
+        await finishing
+        return version
 
     def _update_metrics(self) -> None:
         self.metrics.version.set(self.version)
@@ -548,7 +690,8 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             while not acks.done():
                 if self.closing.is_set():
                     await context.abort(
-                        grpc.StatusCode.UNAVAILABLE, "hub is shutting down; resubscribe (to another hub) with your version"
+                        grpc.StatusCode.UNAVAILABLE,
+                        "hub is shutting down; resubscribe (to another hub) with your version",
                     )
                 while pos < self.mirror.version:
                     for d in await self.mirror.deltas(pos + 1):
@@ -708,11 +851,13 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         progress: Callable[[str, int, int], None] | None = None,
     ) -> int:
         try:
-            version = await self.store.commit(changes, by, description, progress)
+            version = await self.mirror.commit(changes, by, description, progress)
         except Exception as exc:
             log.warning("hot-list commit failed: %r", exc)
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"storage unavailable ({type(exc).__name__}); nothing changed, retry"
+                grpc.StatusCode.UNAVAILABLE,
+                f"storage unavailable ({type(exc).__name__}); check `alpr hotlist list` and retry "
+                "(a change already committed is completed by the hubs)",
             )
         await self.mirror.catch_up()
         return version
@@ -768,6 +913,32 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
                 f"{len(bad)} bad row(s), nothing imported ({first}{'; …' if len(bad) > 5 else ''}); "
                 "fix the file or import with --skip-bad",
             )
+        holder = f"{by} on {self.config.hub_id} ({uuid.uuid4().hex[:8]})"
+        if not header.dry_run:
+            held = await self.store.lock_import(source, holder)
+            if held is not None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"an import of {source.lower()} is already running ({held}); wait for it to finish and retry",
+                )
+        try:
+            async for msg in self._import_delta(context, header, fmt, source, by, parsed, bad):
+                yield msg
+        finally:
+            if not header.dry_run:
+                with contextlib.suppress(Exception):
+                    await self.store.unlock_import(source, holder)
+
+    async def _import_delta(
+        self,
+        context: grpc.aio.ServicerContext,
+        header: hotlist_pb2.ImportHeader,
+        fmt: str,
+        source: str,
+        by: str,
+        parsed: Any,
+        bad: list[hotlist_pb2.BadRow],
+    ) -> AsyncIterator[hotlist_pb2.ImportListResponse]:
         await self.mirror.catch_up()
         current = {e.entry_id: e for e in self.mirror.matcher.entries.values() if e.source == source}
         changes: list[Change] = []

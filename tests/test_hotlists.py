@@ -226,3 +226,45 @@ def _wait(cond, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_version_left_half_applied_by_a_crashed_hub_is_completed(hubs, cassandra):
+    """A hub claims a version and dies before writing hotlist_entries: the next hub to start finishes it."""
+    import asyncio
+
+    from alpr_common.hotlist_model import HotListEntry
+    from hub.hotlists import UPSERT, Change
+
+    a, _ = hubs
+    store = a.hub.mirror.store
+    e = HotListEntry("MANUAL:crash-test", "CRASH12", "IL", "OTHER", "MANUAL", reason="r", entered_by="o")
+
+    async def half_commit() -> int:
+        prepared = await store.write_changes([Change(UPSERT, e.entry_id, e)])
+        return await store.claim(prepared, "o", "crash test")  # ... and no finish()
+
+    v = asyncio.run_coroutine_threadsafe(half_commit(), a.loop).result(30)
+    with pytest.raises(grpc.RpcError):
+        hotlist_stub(a.target).GetEntry(hotlist_pb2.GetEntryRequest(entry_id=e.entry_id))
+    c = HubThread(make_hub_config(cassandra, a.config.cassandra.keyspace, hub_id="hub-c", **FAST)).start()
+    try:
+        got = hotlist_stub(c.target).GetEntry(hotlist_pb2.GetEntryRequest(entry_id=e.entry_id)).entry
+        assert got.plate == "CRASH12" and got.version == v
+        _wait(lambda: bool(a.hub.mirror.matcher.by_plate("CRASH12")))  # the log reached every mirror anyway
+    finally:
+        c.stop(1)
+
+
+def test_one_import_per_source_at_a_time(hubs):
+    import asyncio
+
+    a, b = hubs
+    store = a.hub.mirror.store
+    assert asyncio.run_coroutine_threadsafe(store.lock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10) is None
+    try:
+        _, err = import_file(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "someone on hub-x" in err.details()
+        res, err = import_file(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF, dry_run=True)
+        assert err is None and res.dry_run  # a dry run changes nothing: no lock needed
+    finally:
+        asyncio.run_coroutine_threadsafe(store.unlock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10)

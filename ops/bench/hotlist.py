@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -255,7 +256,7 @@ def main() -> int:
     ap.add_argument("--alerts", type=int, default=200)
     ap.add_argument("--skip", action="append", default=[], choices=["import", "match", "deltas", "alerts"])
     args = ap.parse_args()
-    out: dict[str, float | int | None] = {"entries": args.entries, "nodes": args.nodes}
+    out: dict[str, Any] = {"entries": args.entries, "nodes": args.nodes}
     log(f"generating {args.entries} unique plates")
     ps = plates(args.entries)
     if "match" not in args.skip:
@@ -263,45 +264,57 @@ def main() -> int:
     fast = {"hotlists": {"poll_interval_s": 0.1}, "alerts": {"feed_poll_interval_s": 0.075}}
     run = ROOT / ".run" / "bench-hotlist"
     with cassandra() as cass:
-        ks = f"alpr_bench_hl_{uuid.uuid4().hex[:8]}"
-        with hub_process(cass, ks, run / "a", cassandra={"write_consistency": "ONE"}, **fast) as hub_a:
-            if "import" not in args.skip:
-                data = leads_file(ps)
-                log(f"import: {len(data) / 1e6:.0f} MB LEADS file, {args.entries} entries, into {hub_a}")
-                secs, res = bench_import(hub_a, data)
-                del data
-                out["import_seconds"] = round(secs, 1)
-                out["import_entries_per_s"] = round(res.added / secs)
-                log(
-                    f"import: {res.added} added in {secs:.1f} s = {res.added / secs:,.0f} entries/s (version {res.version})"
-                )
-            if "deltas" not in args.skip:
-                lat = bench_deltas(hub_a, hub_a, args.nodes, args.deltas)
-                out["delta_same_hub_p99_ms"] = round(percentile(lat, 0.99), 1)
-        if "alerts" not in args.skip or "deltas" not in args.skip:
-            ks2 = f"alpr_bench_al_{uuid.uuid4().hex[:8]}"
-            with (
-                hub_process(
-                    cass, ks2, run / "b1", cassandra={"write_consistency": "ONE"}, hub_id="bench-a", **fast
-                ) as a,
-                hub_process(
-                    cass, ks2, run / "b2", cassandra={"write_consistency": "ONE"}, hub_id="bench-b", **fast
-                ) as b,
-            ):
-                if "deltas" not in args.skip:
-                    # Across replicas: committed on A, subscribers on B (B learns it by tailing the log).
-                    lat = bench_deltas(a, b, args.nodes, args.deltas)
-                    out["delta_p50_ms"] = round(percentile(lat, 0.5), 1)
-                    out["delta_p99_ms"] = round(percentile(lat, 0.99), 1)
-                if "alerts" not in args.skip:
-                    lat = bench_alerts(a, b, args.alerts)
-                    out["alert_p50_ms"] = round(percentile(lat, 0.5), 1)
-                    out["alert_p99_ms"] = round(percentile(lat, 0.99), 1)
-        _drop(cass, [k for k in (locals().get("ks"), locals().get("ks2")) if k])
+        try:
+            _run_cluster_parts(cass, args, ps, out, run, fast)
+        finally:
+            _drop(cass, out.pop("_keyspaces", []))
     for k in ("import_entries_per_s", "matches_per_s", "delta_p99_ms", "alert_p99_ms"):
         out.setdefault(k, None)
     print(json.dumps(out), flush=True)
     return 0
+
+
+def _run_cluster_parts(
+    cass: tuple[list[str], int],
+    args: argparse.Namespace,
+    ps: list[str],
+    out: dict[str, Any],
+    run: Path,
+    fast: dict[str, Any],
+) -> None:
+    """Import, deltas and alerts against hub processes; keyspaces go to out["_keyspaces"]."""
+    ks = f"alpr_bench_hl_{uuid.uuid4().hex[:8]}"
+    out["_keyspaces"] = [ks]
+    with hub_process(cass, ks, run / "a", cassandra={"write_consistency": "ONE"}, **fast) as hub_a:
+        if "import" not in args.skip:
+            data = leads_file(ps)
+            log(f"import: {len(data) / 1e6:.0f} MB LEADS file, {args.entries} entries, into {hub_a}")
+            secs, res = bench_import(hub_a, data)
+            del data
+            out["import_seconds"] = round(secs, 1)
+            out["import_entries_per_s"] = round(res.added / secs)
+            log(
+                f"import: {res.added} added in {secs:.1f} s = {res.added / secs:,.0f} entries/s (version {res.version})"
+            )
+        if "deltas" not in args.skip:
+            lat = bench_deltas(hub_a, hub_a, args.nodes, args.deltas)
+            out["delta_same_hub_p99_ms"] = round(percentile(lat, 0.99), 1)
+    if "alerts" not in args.skip or "deltas" not in args.skip:
+        ks2 = f"alpr_bench_al_{uuid.uuid4().hex[:8]}"
+        out["_keyspaces"].append(ks2)
+        with (
+            hub_process(cass, ks2, run / "b1", cassandra={"write_consistency": "ONE"}, hub_id="bench-a", **fast) as a,
+            hub_process(cass, ks2, run / "b2", cassandra={"write_consistency": "ONE"}, hub_id="bench-b", **fast) as b,
+        ):
+            if "deltas" not in args.skip:
+                # Across replicas: committed on A, subscribers on B (B learns it by tailing the log).
+                lat = bench_deltas(a, b, args.nodes, args.deltas)
+                out["delta_p50_ms"] = round(percentile(lat, 0.5), 1)
+                out["delta_p99_ms"] = round(percentile(lat, 0.99), 1)
+            if "alerts" not in args.skip:
+                lat = bench_alerts(a, b, args.alerts)
+                out["alert_p50_ms"] = round(percentile(lat, 0.5), 1)
+                out["alert_p99_ms"] = round(percentile(lat, 0.99), 1)
 
 
 if __name__ == "__main__":
