@@ -156,7 +156,10 @@ def _csv_row(row: dict[str, str], source: str, by: str, now: datetime) -> HotLis
     if not 1 <= priority <= 9:
         raise _Bad(f"priority {priority} is outside 1-9")
     record = (row.get("source_record_id") or "").strip()
-    g = lambda k: (row.get(k) or "").strip()  # noqa: E731
+
+    def g(k: str) -> str:
+        return (row.get(k) or "").strip()
+
     return HotListEntry(
         entry_id=make_entry_id(source, state, plate, record or cat), plate=plate, state=state, category=cat,
         source=source, priority=priority, reason=g("reason"), entered_by=g("entered_by") or by, entered_at=now,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
@@ -141,7 +142,7 @@ class HotListSync:
         self.local = LocalHotList(path)
         self.targets = targets
         self.node_id = node_id
-        self.metadata = metadata or []
+        self.metadata: tuple[tuple[str, str], ...] = tuple(metadata or ())
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._lock = threading.Lock()
@@ -152,7 +153,7 @@ class HotListSync:
         self._current = threading.Event()  # set while the node holds the hub's version
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._call: grpc.Future | None = None
+        self._call: Any = None  # the live Subscribe call (cancel() ends it)
 
     # -- for the node runtime -----------------------------------------------------------
 
@@ -208,7 +209,7 @@ class HotListSync:
             except grpc.RpcError as e:
                 if self._stop.is_set():
                     break
-                self.last_error = f"{target}: {e.code().name}: {e.details()}"  # type: ignore[attr-defined]
+                self.last_error = f"{target}: {e.code().name}: {e.details()}"
                 log.warning("hot-list subscription to %s failed: %s", target, self.last_error)
             except Exception as e:
                 self.last_error = f"{target}: {e!r}"
@@ -286,5 +287,5 @@ class HotListSync:
                         break
             finally:
                 acks.put(None)
-                call.cancel()
+                call.cancel()  # type: ignore[no-untyped-call]
                 self._call = None
