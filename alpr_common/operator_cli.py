@@ -10,10 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+import alpr_common.operator.audit as audit_cli  # issue 7: users, nodes, audit, search, export, certs
+import alpr_common.operator.certs as certs_cli
+import alpr_common.operator.evidence as export_cli
+import alpr_common.operator.nodes as nodes_cli
+import alpr_common.operator.search as search_cli
+import alpr_common.operator.users as users_cli
 from alpr_common.operator import agencies, alerts, bridge, hotlist
 from alpr_common.operator.common import CliError, add_global_options, context_from, fail
 
 GROUPS = {"hotlist": hotlist, "alerts": alerts, "agencies": agencies, "bridge": bridge}
+GROUPS |= {"users": users_cli, "nodes": nodes_cli, "audit": audit_cli, "search": search_cli}
+GROUPS |= {"export": export_cli, "certs": certs_cli}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -387,6 +387,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         self.config = config
         self.metrics = metrics
         self._scan_task: asyncio.Task[None] | None = None
+        self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
 
     def start(self) -> None:
         self._scan_task = asyncio.create_task(self._scan_loop())
@@ -591,6 +592,10 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             await self.store.append_feed(STATUS_CHANGED, a)
         except Exception as exc:  # the decision is stored; watchers see it on the next change
             log.warning("alert feed append for %s failed: %r", request.alert_id, exc)
+        if self.audit is not None:  # issue 7: every disposition is audited
+            status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_").lower()
+            details = {"alert_id": request.alert_id, "status": status, "amend": request.amend}
+            await self.audit.record_call("alert.decide", fallback_actor=d.officer_id, details=details)
         return alert_pb2.DecideAlertResponse(alert=a)
 
 

@@ -14,6 +14,7 @@ EPILOG = """\
 commands:
   serve      run the hub (default): gRPC on :50051, Prometheus metrics on :9101
   migrate    create the keyspace and apply pending CQL migrations, then exit
+  add-user   create a user and print a token (bootstraps the first admin: --user ID --role admin)
 
 Settings come from --config (YAML) and ALPR_HUB__SECTION__KEY environment variables,
 e.g. ALPR_HUB__CASSANDRA__CONTACT_POINTS=10.0.0.5,10.0.0.6. See ops/config/hub.example.yaml.
@@ -27,12 +28,16 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "add-user"])
     parser.add_argument("--config", "-c", metavar="FILE", help="hub config file (YAML)")
     parser.add_argument(
         "--validate-config",
         metavar="FILE",
         help="check FILE (plus environment overrides) and exit: 0 if valid",
+    )
+    parser.add_argument("--user", help="add-user: the user id")
+    parser.add_argument(
+        "--role", default="admin", help="add-user: officer, dispatcher, supervisor, investigator, admin, auditor"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     args = parser.parse_args(argv)
@@ -50,6 +55,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"alpr-hub: {e}", file=sys.stderr)
         return 2
+
+    if args.command == "add-user":  # issue 7: bootstrap access without a running hub
+        from hub.auth import UserStore
+        from hub.schema import migrate as _migrate
+        from hub.storage import connect as _connect
+
+        if not args.user:
+            print("alpr-hub: add-user needs --user ID", file=sys.stderr)
+            return 2
+        cluster, session = _connect(cfg.cassandra)
+        try:
+            _migrate(session, cfg, echo=lambda _m: None)
+            token = UserStore(session, cfg.cassandra.keyspace).add_user_sync(
+                args.user, args.role, args.user, "alpr-hub"
+            )
+            from hub.audit import AuditLog
+
+            audit = AuditLog(session, cfg.cassandra.keyspace, f"cli-{cfg.hub_id}")
+            details = {"user_id": args.user, "role": args.role, "via": "alpr-hub add-user"}
+            asyncio.run(audit.record("alpr-hub", "user.add", details=details))
+        except ValueError as e:
+            print(f"alpr-hub: {e}", file=sys.stderr)
+            return 2
+        finally:
+            cluster.shutdown()
+        print(token)
+        return 0
 
     if args.command == "migrate":
         from hub.schema import MigrationError, migrate

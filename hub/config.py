@@ -141,6 +141,35 @@ class AgenciesConfig(StrictModel):
     max_approval_days: int = Field(366, ge=1, le=3660)
 
 
+class AuthConfig(StrictModel):
+    """Access control (issue 7): tokens and roles on every RPC. Off by default; enable in production."""
+
+    enabled: bool = False
+    # The audit chain this hub appends to (default: hub_id). Each hub should have its own.
+    audit_chain: str = ""
+
+
+class TlsConfig(StrictModel):
+    """gRPC over TLS; with a CA, clients (nodes, services) must present certificates (mutual TLS)."""
+
+    enabled: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    # CA that signed node/service certificates (``alpr certs init``); empty: no client certificates.
+    ca_file: str = ""
+    require_client_cert: bool = True
+    # A node may submit reads/heartbeats only for its certificate's CN and its registered cameras.
+    enforce_node_identity: bool = True
+
+    @model_validator(mode="after")
+    def _files(self) -> TlsConfig:
+        if self.enabled and not (self.cert_file and self.key_file):
+            raise ValueError("tls.enabled needs cert_file and key_file")
+        if self.enabled and self.require_client_cert and not self.ca_file:
+            raise ValueError("tls.require_client_cert needs ca_file")
+        return self
+
+
 class HubConfig(StrictModel):
     """Everything the hub process needs."""
 
@@ -158,6 +187,8 @@ class HubConfig(StrictModel):
     hotlists: HotListConfig = Field(default_factory=HotListConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
 
 ENV_PREFIX = "ALPR_HUB"

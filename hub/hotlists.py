@@ -624,6 +624,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         self.config = config
         self.metrics = metrics
         self._nodes: dict[str, int] = {}  # subscribed node -> acked version
+        self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
         self._metrics_task: asyncio.Task[None] | None = None
         self.closing = asyncio.Event()
 
@@ -860,6 +861,9 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
                 "(a change already committed is completed by the hubs)",
             )
         await self.mirror.catch_up()
+        if self.audit is not None:  # issue 7: every hot-list change is audited
+            details = {"version": version, "changes": len(changes), "description": description}
+            await self.audit.record_call("hotlist.change", fallback_actor=by, details=details)
         return version
 
     async def ImportList(

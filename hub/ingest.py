@@ -58,6 +58,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._shutting_down = False
         # Set by create_server: matches every stored read and stores its alert before the ack.
         self.alerter: Any = None
+        # Set by create_server with mutual TLS: the node may submit only its own reads (hub/access.py).
+        self.identity: Any = None
 
     async def Ingest(
         self,
@@ -66,8 +68,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> AsyncIterator[ingest_pb2.IngestResponse]:
         if self._shutting_down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "hub is shutting down; reconnect to another hub")
+        gate = await self.identity.open_stream(context) if self.identity is not None else None
         out: asyncio.Queue[object] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_stream(request_iterator, out))
+        reader = asyncio.create_task(self._read_stream(request_iterator, out, gate))
         self._readers.add(reader)
         self.metrics.open_streams.inc()
         try:
@@ -88,16 +91,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 "hub is shutting down; reconnect and resend unacked reads",
             )
 
-    async def _read_stream(self, requests: AsyncIterator[ingest_pb2.IngestRequest], out: asyncio.Queue[object]) -> None:
+    async def _read_stream(
+        self, requests: AsyncIterator[ingest_pb2.IngestRequest], out: asyncio.Queue[object], gate: Any = None
+    ) -> None:
         stream_slots = asyncio.Semaphore(self.config.ingest.max_in_flight_per_stream)
         pending: set[asyncio.Task[None]] = set()
         try:
             async for req in requests:
                 kind = req.WhichOneof("payload")
                 if kind == "read":
-                    await self._accept_read(req.read, out, stream_slots, pending)
+                    await self._accept_read(req.read, out, stream_slots, pending, gate)
                 elif kind == "heartbeat":
-                    self._accept_heartbeat(req.heartbeat, out, pending)
+                    self._accept_heartbeat(req.heartbeat, out, pending, gate)
                 else:
                     self.metrics.reads_rejected.labels("empty_request").inc()
                     out.put_nowait(
@@ -124,8 +129,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         out: asyncio.Queue[object],
         stream_slots: asyncio.Semaphore,
         pending: set[asyncio.Task[None]],
+        gate: Any = None,
     ) -> None:
         self.metrics.reads_received.inc()
+        if gate is not None and (denied := gate.read_problem(read)) is not None:
+            self.metrics.reads_rejected.labels("permission_denied").inc()
+            out.put_nowait(_error(read.read_id, grpc.StatusCode.PERMISSION_DENIED, denied[1], denied[0], False))
+            return
         now = self.clock()
         if read.node_id:
             self.metrics.node_last_seen.labels(read.node_id).set(now.timestamp())
@@ -184,9 +194,17 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             stream_slots.release()
 
     def _accept_heartbeat(
-        self, hb: ingest_pb2.Heartbeat, out: asyncio.Queue[object], pending: set[asyncio.Task[None]]
+        self,
+        hb: ingest_pb2.Heartbeat,
+        out: asyncio.Queue[object],
+        pending: set[asyncio.Task[None]],
+        gate: Any = None,
     ) -> None:
         now = self.clock()
+        if gate is not None and hb.node_id != gate.node_id:
+            msg = f"heartbeat for node {hb.node_id!r} refused: the client certificate is for {gate.node_id!r}"
+            out.put_nowait(_error("", grpc.StatusCode.PERMISSION_DENIED, msg, "heartbeat.node_id", False))
+            return
         self.metrics.heartbeats.inc()
         if hb.node_id:
             self.metrics.node_last_seen.labels(hb.node_id).set(now.timestamp())

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from hub.access import ACCESS_SERVICE_NAMES, Access
 from hub.agencies import AgencyExchangeServicer, BridgeAdminServicer
 from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
 from hub.config import HubConfig
@@ -61,6 +62,7 @@ class Hub:
     alerts: AlertServicer | None = None
     mirror: HotListMirror | None = None
     feed: AlertFeedTailer | None = None
+    access: Access | None = None  # issue 7: auth, audit, search, evidence, TLS
     _metrics_http: Any = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -80,6 +82,8 @@ class Hub:
         for part in (self.hotlists, self.alerts, self.mirror):
             if part is not None:
                 await part.stop()
+        if self.access is not None:
+            await self.access.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.cluster.shutdown)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -110,17 +114,19 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         # Load the list before serving: no read is stored without being matched.
         await mirror.load()
         alert_store = AlertStore(session, config)
+        access = Access.create(session, config, registry)
     except Exception:
         cluster.shutdown()
         raise
 
     server = grpc.aio.server(
+        interceptors=access.interceptors,
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     ingest = IngestServicer(store, config, metrics)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
@@ -134,17 +140,22 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         AgencyExchangeServicer(store.session, config, AgencyMetrics(registry)), server
     )
     agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store.session, config), server)
+    access.register(server)
+    ingest.identity = access.identity
+    hotlists.audit = alerts.audit = access.audit
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.listen_host}:{config.grpc_port}")
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, *ACCESS_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = access.bind(server, f"{config.listen_host}:{config.grpc_port}")
     if port == 0:
         cluster.shutdown()
         raise OSError(f"cannot bind the hub's gRPC port {config.listen_host}:{config.grpc_port} (in use?)")
     await server.start()
-    for part in (mirror, hotlists, feed, alerts):
+    for part in (mirror, hotlists, feed, alerts, access):
         part.start()
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, *ACCESS_SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     metrics_http = None
@@ -166,6 +177,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         alerts=alerts,
         mirror=mirror,
         feed=feed,
+        access=access,
         _metrics_http=metrics_http,
     )
     log.info(

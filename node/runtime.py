@@ -24,6 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, start_http_server
 
 from alpr_common.plates import normalize_plate
+from alpr_common.tls import channel_credentials
 from node.config import CameraConfig, NodeConfig
 from node.gps import GpsReader
 from node.hotlist_sync import HotListSync
@@ -133,6 +134,7 @@ class NodeRuntime:
             self.queue,
             self.heartbeat,
             self.metrics,
+            credentials=channel_credentials(h.tls_ca_file, h.tls_cert_file, h.tls_key_file) if h.tls_ca_file else None,
         )
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)

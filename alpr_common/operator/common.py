@@ -29,7 +29,14 @@ class Context:
     timeout: float
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.hub, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if os.environ.get("ALPR_TLS_CA"):  # issue 7: mutual TLS (ALPR_TLS_CA, ALPR_TLS_CERT, ALPR_TLS_KEY)
+            from alpr_common.tls import channel_credentials
+
+            env = os.environ
+            creds = channel_credentials(env["ALPR_TLS_CA"], env.get("ALPR_TLS_CERT", ""), env.get("ALPR_TLS_KEY", ""))
+            return grpc.secure_channel(self.hub, creds, options=options)
+        return grpc.insecure_channel(self.hub, options=options)
 
     def metadata(self) -> Sequence[tuple[str, str]]:
         # Authentication is enforced by a later release; the token is already passed along.

@@ -1,0 +1,148 @@
+"""``alpr export --case N --read ID... --out DIR`` and ``alpr export verify DIR``.
+
+The package: ``manifest.json`` (case, purpose, exporter, time, hub, and every read with its
+fields and the SHA-256 of each image file), ``images/`` (the JPEGs) and ``manifest.sha256``
+(the SHA-256 of manifest.json). ``verify`` recomputes every digest and reports any changed,
+missing or added file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+from alpr.v1 import evidence_pb2, evidence_pb2_grpc
+
+from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+
+FORMAT = "alpr-evidence/1"
+MANIFEST, MANIFEST_DIGEST, IMAGES = "manifest.json", "manifest.sha256", "images"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "export",
+        parents=[leaf_options()],
+        help="export reads to evidence for a case (kept beyond 60 days); 'export verify DIR' checks a package",
+    )
+    p.add_argument("verb", nargs="?", choices=["verify"], help="verify DIR: check a package")
+    p.add_argument("dir", nargs="?", type=Path, help="package directory (with verify)")
+    p.add_argument("--case", help="case number")
+    p.add_argument("--read", nargs="+", action="extend", default=[], help="read ids")
+    p.add_argument("--purpose", help="why (default: 'evidence for case N')")
+    p.add_argument("--out", type=Path, help="directory to write the package to (must not exist or be empty)")
+
+
+def write_package(out: Path, resp: evidence_pb2.ExportEvidenceResponse, case: str, purpose: str, hub: str) -> Path:
+    """Write the package; returns the manifest path."""
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"{out} is not empty: choose a new directory")
+    (out / IMAGES).mkdir(parents=True, exist_ok=True)
+    reads: list[dict[str, Any]] = []
+    for ev in resp.reads:
+        r = ev.read
+        images: dict[str, dict[str, Any]] = {}
+        for kind, data in (("plate_crop", r.plate_crop_jpeg), ("frame", r.frame_jpeg)):
+            if not data:
+                continue
+            name = f"{IMAGES}/{r.read_id}_{kind}.jpg"
+            (out / name).write_bytes(data)
+            images[kind] = {"file": name, "sha256": sha256(data), "bytes": len(data)}
+        fields = to_dict(r)
+        fields.pop("plate_crop_jpeg", None)
+        fields.pop("frame_jpeg", None)
+        reads.append({"read": fields, "images": images, "exported_by": ev.exported_by})
+    manifest = {
+        "format": FORMAT,
+        "case_number": case,
+        "purpose": purpose,
+        "exported_by": resp.exported_by,
+        "exported_time": resp.exported_time.ToJsonString(),
+        "hub": hub,
+        "missing_read_ids": list(resp.missing_read_ids),
+        "reads": reads,
+    }
+    blob = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    (out / MANIFEST).write_bytes(blob)
+    (out / MANIFEST_DIGEST).write_text(f"{sha256(blob)}  {MANIFEST}\n")
+    return out / MANIFEST
+
+
+def verify_package(d: Path) -> list[str]:
+    """Every problem found in the package at ``d`` (empty: intact)."""
+    problems: list[str] = []
+    mpath, dpath = d / MANIFEST, d / MANIFEST_DIGEST
+    if not mpath.is_file() or not dpath.is_file():
+        return [f"{MANIFEST} or {MANIFEST_DIGEST} is missing"]
+    blob = mpath.read_bytes()
+    recorded = dpath.read_text().split()[0] if dpath.read_text().split() else ""
+    if sha256(blob) != recorded:
+        problems.append(f"{MANIFEST} changed: SHA-256 {sha256(blob)} != recorded {recorded}")
+    try:
+        manifest = json.loads(blob)
+    except ValueError:
+        return [*problems, f"{MANIFEST} is not valid JSON"]
+    listed: set[str] = set()
+    for entry in manifest.get("reads", []):
+        for img in entry.get("images", {}).values():
+            listed.add(img["file"])
+            f = d / img["file"]
+            if not f.is_file():
+                problems.append(f"{img['file']}: missing")
+            elif sha256(f.read_bytes()) != img["sha256"]:
+                problems.append(f"{img['file']}: changed (SHA-256 differs from the manifest)")
+    for f in sorted(p for p in d.rglob("*") if p.is_file()):
+        rel = f.relative_to(d).as_posix()
+        if rel not in listed and rel not in (MANIFEST, MANIFEST_DIGEST):
+            problems.append(f"{rel}: not part of the package (added)")
+    return problems
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.verb == "verify":
+        if args.dir is None:
+            raise CliError("usage: alpr export verify DIR")
+        problems = verify_package(args.dir)
+        if ctx.json:
+            emit_json({"ok": not problems, "problems": problems, "dir": str(args.dir)})
+        else:
+            for p in problems:
+                print(p)
+            print(f"{args.dir}: {'intact' if not problems else 'CHANGED'}")
+        return 0 if not problems else 1
+    if not args.case or not args.read or not args.out:
+        raise CliError("usage: alpr export --case N --read ID... --out DIR")
+    purpose = args.purpose or f"evidence for case {args.case}"
+    with ctx.channel() as ch:
+        stub = evidence_pb2_grpc.EvidenceServiceStub(ch)
+        try:
+            resp = stub.ExportEvidence(
+                evidence_pb2.ExportEvidenceRequest(case_number=args.case, purpose=purpose, read_ids=args.read),
+                timeout=ctx.timeout,
+                metadata=ctx.metadata(),
+            )
+        except grpc.RpcError as e:
+            raise rpc_error(ctx, e) from e
+    manifest = write_package(args.out, resp, args.case, purpose, ctx.hub)
+    if ctx.json:
+        emit_json(
+            {
+                "manifest": str(manifest),
+                "reads": len(resp.reads),
+                "missing_read_ids": list(resp.missing_read_ids),
+                "manifest_sha256": (args.out / MANIFEST_DIGEST).read_text().split()[0],
+            }
+        )
+    else:
+        print(f"case {args.case}: {len(resp.reads)} read(s) exported to {args.out}")
+        for m in resp.missing_read_ids:
+            print(f"  not found (expired?): {m}")
+    return 0 if resp.reads else 1

@@ -1,0 +1,346 @@
+"""The audit log (policy §3, 5.3): append-only, hash-chained, without TTL.
+
+Each hub appends to its own chain (``auth.audit_chain``, default the hub id). An entry's
+``entry_hash`` is the SHA-256 of its fields and of the previous entry's hash, so changing,
+removing or inserting a row breaks the chain. Sequence numbers are claimed with a
+lightweight transaction (``INSERT ... IF NOT EXISTS``): two processes that share a chain
+name never overwrite each other; the loser reloads the head and retries. The chain's head
+(last seq and hash) is also kept in ``audit_chains``, so cutting off the newest entries is
+detected too.
+
+Other services record through :meth:`AuditLog.record` (async)::
+
+    await audit.record(actor, "hotlist.add", details={"entry_id": ...})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from alpr.v1 import audit_pb2, audit_pb2_grpc
+from cassandra import ConsistencyLevel
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hub.storage import await_response
+
+log = logging.getLogger(__name__)
+
+BUCKET_SIZE = 100_000
+_MAX_CLAIM_TRIES = 50
+
+
+def _first(rows: Any) -> Any:
+    """The first row of an awaited result (a list of rows), or None."""
+    rows = list(rows)
+    return rows[0] if rows else None
+
+
+@dataclass
+class AuditRecord:
+    """One entry's fields (what gets hashed)."""
+
+    chain: str
+    seq: int
+    time: datetime
+    actor: str
+    role: str
+    action: str
+    purpose: str = ""
+    case_number: str = ""
+    details_json: str = "{}"
+    result_count: int = 0
+    outcome: str = "ok"
+    prev_hash: str = ""
+    entry_hash: str = ""
+
+    def compute_hash(self) -> str:
+        """SHA-256 (hex) over every field except entry_hash, as canonical JSON."""
+        body = {
+            "chain": self.chain,
+            "seq": self.seq,
+            "time_ms": _ms(self.time),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "purpose": self.purpose,
+            "case_number": self.case_number,
+            "details_json": self.details_json,
+            "result_count": self.result_count,
+            "outcome": self.outcome,
+            "prev_hash": self.prev_hash,
+        }
+        blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def to_proto(self) -> audit_pb2.AuditEntry:
+        ts = Timestamp()
+        ts.FromDatetime(self.time)
+        return audit_pb2.AuditEntry(
+            chain=self.chain,
+            seq=self.seq,
+            time=ts,
+            actor=self.actor,
+            role=self.role,
+            action=self.action,
+            purpose=self.purpose,
+            case_number=self.case_number,
+            details_json=self.details_json,
+            result_count=self.result_count,
+            outcome=self.outcome,
+            prev_hash=self.prev_hash,
+            entry_hash=self.entry_hash,
+        )
+
+
+def _ms(dt: datetime) -> int:
+    """Milliseconds since the epoch (Cassandra's timestamp precision)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _now_ms() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+def _row_record(r: Any) -> AuditRecord:
+    t = r.time if r.time.tzinfo else r.time.replace(tzinfo=UTC)
+    return AuditRecord(
+        chain=r.chain,
+        seq=r.seq,
+        time=t,
+        actor=r.actor or "",
+        role=r.role or "",
+        action=r.action or "",
+        purpose=r.purpose or "",
+        case_number=r.case_number or "",
+        details_json=r.details_json or "{}",
+        result_count=r.result_count or 0,
+        outcome=r.outcome or "",
+        prev_hash=r.prev_hash or "",
+        entry_hash=r.entry_hash or "",
+    )
+
+
+@dataclass
+class ChainReport:
+    chain: str
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditLog:
+    """Appends to this hub's chain; lists and verifies all chains. One per hub process."""
+
+    def __init__(self, session: Any, keyspace: str, chain: str, write_cl: Any = ConsistencyLevel.LOCAL_QUORUM) -> None:
+        self.session = session
+        self.chain = chain
+        ks = keyspace
+        self._lock = asyncio.Lock()
+        self._head: tuple[int, str] | None = None  # (seq, hash) of this chain's last entry
+        self._ins = session.prepare(
+            f"INSERT INTO {ks}.audit_log (chain, bucket, seq, time, actor, role, action, purpose, case_number, "
+            "details_json, result_count, outcome, prev_hash, entry_hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self._ins.consistency_level = write_cl
+        self._ins.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._head_upd = session.prepare(
+            f"UPDATE {ks}.audit_chains SET head_seq = ?, head_hash = ? WHERE chain = ? IF head_seq < ?"
+        )
+        self._head_upd.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._chain_ins = session.prepare(
+            f"INSERT INTO {ks}.audit_chains (chain, head_seq, head_hash, created_time) VALUES (?, 0, '', ?) "
+            "IF NOT EXISTS"
+        )
+        self._chain_ins.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._chains = session.prepare(f"SELECT chain, head_seq, head_hash FROM {ks}.audit_chains")
+        self._chain_head = session.prepare(f"SELECT head_seq, head_hash FROM {ks}.audit_chains WHERE chain = ?")
+        self._chain_head.consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._last = session.prepare(
+            f"SELECT seq, entry_hash FROM {ks}.audit_log WHERE chain = ? AND bucket = ? ORDER BY seq DESC LIMIT 1"
+        )
+        self._last.consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._page = session.prepare(
+            f"SELECT * FROM {ks}.audit_log WHERE chain = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?"
+        )
+        self._one = session.prepare(f"SELECT * FROM {ks}.audit_log WHERE chain = ? AND bucket = ? AND seq = ?")
+        self.ks = ks
+
+    async def _exec(self, stmt: Any, params: Any = None) -> Any:
+        return await await_response(self.session.execute_async(stmt, params))
+
+    async def _load_head(self) -> tuple[int, str]:
+        """The chain's last entry, read at SERIAL consistency (sees every claimed seq)."""
+        await self._exec(self._chain_ins, (self.chain, datetime.now(UTC)))
+        row = _first(await self._exec(self._chain_head, (self.chain,)))
+        seq, h = (row.head_seq or 0, row.head_hash or "") if row else (0, "")
+        # The head row is updated after the entry: walk forward past entries written since.
+        bucket = seq // BUCKET_SIZE
+        while True:
+            last = _first(await self._exec(self._last, (self.chain, bucket)))
+            if last is not None and last.seq > seq:
+                seq, h = last.seq, last.entry_hash
+            if (seq + 1) // BUCKET_SIZE > bucket:
+                bucket += 1
+                continue
+            return seq, h
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        *,
+        role: str = "",
+        purpose: str = "",
+        case_number: str = "",
+        details: dict[str, Any] | None = None,
+        result_count: int = 0,
+        outcome: str = "ok",
+    ) -> AuditRecord:
+        """Append one entry to this hub's chain; returns it (with seq and hash)."""
+        details_json = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), default=str)
+        async with self._lock:
+            for _ in range(_MAX_CLAIM_TRIES):
+                if self._head is None:
+                    self._head = await self._load_head()
+                seq, prev = self._head
+                rec = AuditRecord(
+                    chain=self.chain,
+                    seq=seq + 1,
+                    time=_now_ms(),
+                    actor=actor,
+                    role=role,
+                    action=action,
+                    purpose=purpose,
+                    case_number=case_number,
+                    details_json=details_json,
+                    result_count=result_count,
+                    outcome=outcome,
+                    prev_hash=prev,
+                )
+                rec.entry_hash = rec.compute_hash()
+                res = await self._exec(
+                    self._ins,
+                    (
+                        rec.chain, rec.seq // BUCKET_SIZE, rec.seq, rec.time, rec.actor, rec.role, rec.action,
+                        rec.purpose, rec.case_number, rec.details_json, rec.result_count, rec.outcome,
+                        rec.prev_hash, rec.entry_hash,
+                    ),
+                )  # fmt: skip
+                if _first(res).applied:
+                    self._head = (rec.seq, rec.entry_hash)
+                    await self._exec(self._head_upd, (rec.seq, rec.entry_hash, rec.chain, rec.seq))
+                    return rec
+                self._head = None  # another process took this seq: reload and retry
+            raise RuntimeError(f"audit chain {self.chain}: could not claim a sequence number")
+
+    async def record_call(self, action: str, fallback_actor: str = "", **kw: Any) -> AuditRecord | None:
+        """Record an action of the current RPC's caller (for other services' servicers).
+
+        The actor is the authenticated principal, or ``fallback_actor`` when auth is off.
+        Never raises: an audit outage is logged, the caller's action stands.
+        """
+        from hub.auth import principal_from
+
+        p = principal_from()
+        actor = p.actor if p else (fallback_actor or "anonymous")
+        if p and fallback_actor and fallback_actor != p.actor:
+            kw.setdefault("details", {})["on_behalf_of"] = fallback_actor
+        try:
+            return await self.record(actor, action, role=p.role if p else "", **kw)
+        except Exception as exc:
+            log.error("audit record %s by %s failed: %r", action, actor, exc)
+            return None
+
+    async def chains(self) -> list[tuple[str, int, str]]:
+        rows = await self._exec(self._chains)
+        return sorted((r.chain, r.head_seq or 0, r.head_hash or "") for r in rows)
+
+    async def entries(self, chain: str, after_seq: int, limit: int) -> list[AuditRecord]:
+        """Entries of ``chain`` with seq > after_seq, oldest first."""
+        out: list[AuditRecord] = []
+        bucket = (after_seq + 1) // BUCKET_SIZE
+        heads = {c: s for c, s, _ in await self.chains()}
+        top = heads.get(chain, 0)
+        while len(out) < limit and bucket <= max(top, after_seq + 1) // BUCKET_SIZE:
+            rows = await self._exec(self._page, (chain, bucket, after_seq, limit - len(out)))
+            recs = [_row_record(r) for r in rows]
+            out.extend(recs)
+            if recs:
+                after_seq = recs[-1].seq
+            bucket += 1
+        return out
+
+    async def verify(self) -> list[ChainReport]:
+        """Recompute every chain; each report lists what is wrong (empty: intact)."""
+        reports: list[ChainReport] = []
+        for chain, head_seq, head_hash in await self.chains():
+            rep = ChainReport(chain)
+            prev_hash = ""
+            expect = 1
+            after = 0
+            while True:
+                page = await self.entries(chain, after, 1000)
+                if not page:
+                    break
+                for rec in page:
+                    if rec.seq != expect:
+                        rep.problems.append(f"seq {expect}..{rec.seq - 1}: missing (removed entries)")
+                    if rec.prev_hash != prev_hash:
+                        rep.problems.append(
+                            f"seq {rec.seq}: prev_hash does not match the previous entry (inserted or changed entries)"
+                        )
+                    if rec.compute_hash() != rec.entry_hash:
+                        rep.problems.append(f"seq {rec.seq}: contents changed (hash mismatch)")
+                    prev_hash = rec.entry_hash
+                    expect = rec.seq + 1
+                    rep.entries += 1
+                after = page[-1].seq
+            if head_seq > expect - 1:
+                rep.problems.append(f"seq {expect}..{head_seq}: missing at the end (head is {head_seq})")
+            elif head_seq and head_seq == expect - 1 and head_hash and head_hash != prev_hash:
+                rep.problems.append(f"seq {head_seq}: last entry differs from the recorded head hash")
+            reports.append(rep)
+        return reports
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    """ListAudit / VerifyAudit (auditor, admin)."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    async def ListAudit(self, request: audit_pb2.ListAuditRequest, context: Any) -> audit_pb2.ListAuditResponse:
+        limit = min(max(request.limit or 100, 1), 1000)
+        chains = [request.chain] if request.chain else [c for c, _, _ in await self.audit.chains()]
+        entries: list[AuditRecord] = []
+        for c in chains:
+            entries.extend(await self.audit.entries(c, request.after_seq, limit))
+        if request.action:
+            entries = [e for e in entries if e.action == request.action]
+        entries.sort(key=lambda e: (e.time, e.chain, e.seq))
+        entries = entries[:limit]
+        next_after = entries[-1].seq if request.chain and len(entries) == limit else 0
+        return audit_pb2.ListAuditResponse(entries=[e.to_proto() for e in entries], next_after_seq=next_after)
+
+    async def VerifyAudit(self, request: audit_pb2.VerifyAuditRequest, context: Any) -> audit_pb2.VerifyAuditResponse:
+        reports = await self.audit.verify()
+        return audit_pb2.VerifyAuditResponse(
+            ok=all(r.ok for r in reports),
+            chains=[
+                audit_pb2.AuditChainReport(chain=r.chain, entries=r.entries, ok=r.ok, problems=r.problems)
+                for r in reports
+            ],
+        )

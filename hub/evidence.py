@@ -1,0 +1,174 @@
+"""EvidenceService (policy 5.4-5.5): reads needed for an investigation are exported.
+
+Exporting copies each read, with its images, into ``evidence_reads`` (no TTL), linked to
+the case: that copy is the only read data that outlives the 60-day retention. Nothing here
+touches the read tables: their TTL is never extended and no read is deleted. Every export
+is audited (who, case, purpose, which reads). The operator CLI (``alpr export``) writes the
+package to disk with SHA-256 digests (``alpr_common/operator/evidence.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2
+from cassandra import ConsistencyLevel
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hub.audit import AuditLog
+from hub.auth import principal_from
+from hub.config import HubConfig
+from hub.storage import await_response
+
+_KIND = {"FIXED": reads_pb2.NODE_KIND_FIXED, "MOBILE": reads_pb2.NODE_KIND_MOBILE}
+MAX_READS_PER_EXPORT = 1000
+
+
+def _first(rows: Any) -> Any:
+    """The first row of an awaited result (a list of rows), or None."""
+    rows = list(rows)
+    return rows[0] if rows else None
+
+
+def _ts(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    return ts
+
+
+def row_to_read(r: Any) -> reads_pb2.PlateRead:
+    """A ``reads_by_id`` row back into the PlateRead the node sent (normalized plate)."""
+    read = reads_pb2.PlateRead(
+        read_id=str(r.read_id),
+        node_id=r.node_id or "",
+        camera_id=r.camera_id or "",
+        node_kind=_KIND.get(r.node_kind or "", reads_pb2.NODE_KIND_UNSPECIFIED),
+        capture_time=_ts(r.capture_time),
+        plate_text=r.plate or "",
+        confidence=r.confidence or 0.0,
+        char_confidences=list(r.char_confidences or []),
+        region=r.region or "",
+        region_confidence=r.region_confidence or 0.0,
+        plate_box=reads_pb2.BoundingBox(x1=r.box_x1 or 0, y1=r.box_y1 or 0, x2=r.box_x2 or 0, y2=r.box_y2 or 0),
+        plate_crop_jpeg=r.plate_crop_jpeg or b"",
+        frame_jpeg=r.frame_jpeg or b"",
+        frame_width=r.frame_width or 0,
+        frame_height=r.frame_height or 0,
+        model_versions=reads_pb2.ModelVersions(
+            detector=r.detector_version or "", ocr=r.ocr_version or "", state_classifier=r.state_model_version or ""
+        ),
+    )
+    if r.latitude is not None and r.longitude is not None:
+        loc = reads_pb2.GeoPoint(latitude=r.latitude, longitude=r.longitude, accuracy_m=r.gps_accuracy_m or 0.0)
+        if r.heading_deg is not None:
+            loc.heading_deg = r.heading_deg
+        if r.speed_mps is not None:
+            loc.speed_mps = r.speed_mps
+        read.location.CopyFrom(loc)
+    return read
+
+
+class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
+    def __init__(self, session: Any, config: HubConfig, audit: AuditLog) -> None:
+        self.session = session
+        self.audit = audit
+        ks = config.cassandra.keyspace
+        cl_w = getattr(ConsistencyLevel, config.cassandra.write_consistency)
+        cl_r = getattr(ConsistencyLevel, config.cassandra.read_consistency)
+        self._get = session.prepare(f"SELECT * FROM {ks}.reads_by_id WHERE read_id = ?")
+        self._get.consistency_level = cl_r
+        # USING TTL 0: evidence never expires, whatever the table default is.
+        self._ins = session.prepare(
+            f"INSERT INTO {ks}.evidence_reads (case_number, read_id, read, plate, capture_time, exported_time, "
+            "exported_by, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL 0"
+        )
+        self._ins.consistency_level = cl_w
+        self._case = session.prepare(f"SELECT * FROM {ks}.evidence_reads WHERE case_number = ?")
+        self._case.consistency_level = cl_r
+
+    async def _exec(self, stmt: Any, params: Any) -> Any:
+        return await await_response(self.session.execute_async(stmt, params))
+
+    async def ExportEvidence(
+        self, request: evidence_pb2.ExportEvidenceRequest, context: Any
+    ) -> evidence_pb2.ExportEvidenceResponse:
+        p = principal_from(context)
+        actor, role = (p.actor, p.role) if p else ("anonymous", "")
+        case, purpose = request.case_number.strip(), request.purpose.strip()
+        problem = None
+        if not case:
+            problem = "case_number is required: evidence is always linked to a case"
+        elif not purpose:
+            problem = "purpose is required: say why the reads are exported"
+        elif not request.read_ids:
+            problem = "read_ids is empty: name the reads to export"
+        elif len(request.read_ids) > MAX_READS_PER_EXPORT:
+            problem = f"at most {MAX_READS_PER_EXPORT} reads per export"
+        ids: list[uuid.UUID] = []
+        if problem is None:
+            try:
+                ids = [uuid.UUID(x) for x in dict.fromkeys(request.read_ids)]
+            except ValueError:
+                problem = "read_ids must be UUIDs"
+        if problem is not None:
+            await self.audit.record(
+                actor, "evidence.export", role=role, purpose=purpose, case_number=case,
+                details={"refused": problem}, outcome="refused",
+            )  # fmt: skip
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        now = datetime.now(UTC).replace(microsecond=0)
+        rows = await asyncio.gather(*(self._exec(self._get, (rid,)) for rid in ids))
+        out: list[evidence_pb2.EvidenceRead] = []
+        missing: list[str] = []
+        writes = []
+        for rid, rs in zip(ids, rows, strict=True):
+            r = _first(rs)
+            if r is None:
+                missing.append(str(rid))
+                continue
+            read = row_to_read(r)
+            writes.append(
+                self._exec(
+                    self._ins, (case, rid, read.SerializeToString(), r.plate, r.capture_time, now, actor, purpose)
+                )
+            )
+            out.append(
+                evidence_pb2.EvidenceRead(
+                    case_number=case, read=read, exported_time=_ts(now), exported_by=actor, purpose=purpose
+                )
+            )
+        await asyncio.gather(*writes)
+        await self.audit.record(
+            actor, "evidence.export", role=role, purpose=purpose, case_number=case,
+            details={"read_ids": [r.read.read_id for r in out], "missing": missing}, result_count=len(out),
+        )  # fmt: skip
+        return evidence_pb2.ExportEvidenceResponse(
+            reads=out, missing_read_ids=missing, exported_by=actor, exported_time=_ts(now)
+        )
+
+    async def GetEvidence(
+        self, request: evidence_pb2.GetEvidenceRequest, context: Any
+    ) -> evidence_pb2.GetEvidenceResponse:
+        if not request.case_number.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_number is required")
+        p = principal_from(context)
+        rows = await self._exec(self._case, (request.case_number.strip(),))
+        out = [
+            evidence_pb2.EvidenceRead(
+                case_number=r.case_number,
+                read=reads_pb2.PlateRead.FromString(r.read),
+                exported_time=_ts(r.exported_time),
+                exported_by=r.exported_by or "",
+                purpose=r.purpose or "",
+            )
+            for r in rows
+        ]
+        await self.audit.record(
+            p.actor if p else "anonymous", "evidence.get", role=p.role if p else "",
+            case_number=request.case_number.strip(), result_count=len(out),
+        )  # fmt: skip
+        return evidence_pb2.GetEvidenceResponse(reads=out)

@@ -1,0 +1,140 @@
+"""Mutual TLS: certificates from ``alpr certs``, node identity = certificate CN on ingest,
+registered cameras only, revoked nodes refused, unknown CAs and cert-less clients refused."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+from alpr.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+
+from alpr_common.operator_cli import main as alpr
+from alpr_common.simulation import make_read
+from alpr_common.tls import channel_credentials, init_ca
+from tests.access_support import AuthHub, call
+from tests.support import StreamResult, _record
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    assert alpr(["certs", "init", "--dir", str(d / "ca")]) == 0
+    assert alpr(["certs", "issue", "hub-1", "--kind", "service", "--ca-dir", str(d / "ca"), "--out", str(d),
+                 "--host", "127.0.0.1", "--host", "localhost"]) == 0  # fmt: skip
+    for name, kind in (("pole-1", "node"), ("pole-2", "node"), ("console", "service")):
+        assert alpr(["certs", "issue", name, "--kind", kind, "--ca-dir", str(d / "ca"), "--out", str(d)]) == 0
+    init_ca(d / "rogue-ca")
+    assert alpr(["certs", "issue", "pole-1", "--ca-dir", str(d / "rogue-ca"), "--out", str(d / "rogue")]) == 0
+    assert alpr(["certs", "init", "--dir", str(d / "ca")]) == 1  # never overwrites a CA
+    return d
+
+
+@pytest.fixture(scope="module")
+def thub(cassandra, cql, pki):
+    tls = {
+        "enabled": True,
+        "cert_file": str(pki / "hub-1.crt"),
+        "key_file": str(pki / "hub-1.key"),
+        "ca_file": str(pki / "ca" / "ca.crt"),
+    }
+    h = AuthHub(cassandra, cql, tls=tls)
+    h.channel.close()
+    h.channel = grpc.secure_channel(h.thread.target, secure(pki, "console"))
+    call(
+        admin_pb2_grpc.AdminServiceStub(h.channel).RegisterNode,
+        admin_pb2.RegisterNodeRequest(node_id="pole-1", camera_ids=["pole-1-east", "pole-1-west"]),
+        h.admin,
+    )
+    yield h
+    h.stop()
+
+
+def secure(pki, name, ca="ca", certdir=None):
+    d = certdir or pki
+    creds = channel_credentials(str(pki / ca / "ca.crt"), str(d / f"{name}.crt"), str(d / f"{name}.key"))
+    return creds
+
+
+def stream(target, creds, requests, timeout=30) -> StreamResult:
+    result = StreamResult()
+    with grpc.secure_channel(target, creds) as ch:
+        try:
+            for resp in ingest_pb2_grpc.IngestServiceStub(ch).Ingest(iter(requests), timeout=timeout):
+                _record(result, resp)
+        except grpc.RpcError as e:
+            result.status = e.code()
+    return result
+
+
+def test_a_node_submits_only_its_own_reads_and_cameras(thub, pki):
+    own = make_read("pole-1", "pole-1-east", "OWN1234")
+    posing = make_read("pole-2", "pole-2-east", "POS1234")  # pole-1 posing as pole-2
+    other_cam = make_read("pole-1", "pole-9", "CAM1234")
+    hb_other = ingest_pb2.IngestRequest(heartbeat=ingest_pb2.Heartbeat(node_id="pole-2"))
+    res = stream(
+        thub.thread.target,
+        secure(pki, "pole-1"),
+        [ingest_pb2.IngestRequest(read=r) for r in (own, posing, other_cam)] + [hb_other],
+    )
+    assert res.status == grpc.StatusCode.OK, res
+    assert list(res.acks) == [own.read_id]
+    for r, fld in ((posing, "node_id"), (other_cam, "camera_id")):
+        err = res.errors[r.read_id]
+        assert err.code == grpc.StatusCode.PERMISSION_DENIED.value[0] and err.field == fld, err
+    assert res.errors[""].field == "heartbeat.node_id" and not res.heartbeat_acks
+    stored = [
+        r.read_id
+        for r in (own, posing, other_cam)
+        if thub.cql.execute(
+            f"SELECT read_id FROM {thub.keyspace}.reads_by_id WHERE read_id = %s", (uuid.UUID(r.read_id),)
+        ).one()
+    ]
+    assert stored == [own.read_id]
+
+
+def test_unregistered_node_and_foreign_ca_and_no_certificate(thub, pki):
+    r = make_read("pole-2", "pole-2-east", "UNR1234")
+    res = stream(thub.thread.target, secure(pki, "pole-2"), [ingest_pb2.IngestRequest(read=r)])
+    assert res.errors[r.read_id].code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert "not registered" in res.errors[r.read_id].message
+    rogue = secure(pki, "pole-1", certdir=pki / "rogue")
+    r2 = make_read("pole-1", "pole-1-east", "ROG1234")
+    assert stream(thub.thread.target, rogue, [ingest_pb2.IngestRequest(read=r2)], timeout=10).status in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    no_cert = grpc.ssl_channel_credentials(root_certificates=(pki / "ca" / "ca.crt").read_bytes())
+    assert stream(thub.thread.target, no_cert, [ingest_pb2.IngestRequest(read=r2)], timeout=10).status in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+
+
+def test_revoked_node_is_refused(thub, pki):
+    call(
+        admin_pb2_grpc.AdminServiceStub(thub.channel).RegisterNode,
+        admin_pb2.RegisterNodeRequest(node_id="pole-3", camera_ids=["pole-3-a"]),
+        thub.admin,
+    )
+    assert alpr(["certs", "issue", "pole-3", "--ca-dir", str(pki / "ca"), "--out", str(pki)]) == 0
+    ok = make_read("pole-3", "pole-3-a", "REV1111")
+    assert list(stream(thub.thread.target, secure(pki, "pole-3"), [ingest_pb2.IngestRequest(read=ok)]).acks) == [
+        ok.read_id
+    ]
+    call(
+        admin_pb2_grpc.AdminServiceStub(thub.channel).RevokeNode,
+        admin_pb2.RevokeNodeRequest(node_id="pole-3", reason="stolen unit"),
+        thub.admin,
+    )
+    again = make_read("pole-3", "pole-3-a", "REV2222")
+    res = stream(thub.thread.target, secure(pki, "pole-3"), [ingest_pb2.IngestRequest(read=again)])
+    assert res.status in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) and not res.acks
+
+
+def test_operator_cli_over_mutual_tls(thub, pki, monkeypatch, capsys):
+    monkeypatch.setenv("ALPR_TLS_CA", str(pki / "ca" / "ca.crt"))
+    monkeypatch.setenv("ALPR_TLS_CERT", str(pki / "console.crt"))
+    monkeypatch.setenv("ALPR_TLS_KEY", str(pki / "console.key"))
+    assert alpr(["--hub", thub.thread.target, "--token", thub.admin, "--json", "nodes", "list"]) == 0
+    assert "pole-1" in capsys.readouterr().out
