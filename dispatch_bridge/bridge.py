@@ -20,7 +20,7 @@ from dispatch_bridge.delivery import SinkWorker
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
 from dispatch_bridge.relays import AlertFollower, PendingScanner, Relayer
-from dispatch_bridge.sinks import AgencySink, Sink, grpc_channel, make_sink
+from dispatch_bridge.sinks import AgencySink, Sink, grpc_channel, make_sink, token_from_env
 from dispatch_bridge.tickets import TicketWatcher
 from hub.storage import connect
 
@@ -63,7 +63,8 @@ class Bridge:
             self._cluster.shutdown()
             raise
         self.outbox = outbox
-        self._channels = [grpc_channel(h, cfg.hub_tls) for h in cfg.hubs]
+        token = token_from_env(cfg.hub_token_env)
+        self._channels = [grpc_channel(h, cfg.hub_tls, token) for h in cfg.hubs]
         sinks: list[Sink] = [make_sink(s) for s in cfg.dispatch]
         sinks += [AgencySink(n, self._channels[0], cfg.bridge_id) for n in cfg.neighbours]
         if cfg.tickets.enabled:

@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         cfg = load_bridge_config(args.config)
-        for s in cfg.dispatch:
+        from dispatch_bridge.sinks import token_from_env
+
+        token_from_env(cfg.hub_token_env)
+        for s in cfg.dispatch + cfg.tickets.sinks:
             if s.kind == "webhook":
                 s.signing_secret()
     except (ConfigError, ValueError) as e:

@@ -52,6 +52,8 @@ class SinkConfig(StrictModel):
     target: str | None = None
     timeout_s: float = Field(5.0, gt=0)
     tls: TlsConfig | None = None
+    # grpc: environment variable with a bearer token sent to the receiver.
+    token_env: str | None = None
     smtp_host: str | None = None
     smtp_port: int = Field(25, ge=1, le=65535)
     mail_from: str | None = None
@@ -96,6 +98,8 @@ class NeighbourConfig(StrictModel):
     agency_id: str
     # TLS (mTLS with cert/key) for the connection to the agency's hub.
     tls: TlsConfig | None = None
+    # Environment variable with the bearer token the agency's hub issued to us.
+    token_env: str | None = None
     timeout_s: float = Field(5.0, gt=0)
 
 
@@ -107,6 +111,10 @@ class RelayConfig(StrictModel):
     # How often the hub is asked for pending alerts.
     pending_scan_interval_s: float = Field(10.0, gt=0)
     pending_scan_hours: int = Field(24, ge=1, le=1440)
+    # Safety net: accepted alerts decided between reconcile_after_s and reconcile_window_s ago
+    # that the stream did not bring are relayed by the scan (0 turns it off).
+    reconcile_after_s: float = Field(30.0, ge=0)
+    reconcile_window_s: float = Field(3600.0, ge=0)
     # inline: base64 JPEG in the payload; link: crop_url from crop_url_template; none.
     crop: Literal["inline", "link", "none"] = "inline"
     crop_url_template: str = ""
@@ -161,6 +169,8 @@ class BridgeConfig(StrictModel):
     # Hubs to follow the alert stream from (failover in order).
     hubs: list[str] = Field(default_factory=lambda: ["127.0.0.1:50051"], min_length=1)
     hub_tls: TlsConfig | None = None
+    # Environment variable with the bridge's service token for the hub (when hub auth is on).
+    hub_token_env: str | None = None
     metrics_host: str = "0.0.0.0"
     # 0 picks a free port; -1 disables the metrics endpoint.
     metrics_port: int = Field(9103, ge=-1, le=65535)

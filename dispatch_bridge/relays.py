@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc
@@ -170,10 +172,7 @@ class AlertFollower:
                 self.metrics.watch_connected.set(1)
                 self.connected.set()
                 failures = 0
-                async for ev in call:
-                    await self.handle(ev)
-                    if self.stop.is_set():
-                        break
+                await self.follow(call)
             except grpc.aio.AioRpcError as e:
                 self.metrics.watch_errors.inc()
                 if e.code() == grpc.StatusCode.FAILED_PRECONDITION and self.position:
@@ -199,14 +198,68 @@ class AlertFollower:
                 failures += 1
                 await _backoff(failures, self.stop)
 
-    async def handle(self, ev: alert_pb2.WatchResponse) -> None:
-        reason = reason_for(ev.alert)
-        if reason is not None:
-            await self.relayer.relay(ev.alert, reason)
-        self.metrics.watch_events.inc()
-        # Only after the relay is durable: a crash before this line replays the event.
-        await self.outbox.save_position(ev.event_id)
-        self.position = ev.event_id
+    async def follow(self, call: Any) -> None:
+        """Handle events concurrently (up to ``WINDOW`` in flight), store the position in order.
+
+        The stored position only ever moves past an event once its relay (if any) is in the
+        outbox, and all earlier events are handled too: a crash replays from there, and the
+        outbox ignores what it already has.
+        """
+        window: deque[tuple[str, asyncio.Task[None] | None]] = deque()
+        wake = asyncio.Event()
+        reading = True
+
+        async def commit() -> None:
+            while True:
+                last = None
+                while window and (window[0][1] is None or window[0][1].done()):
+                    eid, task = window.popleft()
+                    if task is not None and (task.cancelled() or task.exception() is not None):
+                        raise RuntimeError(
+                            f"relay of event {eid} failed: {None if task.cancelled() else task.exception()!r}"
+                        )
+                    last = eid
+                if last is not None:
+                    await self.outbox.save_position(last)
+                    self.position = last
+                    continue
+                if not window and not reading:
+                    return
+                first = window[0][1] if window else None
+                if first is not None:
+                    await asyncio.wait({first})
+                else:
+                    wake.clear()
+                    await wake.wait()
+
+        async def read() -> None:
+            nonlocal reading
+            async for ev in call:
+                self.metrics.watch_events.inc()
+                reason = reason_for(ev.alert)
+                task = asyncio.create_task(self.relayer.relay(ev.alert, reason)) if reason else None
+                window.append((ev.event_id, task))  # type: ignore[arg-type]
+                wake.set()
+                while len(window) >= self.WINDOW:  # back-pressure: the committer catches up
+                    await asyncio.sleep(0.005)
+                if self.stop.is_set():
+                    break
+            reading = False
+            wake.set()
+
+        committer = asyncio.create_task(commit())
+        reader = asyncio.create_task(read())
+        try:
+            done, _ = await asyncio.wait({reader, committer}, return_when=asyncio.FIRST_COMPLETED)
+            if committer in done:
+                committer.result()  # raises why it stopped
+            reader.result()  # raises the stream's error
+            await committer
+        finally:
+            for t in (reader, committer, *(t for _e, t in window if t is not None)):
+                t.cancel()
+
+    WINDOW = 256
 
 
 class PendingScanner:
@@ -224,28 +277,39 @@ class PendingScanner:
         self.channels = channels
         self.stop = stop
 
-    async def scan_once(self) -> int:
-        cfg = self.config.relay
-        now = datetime.now(UTC)
-        n = 0
+    async def _list(self, status: int, hours: int) -> list[alert_pb2.Alert]:
         last: Exception | None = None
         for ch in self.channels:
             try:
                 resp = await alert_pb2_grpc.AlertServiceStub(ch).ListAlerts(
-                    alert_pb2.ListAlertsRequest(
-                        status=alert_pb2.ALERT_STATUS_PENDING, hours=cfg.pending_scan_hours, limit=1000
-                    ),
+                    alert_pb2.ListAlertsRequest(status=status, hours=hours, limit=1000),  # type: ignore[arg-type]
                     timeout=30,
                 )
-                break
+                return list(resp.alerts)
             except grpc.aio.AioRpcError as e:
                 last = e
-        else:
-            raise RuntimeError(f"no hub answered ListAlerts: {last}")
-        for a in resp.alerts:
+        raise RuntimeError(f"no hub answered ListAlerts: {last}")
+
+    async def scan_once(self) -> int:
+        """Relay unattended alerts; and, as a safety net, accepted alerts the stream did not bring."""
+        cfg = self.config.relay
+        now = datetime.now(UTC)
+        n = 0
+        for a in await self._list(alert_pb2.ALERT_STATUS_PENDING, cfg.pending_scan_hours):
             age = (now - a.created_time.ToDatetime(tzinfo=UTC)).total_seconds()
             if age >= cfg.unattended_after_s and await self.relayer.relay(a, UNATTENDED):
                 n += 1
+        if cfg.reconcile_window_s > 0:
+            hours = max(1, min(1440, int(cfg.reconcile_window_s // 3600) + 1))
+            for a in await self._list(alert_pb2.ALERT_STATUS_ACCEPTED, hours):
+                reason = reason_for(a)
+                if reason is None:
+                    continue
+                age = (now - a.disposition.decided_time.ToDatetime(tzinfo=UTC)).total_seconds()
+                # Decided a while ago (the stream had its chance), within the window.
+                if cfg.reconcile_after_s <= age <= cfg.reconcile_window_s and await self.relayer.relay(a, reason):
+                    log.warning("relay %s came from the reconciliation scan, not the alert stream", a.alert_id)
+                    n += 1
         return n
 
     async def run(self) -> None:

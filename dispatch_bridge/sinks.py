@@ -168,15 +168,53 @@ def _read(p: Any) -> bytes | None:
     return p.read_bytes() if p is not None else None
 
 
-def grpc_channel(target: str, tls: TlsConfig | None) -> grpc.aio.Channel:
-    """An asyncio channel; TLS (mTLS with a client cert) when configured."""
+class _Bearer:
+    """Adds ``authorization: Bearer TOKEN`` to every call (the hub's access control, issue 7)."""
+
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d: Any) -> Any:
+        md = grpc.aio.Metadata(*(tuple(d.metadata or ())), self.header)
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
+
+
+# grpc.aio files each interceptor under one kind only: one class per call kind.
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
+def token_from_env(name: str | None) -> str | None:
+    """The access token in environment variable ``name`` (None when not configured)."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ValueError(f"environment variable {name} (token_env) is not set")
+    return value
+
+
+def grpc_channel(target: str, tls: TlsConfig | None, token: str | None = None) -> grpc.aio.Channel:
+    """An asyncio channel; TLS (mTLS with a client cert) when configured; a bearer token when given."""
     opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
+    icpt = [c(token) for c in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamStream)] if token else None
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=opts)
+        return grpc.aio.insecure_channel(target, options=opts, interceptors=icpt)
     creds = grpc.ssl_channel_credentials(_read(tls.ca_file), _read(tls.key_file), _read(tls.cert_file))
     if tls.server_name:
         opts.append(("grpc.ssl_target_name_override", tls.server_name))
-    return grpc.aio.secure_channel(target, creds, options=opts)
+    return grpc.aio.secure_channel(target, creds, options=opts, interceptors=icpt)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
@@ -331,7 +369,7 @@ class GrpcStreamSink:
             if self._reader is not None and not self._reader.done():
                 return
             if self._channel is None:
-                self._channel = grpc_channel(str(self.cfg.target), self.cfg.tls)
+                self._channel = grpc_channel(str(self.cfg.target), self.cfg.tls, token_from_env(self.cfg.token_env))
             out: asyncio.Queue[agency_pb2.DeliverRequest | None] = asyncio.Queue()
             self._out = out
 
@@ -414,7 +452,7 @@ class AgencySink:
             tls = self.cfg.tls
             if tls is not None and not tls.server_name and auth.agency.tls_identity:
                 tls = tls.model_copy(update={"server_name": auth.agency.tls_identity})
-            ch = self._channels[endpoint] = grpc_channel(endpoint, tls)
+            ch = self._channels[endpoint] = grpc_channel(endpoint, tls, token_from_env(self.cfg.token_env))
         try:
             await agency_pb2_grpc.AgencyExchangeServiceStub(ch).ReceiveSharedAlert(
                 agency_pb2.ReceiveSharedAlertRequest(relay=relay), timeout=self.cfg.timeout_s

@@ -4,6 +4,7 @@ running in-process (or as a process to be killed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,19 +53,43 @@ class Hubs:
         return alert_pb2_grpc.AlertServiceStub(grpc.insecure_channel(self.a.target))
 
 
+_HUBS: list[Hubs] = []
+
+
 @pytest.fixture(scope="session")
-def agency_hubs(cassandra: tuple[list[str], int]) -> Iterator[Hubs]:
-    fast = {**FAST, "alerts": {**FAST["alerts"], "unattended_after_s": 300.0}}
-    a = HubThread(make_hub_config(cassandra, fresh_keyspace("bra"), hub_id="hub-joliet",
-                                  agencies={"agency_id": "joliet-pd"}, **fast)).start()  # fmt: skip
-    b = HubThread(make_hub_config(cassandra, fresh_keyspace("brb"), hub_id="hub-will",
-                                  agencies={"agency_id": "will-county-so"}, **fast)).start()  # fmt: skip
+def agency_hubs(request: pytest.FixtureRequest, cassandra: tuple[list[str], int], cql: Any) -> Hubs:
+    """Two agency hubs for the whole session, shared by every bridge test module (each module
+    registers this fixture under the same name; the hubs are started once)."""
+    if _HUBS:
+        return _HUBS[0]
+    fast: dict[str, Any] = {k: v for k, v in FAST.items() if k != "cassandra"}
+    fast["alerts"] = {**fast["alerts"], "unattended_after_s": 300.0}
+
+    def config(ks: str, hub_id: str, agency: str) -> Any:
+        cfg = make_hub_config(cassandra, ks, hub_id=hub_id, agencies={"agency_id": agency}, **fast)
+        # Schema changes are slow on a loaded 2-core box: be patient, not flaky.
+        cfg.cassandra.request_timeout_s = max(cfg.cassandra.request_timeout_s, 60.0)
+        cfg.cassandra.connect_timeout_s = max(cfg.cassandra.connect_timeout_s, 30.0)
+        return cfg
+
+    a = HubThread(config(fresh_keyspace("bra"), "hub-joliet", "joliet-pd")).start()
+    b = HubThread(config(fresh_keyspace("brb"), "hub-will", "will-county-so")).start()
     hotlist_stub(a.target).AddEntry(
         hotlist_pb2.AddEntryRequest(plate=HOT_PLATE, state="IL", category=STOLEN, reason="test", entered_by="o-1")
     )
-    yield Hubs(a, b)
-    a.stop(1)
-    b.stop(1)
+    _HUBS.append(Hubs(a, b))
+
+    def stop() -> None:
+        a.stop(1)
+        b.stop(1)
+        _HUBS.clear()
+        # Test keyspaces left behind add up to thousands of tables on the shared test Cassandra.
+        for hub in (a, b):
+            with contextlib.suppress(Exception):
+                cql.execute(f"DROP KEYSPACE IF EXISTS {hub.config.cassandra.keyspace}", timeout=120)
+
+    request.addfinalizer(stop)
+    return _HUBS[0]
 
 
 def raise_alert(target: str, camera: str, crop: bytes | None = None) -> tuple[str, Any]:
@@ -173,7 +198,7 @@ def bridge_config(cassandra: tuple[list[str], int], hubs: Hubs, bridge_id: str, 
             "write_consistency": "ONE",
             "read_consistency": "ONE",
         },
-        "relay": {"unattended_after_s": 3600, "pending_scan_interval_s": 0.5},
+        "relay": {"unattended_after_s": 3600, "pending_scan_interval_s": 0.5, "reconcile_window_s": 0},
         "delivery": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "rescan_interval_s": 1.0, "max_attempts": 1000},
     }
     for key, value in overrides.items():

@@ -228,8 +228,10 @@ class _Cad(agency_pb2_grpc.DispatchReceiverServiceServicer):
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.relays: dict[str, agency_pb2.Relay] = {}
+        self.auth: list[str] = []
 
     def Deliver(self, request_iterator, context):
+        self.auth.append(dict(context.invocation_metadata()).get("authorization", ""))
         for req in request_iterator:
             k = req.relay.idempotency_key
             self.keys.append(k)
@@ -238,7 +240,7 @@ class _Cad(agency_pb2_grpc.DispatchReceiverServiceServicer):
             yield agency_pb2.DeliverResponse(idempotency_key=k, duplicate=dup)
 
 
-def test_grpc_stream_sink(cassandra, agency_hubs):
+def test_grpc_stream_sink(cassandra, agency_hubs, monkeypatch):
     from concurrent import futures
 
     hubs = agency_hubs
@@ -247,7 +249,8 @@ def test_grpc_stream_sink(cassandra, agency_hubs):
     agency_pb2_grpc.add_DispatchReceiverServiceServicer_to_server(cad, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    sink = {"name": "cad-grpc", "kind": "grpc", "target": f"127.0.0.1:{port}", "timeout_s": 3}
+    monkeypatch.setenv("CAD_TOKEN", "tok-123")
+    sink = {"name": "cad-grpc", "kind": "grpc", "target": f"127.0.0.1:{port}", "timeout_s": 3, "token_env": "CAD_TOKEN"}
     bridge = BridgeThread(bridge_config(cassandra, hubs, "grpcsink", dispatch=[sink])).start()
     try:
         ids = [raise_alert(hubs.a.target, "cam-grpc")[0] for _ in range(3)]
@@ -257,6 +260,7 @@ def test_grpc_stream_sink(cassandra, agency_hubs):
         r = cad.relays[f"{ids[0]}:valid_alert"]
         assert r.plate == "BRG1234" and r.disposition.accept.action == TAKING and r.crop_jpeg
         assert sorted(cad.keys) == sorted(set(cad.keys))
+        assert cad.auth and set(cad.auth) == {"Bearer tok-123"}
     finally:
         bridge.stop()
         server.stop(0)
