@@ -39,6 +39,7 @@ from hub.storage import await_response
 from hub.validation import ValidRead
 
 log = logging.getLogger(__name__)
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 ALERT_NS = uuid.UUID("5d7f0c8e-6a51-4d3e-9d37-0c5b1f3a9e21")
 PENDING, ACCEPTED, REJECTED = "PENDING", "ACCEPTED", "REJECTED"
@@ -353,7 +354,9 @@ def to_event(row: Any, unattended_s: float) -> alert_pb2.WatchResponse:
     a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
         (datetime.now(UTC) - _dt(a.created_time)).total_seconds() > unattended_s
     )
-    return alert_pb2.WatchResponse(event_id=str(row.event_id), kind=_EVENT_KIND.get(row.kind, 0), alert=a)
+    return alert_pb2.WatchResponse(
+        event_id=str(row.event_id), kind=_EVENT_KIND.get(row.kind, alert_pb2.ALERT_EVENT_KIND_UNSPECIFIED), alert=a
+    )
 
 
 class Alerter:
@@ -428,7 +431,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             day -= timedelta(days=1)
         return out
 
-    async def _valid_filter(self, f: alert_pb2.AlertFilter, context: grpc.aio.ServicerContext) -> None:
+    async def _valid_filter(self, f: alert_pb2.AlertFilter, context: Ctx) -> None:
         if f.HasField("area"):
             b = f.area
             if not (
@@ -443,9 +446,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             if c not in hotlist_pb2.HotListCategory.values() or c == 0:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter.categories: unknown category {c}")
 
-    async def Watch(
-        self, request: alert_pb2.WatchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[alert_pb2.WatchResponse]:
+    async def Watch(self, request: alert_pb2.WatchRequest, context: Ctx) -> AsyncIterator[alert_pb2.WatchResponse]:
         await self._valid_filter(request.filter, context)
         after: uuid.UUID | None = None
         if request.after_event_id:
@@ -470,6 +471,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         self.tailer.watchers.add(w)
         self.metrics.watchers.inc()
         sent: set[str] = set()
+        replayed = False  # an event was yielded (and with it the initial metadata)
         try:
             if after is not None:
                 start = (after.time - 0x01B21DD213814000) / 1e7
@@ -477,27 +479,27 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
                     ev = to_event(r, self.config.alerts.unattended_after_s)
                     sent.add(ev.event_id)
                     if passes(request.filter, ev.alert):
+                        replayed = True
                         yield ev
-            # Tell the client the stream is live (headers) even before the first event.
-            await context.send_initial_metadata(())
+            # Tell the client the stream is live (headers) even before the first event; a
+            # replayed event above has already sent them, and sending twice is an error.
+            if not replayed:
+                await context.send_initial_metadata(())
             while True:
-                ev = await w.queue.get()
-                if ev is None:
+                item = await w.queue.get()
+                if item is None:
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE,
                         "watch ended (hub shutting down or watcher too slow); resume with after_event_id",
                     )
-                assert ev is not None
-                if ev.event_id in sent:
+                if item.event_id in sent:
                     continue
-                yield ev
+                yield item
         finally:
             self.tailer.watchers.discard(w)
             self.metrics.watchers.dec()
 
-    async def ListAlerts(
-        self, request: alert_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
-    ) -> alert_pb2.ListAlertsResponse:
+    async def ListAlerts(self, request: alert_pb2.ListAlertsRequest, context: Ctx) -> alert_pb2.ListAlertsResponse:
         await self._valid_filter(request.filter, context)
         hours = request.hours or 24
         limit = request.limit or 100
@@ -518,16 +520,14 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
                 break
         return alert_pb2.ListAlertsResponse(alerts=out)
 
-    async def _parse_id(self, raw: str, context: grpc.aio.ServicerContext) -> uuid.UUID:
+    async def _parse_id(self, raw: str, context: Ctx) -> uuid.UUID:
         try:
             return uuid.UUID(raw)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"alert_id {raw!r} is not a UUID")
             raise
 
-    async def GetAlert(
-        self, request: alert_pb2.GetAlertRequest, context: grpc.aio.ServicerContext
-    ) -> alert_pb2.GetAlertResponse:
+    async def GetAlert(self, request: alert_pb2.GetAlertRequest, context: Ctx) -> alert_pb2.GetAlertResponse:
         aid = await self._parse_id(request.alert_id, context)
         row, history = await asyncio.gather(self.store.get(aid), self.store.history(aid))
         if row is None:
@@ -541,9 +541,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             history=history,
         )
 
-    async def DecideAlert(
-        self, request: alert_pb2.DecideAlertRequest, context: grpc.aio.ServicerContext
-    ) -> alert_pb2.DecideAlertResponse:
+    async def DecideAlert(self, request: alert_pb2.DecideAlertRequest, context: Ctx) -> alert_pb2.DecideAlertResponse:
         aid = await self._parse_id(request.alert_id, context)
         bad = _decision_problem(request)
         if bad:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 import zlib
@@ -29,11 +30,11 @@ from typing import Any
 
 import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
-from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout
+from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
-from google.protobuf.internal.encoder import _VarintBytes
+from google.protobuf.internal import encoder as _pb_encoder
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.hotlist_model import (
@@ -53,6 +54,7 @@ from hub.metrics import HotListMetrics
 from hub.storage import await_response
 
 log = logging.getLogger(__name__)
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 LOG = "main"
 BUCKETS = 64
@@ -101,6 +103,9 @@ class Prepared:
     changes: list[Change]
     blobs: list[bytes | None]
     chunk_count: int
+
+
+_VarintBytes: Callable[[int], bytes] = _pb_encoder._VarintBytes  # type: ignore[attr-defined]
 
 
 def _change_bytes(kind: int, entry_id: str, entry_blob: bytes | None) -> bytes:
@@ -157,7 +162,7 @@ class HotListStore:
         p = self._prep
         self._ins_chunk = p(f"INSERT INTO {ks}.hotlist_change_chunks (batch_id, chunk, changes) VALUES (?, ?, ?)", wcl)
         self._get_chunk = p(f"SELECT changes FROM {ks}.hotlist_change_chunks WHERE batch_id = ? AND chunk = ?", rcl)
-        self._latest_serial = p(f"SELECT version FROM {ks}.hotlist_versions WHERE log = ? LIMIT 1", rcl)
+        self._latest_serial = p(f"SELECT version, batch_id FROM {ks}.hotlist_versions WHERE log = ? LIMIT 1", rcl)
         self._latest_serial.consistency_level = ConsistencyLevel.LOCAL_SERIAL
         self._claim = p(
             f"INSERT INTO {ks}.hotlist_versions (log, version, batch_id, change_count, chunk_count, committed_at, "
@@ -288,18 +293,30 @@ class HotListStore:
         return Prepared(batch_id, changes, blobs, chunk_count)
 
     async def claim(self, prepared: Prepared, committed_by: str, description: str) -> int:
-        """Phase 2: claim the next version number for a written batch (LWT; retried on a lost race)."""
+        """Phase 2: claim the next version number for a written batch (LWT; retried on a lost race).
+
+        Paxos contention between replicas shows up as timeouts: they are retried with jittered
+        backoff. A claim whose outcome is unknown (timed out) is recognised on the next serial
+        read by its batch id, so the same batch never takes two versions.
+        """
         now = datetime.now(UTC)
-        while True:
-            rows = await self._exec(self._latest_serial, (LOG,))
-            version = (rows[0].version if rows else 0) + 1
-            res = await self._exec(
-                self._claim,
-                (LOG, version, prepared.batch_id, len(prepared.changes), prepared.chunk_count, now, committed_by,
-                 description[:2000], self.config.hub_id),
-            )  # fmt: skip
-            if res and res[0][0]:
-                return version
+        for attempt in range(60):
+            try:
+                rows = await self._exec(self._latest_serial, (LOG,))
+                if rows and rows[0].batch_id == prepared.batch_id:
+                    return int(rows[0].version)  # an earlier attempt did win
+                version = (rows[0].version if rows else 0) + 1
+                res = await self._exec(
+                    self._claim,
+                    (LOG, version, prepared.batch_id, len(prepared.changes), prepared.chunk_count, now,
+                     committed_by, description[:2000], self.config.hub_id),
+                )  # fmt: skip
+                if res and res[0][0]:
+                    return version
+            except (ReadTimeout, WriteTimeout, OperationTimedOut) as exc:
+                log.info("hot-list version claim contended (%r); retrying", exc)
+            await asyncio.sleep(random.uniform(0, min(2.0, 0.02 * 2 ** min(attempt, 7))))
+        raise RuntimeError("could not claim a hot-list version after 60 attempts (Cassandra overloaded?)")
 
     async def finish(
         self, version: int, prepared: Prepared, progress: Callable[[str, int, int], None] | None = None
@@ -333,6 +350,7 @@ class HotListStore:
         for c, blob in zip(changes, blobs, strict=True):
             source = c.entry.source if c.entry is not None else c.entry_id.split(":", 1)[0]
             b = bucket_of(c.entry_id)
+            stmt: tuple[PreparedStatement, tuple[Any, ...]]
             if c.kind == UPSERT and c.entry is not None:
                 stmt = (self._put_entry, (source, b, c.entry_id, blob, c.entry.plate, version, version))
             else:
@@ -654,7 +672,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
     # -- Subscribe --------------------------------------------------------------------
 
     async def Subscribe(
-        self, request_iterator: AsyncIterator[hotlist_pb2.SubscribeRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[hotlist_pb2.SubscribeRequest], context: Ctx
     ) -> AsyncIterator[hotlist_pb2.SubscribeResponse]:
         try:
             first = await asyncio.wait_for(request_iterator.__anext__(), 30)
@@ -727,9 +745,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
 
     # -- reads ------------------------------------------------------------------------
 
-    async def GetVersion(
-        self, request: hotlist_pb2.GetVersionRequest, context: grpc.aio.ServicerContext
-    ) -> hotlist_pb2.GetVersionResponse:
+    async def GetVersion(self, request: hotlist_pb2.GetVersionRequest, context: Ctx) -> hotlist_pb2.GetVersionResponse:
         await self.mirror.catch_up()
         resp = hotlist_pb2.GetVersionResponse(version=self.mirror.version, entry_count=len(self.mirror.matcher))
         t = self.mirror.version_times.get(self.mirror.version)
@@ -737,9 +753,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             resp.committed_time.CopyFrom(_ts(t))
         return resp
 
-    async def GetEntry(
-        self, request: hotlist_pb2.GetEntryRequest, context: grpc.aio.ServicerContext
-    ) -> hotlist_pb2.GetEntryResponse:
+    async def GetEntry(self, request: hotlist_pb2.GetEntryRequest, context: Ctx) -> hotlist_pb2.GetEntryResponse:
         if not request.entry_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entry_id is empty")
         e = await self.store.get_entry(request.entry_id)
@@ -751,7 +765,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         return hotlist_pb2.GetEntryResponse(entry=entry_to_proto(e))
 
     async def ListEntries(
-        self, request: hotlist_pb2.ListEntriesRequest, context: grpc.aio.ServicerContext
+        self, request: hotlist_pb2.ListEntriesRequest, context: Ctx
     ) -> hotlist_pb2.ListEntriesResponse:
         limit = request.limit or 100
         if not 1 <= limit <= 10_000:
@@ -776,9 +790,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
 
     # -- changes ----------------------------------------------------------------------
 
-    async def AddEntry(
-        self, request: hotlist_pb2.AddEntryRequest, context: grpc.aio.ServicerContext
-    ) -> hotlist_pb2.AddEntryResponse:
+    async def AddEntry(self, request: hotlist_pb2.AddEntryRequest, context: Ctx) -> hotlist_pb2.AddEntryResponse:
         plate = normalize_plate(request.plate)
         problem = plate_problem(plate, 1, self.config.ingest.plate_max_length)
         if problem:
@@ -824,7 +836,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         return hotlist_pb2.AddEntryResponse(entry=entry_to_proto(entry), version=version)
 
     async def RemoveEntry(
-        self, request: hotlist_pb2.RemoveEntryRequest, context: grpc.aio.ServicerContext
+        self, request: hotlist_pb2.RemoveEntryRequest, context: Ctx
     ) -> hotlist_pb2.RemoveEntryResponse:
         if not request.entry_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entry_id is empty")
@@ -845,7 +857,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
 
     async def _commit(
         self,
-        context: grpc.aio.ServicerContext,
+        context: Ctx,
         changes: list[Change],
         by: str,
         description: str,
@@ -867,7 +879,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         return version
 
     async def ImportList(
-        self, request_iterator: AsyncIterator[hotlist_pb2.ImportListRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[hotlist_pb2.ImportListRequest], context: Ctx
     ) -> AsyncIterator[hotlist_pb2.ImportListResponse]:
         header: hotlist_pb2.ImportHeader | None = None
         parts: list[bytes] = []
@@ -935,7 +947,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
 
     async def _import_delta(
         self,
-        context: grpc.aio.ServicerContext,
+        context: Ctx,
         header: hotlist_pb2.ImportHeader,
         fmt: str,
         source: str,

@@ -69,7 +69,7 @@ def _filter(args: argparse.Namespace) -> alert_pb2.AlertFilter:
     for c in args.category:
         if enum_arg(c) not in CATEGORIES:
             raise CliError(f"unknown category {c!r}; one of {', '.join(x.lower() for x in CATEGORIES)}")
-        f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + enum_arg(c)))
+        f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + enum_arg(c)))  # type: ignore[arg-type]
     if args.area:
         try:
             a, b, c, d = (float(x) for x in args.area.split(","))
@@ -80,7 +80,7 @@ def _filter(args: argparse.Namespace) -> alert_pb2.AlertFilter:
 
 
 def _status(v: int) -> str:
-    return alert_pb2.AlertStatus.Name(v).removeprefix("ALERT_STATUS_")  # type: ignore[arg-type]
+    return alert_pb2.AlertStatus.Name(v).removeprefix("ALERT_STATUS_")
 
 
 def _line(a: alert_pb2.Alert) -> str:
@@ -123,18 +123,18 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             print(f"{len(resp.alerts)} alert(s)")
         return 0
     if args.action == "show":
-        resp = stub.GetAlert(alert_pb2.GetAlertRequest(alert_id=args.alert_id), timeout=t, metadata=md)
+        got = stub.GetAlert(alert_pb2.GetAlertRequest(alert_id=args.alert_id), timeout=t, metadata=md)
         images = {}
         args.images_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in (("crop", resp.plate_crop_jpeg), ("frame", resp.frame_jpeg)):
+        for name, data in (("crop", got.plate_crop_jpeg), ("frame", got.frame_jpeg)):
             if data:
-                path = args.images_dir / f"alert-{resp.alert.alert_id}-{name}.jpg"
+                path = args.images_dir / f"alert-{got.alert.alert_id}-{name}.jpg"
                 path.write_bytes(data)
                 images[name] = str(path)
         if ctx.json:
-            emit_json({"alert": to_dict(resp.alert), "history": [to_dict(h) for h in resp.history], "images": images})
+            emit_json({"alert": to_dict(got.alert), "history": [to_dict(h) for h in got.history], "images": images})
             return 0
-        a = resp.alert
+        a = got.alert
         print(_line(a))
         print(f"  read {a.read_id} node {a.node_id} camera {a.camera_id} at {a.location.latitude:.5f},"
               f"{a.location.longitude:.5f}; read confidence {a.read_confidence:.2f}")  # fmt: skip
@@ -146,7 +146,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
                 f"{' STATE MISMATCH' if m.state_mismatch else ''}: {e.plate}/{e.state or '*'} "
                 f"{category_name(e.category).lower()} ({e.entry_id}) {veh} {e.reason} {e.details}"
             )
-        for h in resp.history:
+        for h in got.history:
             print(f"  {'amended' if h.amendment else 'decided'} {_status(h.status)} by {h.officer_id} at "
                   f"{h.decided_time.ToDatetime(tzinfo=UTC).isoformat()} {h.note}")  # fmt: skip
         for name, path in images.items():
@@ -165,32 +165,36 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
                     print(f"[{kind}] {_line(ev.alert)}  event={ev.event_id}", flush=True)
                 n += 1
                 if args.count and n >= args.count:
-                    call.cancel()
+                    call.cancel()  # type: ignore[no-untyped-call]
                     break
         except KeyboardInterrupt:
-            call.cancel()
+            call.cancel()  # type: ignore[no-untyped-call]
         return 0
-    req = alert_pb2.DecideAlertRequest(
+    dreq = alert_pb2.DecideAlertRequest(
         alert_id=args.alert_id, officer_id=args.officer, note=args.note, amend=args.amend
     )
     if args.action == "accept":
-        req.accept.CopyFrom(
+        dreq.accept.CopyFrom(
             alert_pb2.Acceptance(
                 characters_verified=args.characters_verified,
                 state_verified=args.state_verified,
-                leads_check=alert_pb2.LeadsCheck.Value("LEADS_CHECK_" + enum_arg(args.leads)),
-                action=alert_pb2.EnforcementAction.Value("ENFORCEMENT_ACTION_" + enum_arg(args.enforcement)),
+                leads_check=alert_pb2.LeadsCheck.Value("LEADS_CHECK_" + enum_arg(args.leads)),  # type: ignore[arg-type]
+                action=alert_pb2.EnforcementAction.Value(  # type: ignore[arg-type]
+                    "ENFORCEMENT_ACTION_" + enum_arg(args.enforcement)
+                ),
                 on_other_assignment=args.other_assignment,
                 supervisor_notified=args.supervisor_notified,
             )
         )
     else:
-        req.reject.CopyFrom(
-            alert_pb2.Rejection(reason=alert_pb2.RejectReason.Value("REJECT_REASON_" + enum_arg(args.reason)))
+        dreq.reject.CopyFrom(
+            alert_pb2.Rejection(
+                reason=alert_pb2.RejectReason.Value("REJECT_REASON_" + enum_arg(args.reason))  # type: ignore[arg-type]
+            )
         )
-    resp = stub.DecideAlert(req, timeout=t, metadata=md)
+    decided = stub.DecideAlert(dreq, timeout=t, metadata=md)
     if ctx.json:
-        emit_json(to_dict(resp.alert))
+        emit_json(to_dict(decided.alert))
     else:
-        print(_line(resp.alert))
+        print(_line(decided.alert))
     return 0

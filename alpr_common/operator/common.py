@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +37,9 @@ class Context:
             return grpc.secure_channel(self.hub, creds, options=options)
         return grpc.insecure_channel(self.hub, options=options)
 
-    def metadata(self) -> Sequence[tuple[str, str]]:
+    def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         # Authentication is enforced by a later release; the token is already passed along.
-        return [("authorization", f"Bearer {self.token}")] if self.token else []
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
 def add_global_options(p: argparse.ArgumentParser) -> None:
@@ -77,8 +76,8 @@ def emit_json(obj: Any) -> None:
 
 
 def rpc_error(ctx: Context, e: grpc.RpcError) -> CliError:
-    code = e.code()  # type: ignore[attr-defined]
-    details = e.details()  # type: ignore[attr-defined]
+    code = e.code()
+    details = e.details()
     if code == grpc.StatusCode.UNAVAILABLE and ("connect" in (details or "").lower() or "failed" in (details or "")):
         return CliError(f"cannot reach the hub at {ctx.hub} ({details}); check --hub / ALPR_HUB")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -117,15 +117,15 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.Hot
             print(f"added {resp.entry.entry_id} (hot-list version {resp.version})\n{_line(resp.entry)}")
         return 0
     if args.action == "remove":
-        resp = stub.RemoveEntry(
+        removed = stub.RemoveEntry(
             hotlist_pb2.RemoveEntryRequest(entry_id=args.entry_id, reason=args.reason, removed_by=args.officer),
             timeout=t,
             metadata=md,
         )
         if ctx.json:
-            emit_json({"entry_id": args.entry_id, "version": resp.version})
+            emit_json({"entry_id": args.entry_id, "version": removed.version})
         else:
-            print(f"removed {args.entry_id} (hot-list version {resp.version})")
+            print(f"removed {args.entry_id} (hot-list version {removed.version})")
         return 0
     if args.action == "show":
         e = stub.GetEntry(hotlist_pb2.GetEntryRequest(entry_id=args.entry_id), timeout=t, metadata=md).entry
@@ -137,19 +137,20 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.Hot
                 print(f"{k:>18}: {d[k]}")
         return 0
     if args.action == "list":
-        req = hotlist_pb2.ListEntriesRequest(plate=args.plate, limit=args.limit)
+        lreq = hotlist_pb2.ListEntriesRequest(plate=args.plate, limit=args.limit)
         if args.source:
-            req.source = _source(args.source)  # type: ignore[assignment]
+            lreq.source = _source(args.source)  # type: ignore[assignment]
         if args.category:
-            req.category = _category(args.category)  # type: ignore[assignment]
-        resp = stub.ListEntries(req, timeout=t, metadata=md)
+            lreq.category = _category(args.category)  # type: ignore[assignment]
+        listed = stub.ListEntries(lreq, timeout=t, metadata=md)
         if ctx.json:
-            emit_json(to_dict(resp))
+            emit_json(to_dict(listed))
         else:
-            for e in resp.entries:
+            for e in listed.entries:
                 print(_line(e))
-            more = " (more match: use --limit or filters)" if resp.truncated else ""
-            print(f"{len(resp.entries)} entr{'y' if len(resp.entries) == 1 else 'ies'}, version {resp.version}{more}")
+            more = " (more match: use --limit or filters)" if listed.truncated else ""
+            n = len(listed.entries)
+            print(f"{n} entr{'y' if n == 1 else 'ies'}, version {listed.version}{more}")
         return 0
     if args.action == "import":
         return _import(ctx, args, stub, md)
