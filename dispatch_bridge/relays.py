@@ -120,9 +120,12 @@ class Relayer:
         """Enqueue the relay unless it was already; True when newly enqueued."""
         key = relay_key(alert.alert_id, reason)
         sinks = self.sinks_for(reason)
-        if not sinks or await self.outbox.known(key):
+        if not sinks:
             return False
-        relay = await self.build(alert, reason)
+        # The "already enqueued?" read and the crop fetch overlap (latency).
+        known, relay = await asyncio.gather(self.outbox.known(key), self.build(alert, reason))
+        if known:
+            return False
         created = await self.outbox.enqueue(key, "relay", relay.SerializeToString(), sinks)
         if created is None:
             return False
