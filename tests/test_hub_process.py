@@ -51,7 +51,8 @@ class HubProcess:
         self.proc = subprocess.Popen(
             [*HUB, "serve", "--config", str(config)], stdout=self._log, stderr=subprocess.STDOUT, text=True
         )
-        deadline = time.time() + 120
+        # a first start applies every migration: minutes on a loaded box with 3 Cassandra nodes
+        deadline = time.time() + 400
         while time.time() < deadline:
             m = re.search(r"serving on [\d.]+:(\d+)", self.log_path.read_text())
             if m:
