@@ -642,6 +642,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         self.config = config
         self.metrics = metrics
         self._nodes: dict[str, int] = {}  # subscribed node -> acked version
+        self._streams: dict[str, int] = {}  # node -> how many of its Subscribe streams are open here
         self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
         self._metrics_task: asyncio.Task[None] | None = None
         self.closing = asyncio.Event()
@@ -688,7 +689,8 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start.node_id is empty: send the node's id")
         if have < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"start.have_version {have} is negative")
-        self._nodes[node_id] = have
+        self._nodes[node_id] = have  # the newest stream knows best (a node may have been reset)
+        self._streams[node_id] = self._streams.get(node_id, 0) + 1
         self.metrics.subscribers.inc()
         self.refresh_node_metrics()
         acks = asyncio.create_task(self._read_acks(node_id, request_iterator))
@@ -723,10 +725,13 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         finally:
             acks.cancel()
             self.metrics.subscribers.dec()
-            self._nodes.pop(node_id, None)
-            for g in (self.metrics.node_version, self.metrics.node_lag, self.metrics.node_age):
-                with contextlib.suppress(KeyError):
-                    g.remove(node_id)
+            self._streams[node_id] -= 1
+            if self._streams[node_id] <= 0:  # a reconnect may have opened a newer stream already
+                del self._streams[node_id]
+                self._nodes.pop(node_id, None)
+                for g in (self.metrics.node_version, self.metrics.node_lag, self.metrics.node_age):
+                    with contextlib.suppress(KeyError):
+                        g.remove(node_id)
 
     async def _read_acks(self, node_id: str, requests: AsyncIterator[hotlist_pb2.SubscribeRequest]) -> None:
         with contextlib.suppress(Exception):
