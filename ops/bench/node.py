@@ -22,17 +22,22 @@ import time
 from pathlib import Path
 from typing import cast
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This file is named node.py: take its folder off the path until the `node` package is
+# imported, or `import node` would find this file.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-import cv2
-from common import log, percentile
+import cv2  # noqa: E402
 
-from node.clips import make_clip
-from node.config import NodeConfig
-from node.recognition.loading import RecognizerConfig, load_recognizer
-from node.recognition.types import Image, PlateResult
-from node.runtime import NodeRuntime
+from node.clips import make_clip  # noqa: E402
+from node.config import NodeConfig  # noqa: E402
+from node.recognition.loading import RecognizerConfig, load_recognizer  # noqa: E402
+from node.recognition.types import Image, PlateResult  # noqa: E402
+from node.runtime import NodeRuntime  # noqa: E402
+
+sys.path.append(_HERE)
+from common import log, percentile  # noqa: E402
 
 
 class TimedRecognizer:
