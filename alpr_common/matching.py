@@ -100,6 +100,10 @@ class Matcher:
         self.entries: dict[str, HotListEntry] = {}
         self._canon: dict[str, Any] = {}  # canonical plate -> entry | tuple of entries
         self._dels: dict[str, Any] = {}  # canonical plate minus one char -> entry | tuple
+        # Hot path: bound lookups and the length above which an extra character is tried.
+        self._canon_get = self._canon.get
+        self._dels_get = self._dels.get
+        self._extra_min_len = self.options.one_char_min_length if self.options.one_char else 1 << 30
         for e in entries:
             self.upsert(e)
 
@@ -142,15 +146,14 @@ class Matcher:
     def match(self, plate: str, state: str = "", now: datetime | None = None) -> list[Match]:
         """Entries matching a read's normalized plate and state, best first; [] for no hit."""
         c = plate.translate(_FOLD)
-        canon = self._canon
-        found = canon.get(c)
-        missing = self._dels.get(c)
+        get = self._canon_get
+        found = get(c)
+        missing = self._dels_get(c)
         extra = None
-        opts = self.options
         n = len(c)
-        if opts.one_char and n > opts.one_char_min_length:
+        if n > self._extra_min_len:
             for i in range(n):
-                hit = canon.get(c[:i] + c[i + 1 :])
+                hit = get(c[:i] + c[i + 1 :])
                 if hit is not None:
                     if extra is None:
                         extra = []
