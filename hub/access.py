@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,8 +168,24 @@ class Access:
         self.oldest_read_age.set(age)
         return age if oldest else None
 
+    async def record_start(self) -> None:
+        """Audit the hub's start with a digest of its effective configuration (config changes show up)."""
+        cfg = self.config.model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+        details = {
+            "config_sha256": digest,
+            "auth_enabled": self.config.auth.enabled,
+            "tls_enabled": self.config.tls.enabled,
+            "read_ttl_seconds": self.config.retention.read_ttl_seconds,
+        }
+        await self.audit.record(f"hub:{self.config.hub_id}", "hub.start", details=details)
+
     def start(self) -> None:
         async def loop() -> None:
+            try:
+                await self.record_start()
+            except Exception as exc:
+                log.error("audit of the hub start failed: %r", exc)
             while True:
                 try:
                     await self.refresh_oldest_read_age()

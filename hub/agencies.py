@@ -144,6 +144,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         self.config = config
         self.store = _Store(session, config)
         self.metrics = metrics
+        self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
 
     # --- registry -------------------------------------------------------------------
 
@@ -193,6 +194,9 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
                     f"agency {a.agency_id} is already registered; use replace (--replace) to update it",
                 )
         log.info("agency %s (%s, %s) registered by %s", a.agency_id, a.name, a.state, a.registered_by)
+        if self.audit is not None:  # issue 7: configuration changes are audited
+            details = {"agency_id": a.agency_id, "state": a.state}
+            await self.audit.record_call("agency.register", a.registered_by, details=details)
         return agency_pb2.RegisterAgencyResponse(agency=a)
 
     async def ListAgencies(
@@ -259,6 +263,9 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         await self.store.run(
             self.store.ins_approval, (agency_id, aid, _dt(request.expires_time), ap.SerializeToString())
         )
+        if self.audit is not None:  # issue 7: configuration changes are audited
+            details = {"agency_id": agency_id, "approval_id": ap.approval_id}
+            await self.audit.record_call("agency.approve", ap.approver_id, details=details)
         return agency_pb2.ApproveAgencyResponse(approval=ap)
 
     # --- sharing rules ------------------------------------------------------------------
@@ -281,6 +288,10 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         )
         await self.store.run(self.store.ins_audit, (now.date(), aid, req.agency_id, allowed, e.SerializeToString()))
         self.metrics.share_decisions.labels("allowed" if allowed else "refused").inc()
+        if self.audit is not None:  # issue 7: every share decision is in the hash-chained audit log
+            details = {"agency_id": req.agency_id, "scope": req.scope, "subject": req.subject, "detail": detail}
+            outcome = "allowed" if allowed else "refused"
+            await self.audit.record_call("share.authorize", req.requested_by, details=details, outcome=outcome)
         return str(aid)
 
     async def AuthorizeShare(

@@ -156,10 +156,11 @@ class AuditLog:
         )
         self._ins.consistency_level = write_cl
         self._ins.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        self._head_upd = session.prepare(
-            f"UPDATE {ks}.audit_chains SET head_seq = ?, head_hash = ? WHERE chain = ? IF head_seq < ?"
-        )
-        self._head_upd.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        # A plain write (no second LWT per entry): with one chain per hub the writes are
+        # serialized by the lock; were a chain shared, a lagging head only weakens the
+        # truncation check, it never reports a false problem.
+        self._head_upd = session.prepare(f"UPDATE {ks}.audit_chains SET head_seq = ?, head_hash = ? WHERE chain = ?")
+        self._head_upd.consistency_level = write_cl
         self._chain_ins = session.prepare(
             f"INSERT INTO {ks}.audit_chains (chain, head_seq, head_hash, created_time) VALUES (?, 0, '', ?) "
             "IF NOT EXISTS"
@@ -241,7 +242,7 @@ class AuditLog:
                 )  # fmt: skip
                 if _first(res).applied:
                     self._head = (rec.seq, rec.entry_hash)
-                    await self._exec(self._head_upd, (rec.seq, rec.entry_hash, rec.chain, rec.seq))
+                    await self._exec(self._head_upd, (rec.seq, rec.entry_hash, rec.chain))
                     return rec
                 self._head = None  # another process took this seq: reload and retry
             raise RuntimeError(f"audit chain {self.chain}: could not claim a sequence number")

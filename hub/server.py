@@ -136,13 +136,12 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     feed = AlertFeedTailer(alert_store, config, hl_metrics)
     alerts = AlertServicer(alert_store, feed, config, hl_metrics)
     alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
-    agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(
-        AgencyExchangeServicer(store.session, config, AgencyMetrics(registry)), server
-    )
+    agencies = AgencyExchangeServicer(store.session, config, AgencyMetrics(registry))
+    agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(agencies, server)
     agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store.session, config), server)
     access.register(server)
     ingest.identity = access.identity
-    hotlists.audit = alerts.audit = access.audit
+    hotlists.audit = alerts.audit = agencies.audit = access.audit
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

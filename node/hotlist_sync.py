@@ -143,6 +143,7 @@ class HotListSync:
         self.targets = targets
         self.node_id = node_id
         self.metadata: tuple[tuple[str, str], ...] = tuple(metadata or ())
+        self.credentials: grpc.ChannelCredentials | None = None  # issue 7: mutual TLS, set by node/runtime.py
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._lock = threading.Lock()
@@ -235,7 +236,8 @@ class HotListSync:
         snapshot: list[HotListEntry] | None = None
         pending_up: list[HotListEntry] = []
         pending_rm: list[str] = []
-        with grpc.insecure_channel(target) as ch:
+        creds = self.credentials
+        with grpc.secure_channel(target, creds) if creds is not None else grpc.insecure_channel(target) as ch:
             call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(requests(), metadata=self.metadata)
             self._call = call
             try:

@@ -136,6 +136,8 @@ class NodeRuntime:
             self.metrics,
             credentials=channel_credentials(h.tls_ca_file, h.tls_cert_file, h.tls_key_file) if h.tls_ca_file else None,
         )
+        if self.hotlist is not None:  # the hot-list sync uses the same client certificate
+            self.hotlist.credentials = self.uplink.credentials
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
         t = config.tracker

@@ -9,7 +9,16 @@ import pkgutil
 import alpr.v1
 import grpc
 import pytest
-from alpr.v1 import admin_pb2, admin_pb2_grpc, audit_pb2, audit_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc
+from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agency_pb2,
+    agency_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    hotlist_pb2,
+    hotlist_pb2_grpc,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator_cli import main as alpr_cli
@@ -159,3 +168,31 @@ def test_alpr_hub_add_user_bootstraps_an_admin(ahub, tmp_path, capsys):
     me = call(admin_pb2_grpc.AdminServiceStub(ahub.channel).WhoAmI, admin_pb2.WhoAmIRequest(), token)
     assert me.user.user_id == "chief" and me.user.role == admin_pb2.ROLE_ADMIN
     assert alpr_hub(["add-user", "--config", str(cfg), "--user", "x", "--role", "mayor"]) == 2
+
+
+def test_hotlist_changes_shares_and_hub_start_are_audited(ahub):
+    sup = ahub.token("sup-1", "supervisor")
+    hl = hotlist_pb2_grpc.HotListServiceStub(ahub.channel)
+    call(
+        hl.AddEntry,
+        hotlist_pb2.AddEntryRequest(
+            plate="AUD1234", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="audit test",
+            entered_by="sup-1",
+        ),
+        sup,
+    )  # fmt: skip
+    ag = agency_pb2_grpc.AgencyExchangeServiceStub(ahub.channel)
+    req = agency_pb2.AuthorizeShareRequest(
+        agency_id="nowhere-pd", scope=agency_pb2.SHARE_SCOPE_ALERTS, requested_by="sup-1"
+    )
+    code, _ = rpc_code(lambda: call(ag.AuthorizeShare, req, sup))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    entries = call(
+        audit_pb2_grpc.AuditServiceStub(ahub.channel).ListAudit,
+        audit_pb2.ListAuditRequest(limit=1000),
+        ahub.token("aud-2", "auditor"),
+    ).entries
+    by_action = {e.action: e for e in entries}
+    assert by_action["hotlist.change"].actor == "sup-1" and "AUD1234" not in by_action["hotlist.change"].actor
+    assert by_action["share.authorize"].outcome == "refused" and by_action["share.authorize"].role == "supervisor"
+    assert by_action["hub.start"].actor == "hub:test-hub" and "config_sha256" in by_action["hub.start"].details_json

@@ -3,6 +3,7 @@ registered cameras only, revoked nodes refused, unknown CAs and cert-less client
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -138,3 +139,45 @@ def test_operator_cli_over_mutual_tls(thub, pki, monkeypatch, capsys):
     monkeypatch.setenv("ALPR_TLS_KEY", str(pki / "console.key"))
     assert alpr(["--hub", thub.thread.target, "--token", thub.admin, "--json", "nodes", "list"]) == 0
     assert "pole-1" in capsys.readouterr().out
+
+
+def test_node_uplink_delivers_over_mutual_tls(thub, pki, tmp_path):
+    from prometheus_client import CollectorRegistry
+
+    from node.metrics import NodeMetrics
+    from node.queue import ReadQueue
+    from node.uplink import Uplink, UplinkSettings
+
+    queue = ReadQueue(tmp_path / "queue.sqlite", budget_bytes=10**7)
+    creds = channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / "pole-1.crt"), str(pki / "pole-1.key"))
+    uplink = Uplink(
+        UplinkSettings([thub.thread.target], window=8, heartbeat_interval_s=1.0, backoff_initial_s=0.1),
+        queue,
+        lambda: ingest_pb2.Heartbeat(node_id="pole-1"),
+        NodeMetrics(CollectorRegistry()),
+        credentials=creds,
+    )
+    reads = [make_read("pole-1", "pole-1-west", f"UPL{i:04d}") for i in range(5)]
+    for r in reads:
+        queue.put(r.read_id, ingest_pb2.IngestRequest(read=r).SerializeToString())
+    uplink.start()
+    try:
+        deadline = time.monotonic() + 30
+        while queue.depth() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue.depth() == 0 and not queue.rejected()
+    finally:
+        uplink.stop()
+        queue.close()
+
+
+def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
+    from node.hotlist_sync import HotListSync
+
+    sync = HotListSync(tmp_path / "hotlist.sqlite", [thub.thread.target], "pole-1", backoff_initial_s=0.1)
+    sync.credentials = channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / "pole-1.crt"), str(pki / "pole-1.key"))
+    sync.start()
+    try:
+        assert sync.wait_current(30)
+    finally:
+        sync.stop()
