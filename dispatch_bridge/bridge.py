@@ -130,7 +130,7 @@ class Bridge:
             with contextlib.suppress(Exception):
                 await w.sink.close()
         for ch in self._channels:
-            await ch.close()
+            await ch.close(None)
         await asyncio.get_running_loop().run_in_executor(None, self._cluster.shutdown)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

@@ -107,7 +107,8 @@ class Relayer:
             r.disposition.CopyFrom(alert.disposition)
         crop = self.config.relay.crop
         if crop == "inline":
-            got = await self.alerts.GetAlert(alert_pb2.GetAlertRequest(alert_id=alert.alert_id), timeout=10)
+            req = alert_pb2.GetAlertRequest(alert_id=alert.alert_id)
+            got = await self.alerts.GetAlert(req, timeout=10)  # type: ignore[misc]
             r.crop_jpeg = got.plate_crop_jpeg
         elif crop == "link":
             r.crop_url = self.config.relay.crop_url_template.format(alert_id=alert.alert_id)

@@ -180,17 +180,17 @@ class _Bearer:
 
 
 # grpc.aio files each interceptor under one kind only: one class per call kind.
-class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._details(details), request_iterator)
 
@@ -208,7 +208,7 @@ def token_from_env(name: str | None) -> str | None:
 def grpc_channel(target: str, tls: TlsConfig | None, token: str | None = None) -> grpc.aio.Channel:
     """An asyncio channel; TLS (mTLS with a client cert) when configured; a bearer token when given."""
     opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
-    icpt = [c(token) for c in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamStream)] if token else None
+    icpt: Any = [c(token) for c in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamStream)] if token else None
     if tls is None:
         return grpc.aio.insecure_channel(target, options=opts, interceptors=icpt)
     creds = grpc.ssl_channel_credentials(_read(tls.ca_file), _read(tls.key_file), _read(tls.cert_file))
@@ -418,7 +418,7 @@ class GrpcStreamSink:
             with contextlib.suppress(BaseException):
                 await self._reader
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
 
 
 class AgencySink:
@@ -462,7 +462,7 @@ class AgencySink:
 
     async def close(self) -> None:
         for ch in self._channels.values():
-            await ch.close()
+            await ch.close(None)
 
 
 def make_sink(cfg: SinkConfig) -> Sink:

@@ -100,7 +100,7 @@ def raise_alert(target: str, camera: str, crop: bytes | None = None) -> tuple[st
     return str(alert_id_for(read.read_id)), read
 
 
-def accept(hubs: Hubs, alert_id: str, action: int, **kw: Any) -> alert_pb2.DecideAlertResponse:
+def accept(hubs: Hubs, alert_id: str, action: Any, **kw: Any) -> alert_pb2.DecideAlertResponse:
     acc = alert_pb2.Acceptance(
         characters_verified=True, state_verified=True, leads_check=alert_pb2.LEADS_CHECK_DONE, action=action, **kw
     )

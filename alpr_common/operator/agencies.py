@@ -92,25 +92,26 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
         emit_json(to_dict(resp.agency)) if ctx.json else print("registered " + _agency_line(resp.agency))
         return 0
     if args.action == "list":
-        resp = stub.ListAgencies(agency_pb2.ListAgenciesRequest(), timeout=t, metadata=md)
+        lst = stub.ListAgencies(agency_pb2.ListAgenciesRequest(), timeout=t, metadata=md)
         if ctx.json:
-            emit_json(to_dict(resp))
+            emit_json(to_dict(lst))
         else:
-            for a in resp.agencies:
+            for a in lst.agencies:
                 print(_agency_line(a))
-            print(f"{len(resp.agencies)} agenc{'y' if len(resp.agencies) == 1 else 'ies'}")
+            print(f"{len(lst.agencies)} agenc{'y' if len(lst.agencies) == 1 else 'ies'}")
         return 0
     if args.action == "approve":
         scopes = [agency_pb2.ShareScope.Value("SHARE_SCOPE_" + enum_arg(s)) for s in (args.scope or ["alerts"])]
-        resp = stub.ApproveAgency(
+        appr = stub.ApproveAgency(
             agency_pb2.ApproveAgencyRequest(
                 agency_id=args.agency_id, approver_id=args.approver,
-                approver_role=agency_pb2.ApproverRole.Value("APPROVER_ROLE_" + enum_arg(args.role)),
-                designated_by=args.designated_by, scopes=scopes, expires_time=_expiry(args.expires), note=args.note,
+                approver_role=agency_pb2.ApproverRole.Value("APPROVER_ROLE_" + enum_arg(args.role)),  # type: ignore[arg-type]
+                designated_by=args.designated_by, expires_time=_expiry(args.expires), note=args.note,
+                scopes=scopes,  # type: ignore[arg-type]
             ),
             timeout=t, metadata=md,
         )  # fmt: skip
-        ap = resp.approval
+        ap = appr.approval
         if ctx.json:
             emit_json(to_dict(ap))
         else:
@@ -118,16 +119,16 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
                   f"{ap.expires_time.ToDatetime(tzinfo=UTC).isoformat()}")  # fmt: skip
         return 0
     if args.action == "audit":
-        resp = stub.ListShareAudit(
+        aud = stub.ListShareAudit(
             agency_pb2.ListShareAuditRequest(hours=args.hours, agency_id=args.agency), timeout=t, metadata=md
         )
         if ctx.json:
-            emit_json(to_dict(resp))
+            emit_json(to_dict(aud))
         else:
-            for e in resp.entries:
+            for e in aud.entries:
                 print(f"{e.time.ToDatetime(tzinfo=UTC).isoformat()}  {'ALLOWED' if e.allowed else 'REFUSED'}  "
                       f"{e.agency_id}  {e.subject}  by {e.requested_by}: {e.detail}")  # fmt: skip
-            print(f"{len(resp.entries)} decision(s)")
+            print(f"{len(aud.entries)} decision(s)")
         return 0
     resp2 = stub.ListSharedAlerts(
         agency_pb2.ListSharedAlertsRequest(hours=args.hours, origin_agency_id=args.origin), timeout=t, metadata=md

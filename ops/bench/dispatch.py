@@ -82,11 +82,11 @@ def _retry(fn: Any, what: str, tries: int = 5) -> Any:
         try:
             return fn()
         except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.FAILED_PRECONDITION and i > 0:  # type: ignore[attr-defined]
+            if e.code() == grpc.StatusCode.FAILED_PRECONDITION and i > 0:
                 return None  # an earlier attempt that timed out did apply
             if i == tries - 1:
                 raise
-            log(f"bench: {what} failed ({e.code().name}), retrying")  # type: ignore[attr-defined]
+            log(f"bench: {what} failed ({e.code().name}), retrying")
             time.sleep(1.0)
 
 
