@@ -63,7 +63,7 @@ def _days(now: datetime, hours: int) -> list[date]:
 
 
 def _scope_name(s: int) -> str:
-    return agency_pb2.ShareScope.Name(s).removeprefix("SHARE_SCOPE_").lower()  # type: ignore[arg-type]
+    return agency_pb2.ShareScope.Name(s).removeprefix("SHARE_SCOPE_").lower()
 
 
 class _Store:
@@ -157,7 +157,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return [agency_pb2.AgencyApproval.FromString(r.record) for r in rows if _aware(r.expires_at) > now]
 
     async def RegisterAgency(
-        self, request: agency_pb2.RegisterAgencyRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.RegisterAgencyResponse:
         a = agency_pb2.Agency()
         a.CopyFrom(request.agency)
@@ -200,7 +200,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.RegisterAgencyResponse(agency=a)
 
     async def ListAgencies(
-        self, request: agency_pb2.ListAgenciesRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ListAgenciesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ListAgenciesResponse:
         now = datetime.now(UTC)
         rows = await self.store.run(self.store.all_agencies)
@@ -211,7 +211,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.ListAgenciesResponse(agencies=out)
 
     async def ApproveAgency(
-        self, request: agency_pb2.ApproveAgencyRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ApproveAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ApproveAgencyResponse:
         now = datetime.now(UTC)
         agency_id = request.agency_id.strip().lower()
@@ -295,7 +295,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return str(aid)
 
     async def AuthorizeShare(
-        self, request: agency_pb2.AuthorizeShareRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.AuthorizeShareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.AuthorizeShareResponse:
         if not request.agency_id.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agency_id is required")
@@ -355,7 +355,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.AuthorizeShareResponse(agency=agency, approval_id=best.approval_id, audit_id=audit)
 
     async def ListShareAudit(
-        self, request: agency_pb2.ListShareAuditRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ListShareAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ListShareAuditResponse:
         hours = request.hours or 24
         if not 1 <= hours <= 1440:
@@ -374,7 +374,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
     # --- receiving side -----------------------------------------------------------------
 
     async def ReceiveSharedAlert(
-        self, request: agency_pb2.ReceiveSharedAlertRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ReceiveSharedAlertRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ReceiveSharedAlertResponse:
         r = request.relay
         problem = None
@@ -413,7 +413,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=_ts(now))
 
     async def ListSharedAlerts(
-        self, request: agency_pb2.ListSharedAlertsRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ListSharedAlertsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ListSharedAlertsResponse:
         hours = request.hours or 24
         if not 1 <= hours <= 1440:
@@ -449,14 +449,14 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
                     out.append((day, r))
         return out
 
-    async def _hours(self, hours: int, context: grpc.aio.ServicerContext) -> int:
+    async def _hours(self, hours: int, context: grpc.aio.ServicerContext[Any, Any]) -> int:
         hours = hours or 24
         if not 1 <= hours <= 1440:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440")
         return hours
 
     async def ListDeadLetters(
-        self, request: agency_pb2.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.ListDeadLettersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.ListDeadLettersResponse:
         hours = await self._hours(request.hours, context)
         bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
@@ -475,7 +475,7 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
         return agency_pb2.ListDeadLettersResponse(dead_letters=out)
 
     async def RetryDeadLetters(
-        self, request: agency_pb2.RetryDeadLettersRequest, context: grpc.aio.ServicerContext
+        self, request: agency_pb2.RetryDeadLettersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agency_pb2.RetryDeadLettersResponse:
         hours = await self._hours(request.hours, context)
         bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
