@@ -304,3 +304,23 @@ def test_signature_verification():
     assert not verify_signature(b"other", sig, body)
     _ts, old = sign(b"k", body, ts=int(time.time()) - 3600)
     assert not verify_signature(b"k", old, body)  # replayed an hour later
+
+
+def test_reconciliation_relays_what_the_stream_did_not_bring(cassandra, agency_hubs):
+    """A decision made before this bridge ever started (its stream starts at 'now') is still
+    relayed, by the reconciliation scan of recently accepted alerts."""
+    hubs = agency_hubs
+    cad = WebhookReceiver()
+    early, _ = raise_alert(hubs.a.target, "cam-reconcile")
+    accept(hubs, early, TAKING)
+    time.sleep(0.6)
+    cfg = bridge_config(cassandra, hubs, "reconcile", dispatch=[webhook_sink(cad.url)],
+                        relay={"reconcile_after_s": 0.5, "reconcile_window_s": 600})  # fmt: skip
+    bridge = BridgeThread(cfg).start()
+    try:
+        cad.wait_key(f"{early}:valid_alert", timeout=15)
+        time.sleep(1.5)  # further scans do not send it again
+        assert [k for k, _ in cad.deliveries].count(f"{early}:valid_alert") == 1
+    finally:
+        bridge.stop()
+        cad.stop()
