@@ -63,5 +63,7 @@ def test_ocr_dataset_csv(tmp_path: Path) -> None:
 
 
 def test_train_samples_command(tmp_path: Path) -> None:
-    assert train_main(["train", "samples", "--n", "3", "--out", str(tmp_path), "--data-root", str(tmp_path / "none")]) == 0
+    assert (
+        train_main(["train", "samples", "--n", "3", "--out", str(tmp_path), "--data-root", str(tmp_path / "none")]) == 0
+    )
     assert len(list(tmp_path.glob("*.png"))) == 6
