@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from alpr.v1 import ingest_pb2
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +29,7 @@ from hub.storage import connect
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.uplink import Uplink, UplinkSettings
+from tests.hotlist_support import FAST, hotlist_stub
 from tests.support import ROOT, load_ops_module
 from tests.test_hub_process import HubProcess
 
@@ -62,6 +64,8 @@ class CuttableProxy:
                 client, _ = self._srv.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed by close()
+                return
             if self._cut.is_set():
                 client.close()
                 continue
@@ -134,7 +138,7 @@ def stack(cluster, tmp_path_factory) -> Iterator[dict]:
             f"hub_id: hub-{name}\nlisten_host: 127.0.0.1\ngrpc_port: {port}\nmetrics_port: -1\n"
             f"cassandra:\n  contact_points: {cluster.contact_points}\n  port: {cluster.port}\n  keyspace: {keyspace}\n"
             "  local_dc: dc1\n  replication_class: NetworkTopologyStrategy\n  replication_factor: 3\n"
-            "  write_consistency: QUORUM\n  read_consistency: QUORUM\n  request_timeout_s: 5\n"
+            "  write_consistency: QUORUM\n  read_consistency: QUORUM\n  request_timeout_s: 30\n" + yaml.safe_dump(FAST)
         )
         hubs.append({"config": cfg, "port": port, "proc": HubProcess(cfg)})
     points = cluster.contact_points
@@ -253,3 +257,56 @@ def test_cut_node_hub_link_backlog_drains(stack) -> None:
         assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["unacked_left"] == 0
     finally:
         proxy.close()
+
+
+def test_kill_the_bridge_relays_delivered_after_restart(cluster, stack) -> None:
+    from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
+
+    from tests.bridge_support import HOT_PLATE, BridgeProcess, WebhookReceiver, raise_alert, webhook_sink
+
+    a, b = stack["hubs"]
+    targets = [f"127.0.0.1:{a['port']}", f"127.0.0.1:{b['port']}"]
+    hotlist_stub(targets[0]).AddEntry(
+        hotlist_pb2.AddEntryRequest(plate=HOT_PLATE, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
+                                    reason="fault suite", entered_by="o-1")
+    )  # fmt: skip
+    time.sleep(1.0)  # both hubs pick up the new hot-list version
+    cad = WebhookReceiver()
+    cfg = {
+        "bridge_id": "fault-bridge", "agency_id": "joliet-pd", "hubs": targets, "metrics_port": -1,
+        "shutdown_grace_s": 2,
+        "cassandra": {"contact_points": cluster.contact_points, "port": cluster.port, "keyspace": stack["keyspace"],
+                      "local_dc": "dc1", "write_consistency": "QUORUM", "read_consistency": "QUORUM"},
+        "relay": {"unattended_after_s": 3600, "pending_scan_interval_s": 0.5},
+        "delivery": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "rescan_interval_s": 1.0, "max_attempts": 1000},
+        "dispatch": [webhook_sink(cad.url)],
+    }  # fmt: skip
+    bridge = BridgeProcess(cfg, stack["tmp"] / "bridge").start()
+    alerts = alert_pb2_grpc.AlertServiceStub(__import__("grpc").insecure_channel(targets[1]))
+    acc = alert_pb2.Acceptance(characters_verified=True, state_verified=True, leads_check=alert_pb2.LEADS_CHECK_DONE,
+                               action=alert_pb2.ENFORCEMENT_ACTION_TAKING_ACTION)  # fmt: skip
+    decided: list[str] = []
+    try:
+        for i in range(12):
+            alert_id, _ = raise_alert(targets[i % 2], f"fault-cam-{i}")
+            alerts.DecideAlert(alert_pb2.DecideAlertRequest(alert_id=alert_id, officer_id="o-7", accept=acc))
+            decided.append(alert_id)
+            if i == 5:
+                bridge.kill()  # crash mid-stream; the next decisions happen while it is down
+            time.sleep(0.2)
+        bridge.start()
+        deadline = time.time() + 60
+        keys = {f"{x}:valid_alert" for x in decided}
+        while not keys <= set(cad.by_key) and time.time() < deadline:
+            time.sleep(0.2)
+        delivered = [k for k, _ in cad.deliveries if k in keys]
+        lost = len(keys - set(cad.by_key))
+        dup = len(delivered) - len(set(delivered))
+        print(f"\n[kill the bridge] relays {len(keys)} / delivered {len(set(delivered))} / duplicated {dup}"
+              f" (receiver de-duplicates by idempotency key) / lost {lost}")  # fmt: skip
+        assert lost == 0
+        assert bridge.terminate() == 0
+    finally:
+        if bridge.proc and bridge.proc.poll() is None:
+            bridge.kill()
+        cad.stop()
