@@ -96,6 +96,14 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _overlap_of_smaller(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area: 1.0 when one box lies inside the other."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
 def text_similarity(a: str, b: str) -> float:
     """1 - normalized Levenshtein distance."""
     if not a and not b:
@@ -187,8 +195,12 @@ class PlateTracker:
             used_t.add(ti)
             used_r.add(ri)
             self._tracks[ti].add(t, results[ri], frame)
+        taken = [results[ri].box for ri in used_r]
         for ri, r in enumerate(results):
             if ri not in used_r:
+                if any(_overlap_of_smaller(r.box, box) > 0.6 for box in taken):
+                    continue  # a second, partial box on a plate already followed in this frame
+                taken.append(r.box)
                 tr = _Track(next(self._ids), t, t, r.box)
                 tr.add(t, r, frame)
                 self._tracks.append(tr)

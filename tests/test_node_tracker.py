@@ -109,3 +109,14 @@ def test_plate_formats_drop_junk() -> None:
     assert fmts.accepts("123ABC", None)  # unknown state: any jurisdiction's pattern
     assert not fmts.accepts("XX", None)
     assert PlateFormats({}, enabled=False).accepts("anything", None)
+
+
+def test_a_second_partial_box_on_the_same_plate_is_not_a_second_vehicle() -> None:
+    tracker = PlateTracker(TrackerSettings(emit_delay_s=0.5))
+    events = []
+    for i in range(8):
+        t, x = i / FPS, 100 + 30 * i
+        events.append((t, PlateResult((x, 400, x + 120, 430), 0.9, "DUP1234", 0.9, (0.9,) * 7)))
+        events.append((t, PlateResult((x + 40, 402, x + 118, 428), 0.5, "1234", 0.6, (0.6,) * 4)))  # inside it
+    finished = run(tracker, events, 3.0)
+    assert [f.text for f in finished] == ["DUP1234"]
