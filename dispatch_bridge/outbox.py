@@ -19,7 +19,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.query import BatchStatement, BatchType
 
-from hub.storage import await_response
+from hub.storage import await_response, prepare
 
 
 class SchemaMissing(Exception):
@@ -108,10 +108,7 @@ class Outbox:
         self._payloads: dict[str, tuple[str, bytes]] = {}
 
     def _prep(self, cql: str, cl: int) -> Any:
-        stmt = self.session.prepare(cql)
-        stmt.consistency_level = cl
-        stmt.is_idempotent = True
-        return stmt
+        return prepare(self.session, cql, cl)
 
     def _run(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
         return await_response(self.session.execute_async(stmt, values))

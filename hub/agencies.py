@@ -29,7 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from hub.config import HubConfig
 from hub.metrics import AgencyMetrics
-from hub.storage import await_response
+from hub.storage import await_response, prepare
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ class _Store:
         )
 
     def _prep(self, cql: str, cl: int) -> Any:
-        stmt = self.session.prepare(cql)
-        stmt.consistency_level = cl
-        stmt.is_idempotent = True
-        return stmt
+        return prepare(self.session, cql, cl)
 
     def run(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
         return await_response(self.session.execute_async(stmt, values))

@@ -35,7 +35,7 @@ from alpr_common.matching import Match
 from hub.config import HubConfig
 from hub.hotlists import HotListMirror
 from hub.metrics import HotListMetrics
-from hub.storage import await_response
+from hub.storage import await_response, prepare
 from hub.validation import ValidRead
 
 log = logging.getLogger(__name__)
@@ -184,10 +184,7 @@ class AlertStore:
         self._history = p(f"SELECT disposition FROM {ks}.alert_dispositions WHERE alert_id = ?", rcl)
 
     def _prep(self, cql: str, cl: int) -> Any:
-        stmt = self.session.prepare(cql)
-        stmt.consistency_level = cl
-        stmt.is_idempotent = True
-        return stmt
+        return prepare(self.session, cql, cl)
 
     def _exec(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
         return await_response(self.session.execute_async(stmt, values))

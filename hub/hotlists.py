@@ -51,7 +51,7 @@ from alpr_common.plates import normalize_plate, plate_problem
 from hub.config import HubConfig
 from hub.hotlist_import import FORMATS, parse_file
 from hub.metrics import HotListMetrics
-from hub.storage import await_response
+from hub.storage import await_response, prepare
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -206,10 +206,7 @@ class HotListStore:
         self.write_cl = wcl
 
     def _prep(self, cql: str, cl: int) -> PreparedStatement:
-        stmt = self.session.prepare(cql)
-        stmt.consistency_level = cl
-        stmt.is_idempotent = True
-        return stmt
+        return prepare(self.session, cql, cl)
 
     def _exec(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
         return await_response(self.session.execute_async(stmt, values))

@@ -46,6 +46,18 @@ def connect(cfg: CassandraConfig) -> tuple[Cluster, Session]:
     return cluster, cluster.connect()
 
 
+def prepare(session: Session, cql: str, consistency: int) -> PreparedStatement:
+    """A prepared statement at ``consistency``, marked idempotent.
+
+    Every statement the platform prepares writes the same values again on a retry (upserts
+    keyed by ids, reads, LWTs whose outcome is checked), so the driver may retry them safely.
+    """
+    stmt = session.prepare(cql)
+    stmt.consistency_level = consistency
+    stmt.is_idempotent = True
+    return stmt
+
+
 def await_response(rf: ResponseFuture) -> asyncio.Future[Any]:
     """Wrap a driver ResponseFuture (completed on the driver's thread) as an asyncio future."""
     loop = asyncio.get_running_loop()
@@ -158,11 +170,7 @@ class ReadStore:
         self._get_id = self._prep(f"SELECT * FROM {ks}.reads_by_id WHERE read_id = ?", self.read_cl)
 
     def _prep(self, cql: str, cl: int) -> PreparedStatement:
-        stmt = self.session.prepare(cql)
-        stmt.consistency_level = cl
-        # Inserts of the same values are idempotent: the driver may retry them safely.
-        stmt.is_idempotent = True
-        return stmt
+        return prepare(self.session, cql, cl)
 
     async def write_read(self, rows: ReadRows) -> None:
         """Store one read in all its tables; returns once every write met the consistency level."""
