@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,16 +49,40 @@ ACCESS_SERVICE_NAMES = (
 OLDEST_READ_INTERVAL_S = 60.0
 
 
+NODE_RECHECK_S = 5.0  # how stale a stream's view of the node registry may get (revocation, cameras)
+
+
 @dataclass
 class NodeGate:
-    """What one authenticated node stream may submit: its own node id and registered cameras."""
+    """What one authenticated node stream may submit: its own node id and registered cameras.
+
+    The registry is read again every :data:`NODE_RECHECK_S` while the stream is open, so a
+    node revoked mid-stream is refused within seconds, not at its next reconnect.
+    """
 
     node_id: str
     cameras: frozenset[str]
     registered: bool
+    users: UserStore | None = None
+    checked_at: float = 0.0
+    revoked: str | None = None  # the reason, once revoked
+
+    async def refresh(self, now: float | None = None) -> None:
+        """Re-read this node's registration when the last look is older than NODE_RECHECK_S."""
+        now = time.monotonic() if now is None else now
+        if self.users is None or now - self.checked_at < NODE_RECHECK_S:
+            return
+        self.checked_at = now
+        reg = await self.users.get_node(self.node_id)
+        self.registered = reg is not None
+        self.cameras = frozenset(reg.camera_ids or ()) if reg else frozenset()
+        if reg is not None and reg.revoked:
+            self.revoked = reg.reason or "no reason given"
 
     def read_problem(self, read: reads_pb2.PlateRead) -> tuple[str, str] | None:
         """(field, message) when the read is not this node's to submit."""
+        if self.revoked is not None:
+            return "node_id", f"node {self.node_id!r} has been revoked ({self.revoked}): reads are refused"
         if read.node_id != self.node_id:
             return "node_id", (
                 f"node_id {read.node_id!r} is not this node: the client certificate is for {self.node_id!r}"
@@ -89,7 +114,8 @@ class NodeIdentity:
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"node {cn!r} has been revoked ({reg.reason or 'no reason given'}): streams are refused",
             )
-        return NodeGate(cn, frozenset(reg.camera_ids or ()) if reg else frozenset(), reg is not None)
+        cameras = frozenset(reg.camera_ids or ()) if reg else frozenset()
+        return NodeGate(cn, cameras, reg is not None, self.users, time.monotonic())
 
 
 @dataclass

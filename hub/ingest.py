@@ -90,6 +90,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 "hub is shutting down; reconnect and resend unacked reads",
             )
+        if gate is not None and gate.revoked is not None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {gate.node_id!r} has been revoked ({gate.revoked}): stream closed",
+            )
 
     async def _read_stream(
         self, requests: AsyncIterator[ingest_pb2.IngestRequest], out: asyncio.Queue[object], gate: Any = None
@@ -99,6 +104,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         try:
             async for req in requests:
                 kind = req.WhichOneof("payload")
+                if gate is not None:
+                    await gate.refresh()
+                    if gate.revoked is not None:  # revoked mid-stream: refuse this read, close the stream
+                        where, msg = gate.read_problem(req.read)
+                        self.metrics.reads_rejected.labels("permission_denied").inc()
+                        out.put_nowait(_error(req.read.read_id, grpc.StatusCode.PERMISSION_DENIED, msg, where, False))
+                        break
                 if kind == "read":
                     await self._accept_read(req.read, out, stream_slots, pending, gate)
                 elif kind == "heartbeat":

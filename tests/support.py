@@ -112,9 +112,11 @@ def _record(result: StreamResult, resp: ingest_pb2.IngestResponse) -> None:
 class PacedStream:
     """A stream fed from a queue, so a test can send, look at answers, and stop mid-way."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self._q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
-        self.channel = grpc.insecure_channel(target)
+        self.channel = (
+            grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+        )
         self.result = StreamResult()
         self._responses = ingest_pb2_grpc.IngestServiceStub(self.channel).Ingest(self._iter())
         self._thread = threading.Thread(target=self._drain, daemon=True)

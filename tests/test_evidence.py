@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -9,7 +10,7 @@ import grpc
 import pytest
 from alpr.v1 import audit_pb2, audit_pb2_grpc, evidence_pb2, evidence_pb2_grpc
 
-from alpr_common.operator.evidence import verify_package
+from alpr_common.operator.evidence import compare_with_hub, verify_package
 from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read, noise_jpeg
 from tests.access_support import AuthHub, call, rpc_code
@@ -94,6 +95,38 @@ def test_tampered_packages_are_detected(ehub, tmp_path):
     (out / "images" / "extra.jpg").unlink()
     img.unlink()
     assert any("missing" in p for p in verify_package(out))
+
+
+def test_a_consistently_rewritten_package_fails_against_the_hub(ehub, tmp_path):
+    """Images, manifest and manifest digest all rewritten: the offline check passes, the
+    comparison with the hub's evidence copy does not."""
+    out = tmp_path / "pkg-forged"
+    rid = ehub.reads[1].read_id
+    assert alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-80", "--read", rid,
+                 "--out", str(out)]) == 0  # fmt: skip
+    base = ["--hub", ehub.thread.target, "--token", ehub.inv, "export", "verify", str(out)]
+    assert alpr([*base, "--against-hub"]) == 0
+
+    m = out / "manifest.json"
+    manifest = json.loads(m.read_text())
+    entry = manifest["reads"][0]
+    entry["read"]["plate_text"] = "FORGED1"
+    crop = out / entry["images"]["plate_crop"]["file"]
+    forged = crop.read_bytes() + b"\x00"
+    crop.write_bytes(forged)
+    entry["images"]["plate_crop"]["sha256"] = hashlib.sha256(forged).hexdigest()
+    blob = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    m.write_bytes(blob)
+    (out / "manifest.sha256").write_text(f"{hashlib.sha256(blob).hexdigest()}  manifest.json\n")
+
+    assert verify_package(out) == []  # consistent forgery: the package alone cannot tell
+    problems = compare_with_hub(out, call(
+        evidence_pb2_grpc.EvidenceServiceStub(ehub.channel).GetEvidence,
+        evidence_pb2.GetEvidenceRequest(case_number="C-80"), ehub.inv,
+    ).reads)  # fmt: skip
+    assert any("plate_text differs" in p for p in problems), problems
+    assert any("plate_crop image differs" in p for p in problems), problems
+    assert alpr([*base, "--against-hub"]) == 1
 
 
 def test_export_requires_case_and_role(ehub):

@@ -260,7 +260,9 @@ def test_one_import_per_source_at_a_time(hubs):
 
     a, b = hubs
     store = a.hub.mirror.store
-    assert asyncio.run_coroutine_threadsafe(store.lock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10) is None
+    assert (
+        asyncio.run_coroutine_threadsafe(store.lock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10) is None
+    )
     try:
         _, err = import_file(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF)
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "someone on hub-x" in err.details()

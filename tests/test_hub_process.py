@@ -90,7 +90,10 @@ def test_migrate_command_applies_once(tmp_path, cassandra, cql):
     cfg = write_config(tmp_path, cassandra, ks)
     first = subprocess.run([*HUB, "migrate", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert "applying migration 001_reads" in first.stdout and f"{len(load_migrations())} migration(s) applied now" in first.stdout
+    assert (
+        "applying migration 001_reads" in first.stdout
+        and f"{len(load_migrations())} migration(s) applied now" in first.stdout
+    )
     again = subprocess.run([*HUB, "migrate", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 migration(s) applied now" in again.stdout
     cql.execute(f"DROP KEYSPACE {ks}")

@@ -120,3 +120,43 @@ def test_a_second_partial_box_on_the_same_plate_is_not_a_second_vehicle() -> Non
         events.append((t, PlateResult((x + 40, 402, x + 118, 428), 0.5, "1234", 0.6, (0.6,) * 4)))  # inside it
     finished = run(tracker, events, 3.0)
     assert [f.text for f in finished] == ["DUP1234"]
+
+
+def test_settled_track_spares_ocr_and_skipped_frames_do_not_vote() -> None:
+    """After enough confident reads a track is settled: its next boxes need no OCR, the
+    unread (empty-text) results keep the track alive and do not change its text or state."""
+    tracker = PlateTracker(TrackerSettings(settle_reads=3, settle_confidence=0.9))
+    confs = (0.97,) * 7
+    t = 0.0
+    assert not tracker.is_settled((100, 400, 220, 430), t)
+    for i in range(3):
+        t = i / FPS
+        box = (100 + 10 * i, 400, 220 + 10 * i, 430)
+        assert not tracker.is_settled(box, t)
+        tracker.update(t, [PlateResult(box, 0.9, "ABC1234", 0.97, confs, "IL", 0.9)])
+    # the plate moved on by one step: it continues the settled track
+    nxt = (130, 400, 250, 430)
+    assert tracker.is_settled(nxt, 3 / FPS)
+    # a plate elsewhere in the frame is not settled
+    assert not tracker.is_settled((600, 100, 720, 130), 3 / FPS)
+    finished = []
+    for i in range(3, 12):
+        t = i / FPS
+        box = (100 + 10 * i, 400, 220 + 10 * i, 430)
+        assert tracker.is_settled(box, t)
+        finished += tracker.update(t, [PlateResult(box, 0.9, "", 0.0)])
+    finished += tracker.update(t + 1.0, [])
+    assert len(finished) == 1
+    tr = finished[0]
+    assert tr.text == "ABC1234" and tr.hits == 12
+    assert tr.state == "IL" and tr.state_confidence >= 0.9
+    assert tr.best.result.text == "ABC1234"
+
+
+def test_unsure_track_keeps_reading() -> None:
+    tracker = PlateTracker(TrackerSettings(settle_reads=3, settle_confidence=0.9))
+    for i in range(6):
+        box = (100 + 10 * i, 400, 220 + 10 * i, 430)
+        text = "ABC1234" if i % 2 else "A8C1234"
+        tracker.update(i / FPS, [PlateResult(box, 0.9, text, 0.6, (0.6,) * 7, None, 0.0)])
+    assert not tracker.is_settled((160, 400, 280, 430), 6 / FPS)

@@ -14,7 +14,7 @@ from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read
 from alpr_common.tls import channel_credentials, init_ca
 from tests.access_support import AuthHub, call
-from tests.support import StreamResult, _record
+from tests.support import PacedStream, StreamResult, _record
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,29 @@ def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
         assert sync.wait_current(30)
     finally:
         sync.stop()
+
+
+def test_node_revoked_mid_stream_is_cut_off(thub, pki, monkeypatch):
+    """Revocation reaches an open stream within the recheck interval, not at the next reconnect."""
+    import hub.access
+
+    monkeypatch.setattr(hub.access, "NODE_RECHECK_S", 0.2)
+    admin = admin_pb2_grpc.AdminServiceStub(thub.channel)
+    call(admin.RegisterNode, admin_pb2.RegisterNodeRequest(node_id="pole-4", camera_ids=["pole-4-a"]), thub.admin)
+    assert alpr(["certs", "issue", "pole-4", "--ca-dir", str(pki / "ca"), "--out", str(pki)]) == 0
+    s = PacedStream(thub.thread.target, secure(pki, "pole-4"))
+    first = make_read("pole-4", "pole-4-a", "MID1111")
+    s.send(ingest_pb2.IngestRequest(read=first))
+    deadline = time.time() + 30
+    while first.read_id not in s.result.acks and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.read_id in s.result.acks
+    call(admin.RevokeNode, admin_pb2.RevokeNodeRequest(node_id="pole-4", reason="unit stolen"), thub.admin)
+    time.sleep(0.5)
+    second = make_read("pole-4", "pole-4-a", "MID2222")
+    s.send(ingest_pb2.IngestRequest(read=second))
+    res = s.close()
+    assert second.read_id not in res.acks
+    assert res.errors[second.read_id].code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert "revoked" in res.errors[second.read_id].message
+    assert res.status == grpc.StatusCode.PERMISSION_DENIED

@@ -38,7 +38,7 @@ class Context:
         return grpc.insecure_channel(self.hub, options=options)
 
     def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        # Authentication is enforced by a later release; the token is already passed along.
+        # The hub checks it when auth is enabled (hub/auth.py); harmless when it is not.
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 

@@ -3,7 +3,9 @@
 The package: ``manifest.json`` (case, purpose, exporter, time, hub, and every read with its
 fields and the SHA-256 of each image file), ``images/`` (the JPEGs) and ``manifest.sha256``
 (the SHA-256 of manifest.json). ``verify`` recomputes every digest and reports any changed,
-missing or added file.
+missing or added file. A package rewritten consistently (new images, a new manifest and a new
+manifest digest) passes that check, so ``verify --against-hub`` also compares every read and
+image digest with the hub's evidence copy of the case, which no operator can change.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--read", nargs="+", action="extend", default=[], help="read ids")
     p.add_argument("--purpose", help="why (default: 'evidence for case N')")
     p.add_argument("--out", type=Path, help="directory to write the package to (must not exist or be empty)")
+    p.add_argument(
+        "--against-hub",
+        action="store_true",
+        help="verify: also compare the package with the hub's evidence copy of the case (needs a token)",
+    )
 
 
 def write_package(out: Path, resp: evidence_pb2.ExportEvidenceResponse, case: str, purpose: str, hub: str) -> Path:
@@ -106,11 +113,63 @@ def verify_package(d: Path) -> list[str]:
     return problems
 
 
+# Fields of a read compared with the hub's evidence copy (images are compared by digest).
+_COMPARED = ("read_id", "node_id", "camera_id", "capture_time", "plate_text", "location", "region")
+
+
+def compare_with_hub(d: Path, evidence: list[evidence_pb2.EvidenceRead]) -> list[str]:
+    """Differences between the package at ``d`` and the hub's evidence copies of its case."""
+    try:
+        manifest = json.loads((d / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return [f"{MANIFEST} is unreadable: nothing to compare with the hub"]
+    held = {ev.read.read_id: ev.read for ev in evidence}
+    problems: list[str] = []
+    for entry in manifest.get("reads", []):
+        fields = entry.get("read", {})
+        rid = fields.get("read_id", "?")
+        hub_read = held.get(rid)
+        if hub_read is None:
+            problems.append(
+                f"read {rid}: the hub holds no evidence copy of it for case {manifest.get('case_number')!r}"
+            )
+            continue
+        hub_fields = to_dict(hub_read)
+        for key in _COMPARED:
+            if fields.get(key) != hub_fields.get(key):
+                problems.append(f"read {rid}: {key} differs from the hub's evidence copy")
+        for kind, data in (("plate_crop", hub_read.plate_crop_jpeg), ("frame", hub_read.frame_jpeg)):
+            img = entry.get("images", {}).get(kind)
+            if data and (img is None or img.get("sha256") != sha256(data)):
+                problems.append(f"read {rid}: {kind} image differs from the hub's evidence copy")
+    return problems
+
+
+def _hub_evidence(ctx: Context, case: str) -> list[evidence_pb2.EvidenceRead]:
+    with ctx.channel() as ch:
+        try:
+            resp = evidence_pb2_grpc.EvidenceServiceStub(ch).GetEvidence(
+                evidence_pb2.GetEvidenceRequest(case_number=case), timeout=ctx.timeout, metadata=ctx.metadata()
+            )
+        except grpc.RpcError as e:
+            raise rpc_error(ctx, e) from e
+    return list(resp.reads)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.verb == "verify":
         if args.dir is None:
-            raise CliError("usage: alpr export verify DIR")
+            raise CliError("usage: alpr export verify DIR [--against-hub]")
         problems = verify_package(args.dir)
+        if args.against_hub:
+            try:
+                case = str(json.loads((args.dir / MANIFEST).read_bytes()).get("case_number", ""))
+            except (OSError, ValueError):
+                case = ""
+            if not case:
+                problems.append(f"{MANIFEST} names no case: cannot compare with the hub")
+            else:
+                problems += compare_with_hub(args.dir, _hub_evidence(ctx, case))
         if ctx.json:
             emit_json({"ok": not problems, "problems": problems, "dir": str(args.dir)})
         else:
