@@ -97,6 +97,10 @@ class TrackerConfig(StrictModel):
     min_hits: int = Field(2, ge=1)
     iou_min: float = Field(0.05, ge=0, le=1)
     text_similarity_min: float = Field(0.6, ge=0, le=1)
+    settle_reads: int = Field(
+        4, ge=0, description="reads after which a confident track needs no more OCR; 0 = OCR every frame"
+    )
+    settle_confidence: float = Field(0.9, ge=0, le=1)
 
 
 class AlertsConfig(StrictModel):

@@ -3,6 +3,7 @@ durable queue → hub. Also heartbeats, self-check, metrics and local hot-list a
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import queue as stdqueue
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -115,6 +117,8 @@ class NodeRuntime:
 
             recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
         self.recognizer = recognizer
+        # recognizers that accept ``skip_ocr`` let the tracker spare OCR on plates already read
+        self._can_skip_ocr = "skip_ocr" in inspect.signature(recognizer.recognize).parameters
         self.versions = recognizer.versions()
         self.hotlist: HotListSync | None = None
         if local_matcher is None and config.hotlist.enabled:
@@ -141,7 +145,7 @@ class NodeRuntime:
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
         t = config.tracker
-        settings = TrackerSettings(t.emit_delay_s, t.max_track_s, t.min_hits, t.iou_min, t.text_similarity_min)
+        settings = TrackerSettings(**t.model_dump())
         self.cameras = [
             CameraState(c, stdqueue.Queue(maxsize=4), describe(c.source) == "stream", PlateTracker(settings))
             for c in config.cameras
@@ -266,7 +270,11 @@ class NodeRuntime:
     def _recognize(self, cam: CameraState, frame: Frame) -> list[PlateResult]:
         start = time.perf_counter()
         try:
-            results = self.recognizer.recognize(frame.image)
+            if self._can_skip_ocr:
+                settled = partial(cam.tracker.is_settled, t=frame.t)
+                results = self.recognizer.recognize(frame.image, skip_ocr=settled)  # type: ignore[call-arg]
+            else:
+                results = self.recognizer.recognize(frame.image)
         except Exception as e:  # a broken model must show up in the self-check, not kill the node
             self.detector_ok = False
             self.detector_error = f"{type(e).__name__}: {e}"

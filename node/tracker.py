@@ -26,6 +26,9 @@ class TrackerSettings:
     iou_min: float = 0.05
     text_similarity_min: float = 0.6
     max_center_jump: float = 4.0  # in plate widths, for text-only association
+    # a track read this many times with a consensus at least this confident needs no more OCR
+    settle_reads: int = 4  # 0: read every frame
+    settle_confidence: float = 0.9
 
 
 @dataclass
@@ -62,6 +65,7 @@ class _Track:
     best: Sighting | None = None
     best_score: float = -1.0
     emitted: bool = False
+    settled: bool = False
 
     def predicted(self, t: float) -> Box:
         dt = t - self.last_t
@@ -148,6 +152,7 @@ def vote(results: list[PlateResult]) -> tuple[str, float, tuple[float, ...]]:
 
 
 def _state_vote(results: list[PlateResult]) -> tuple[str | None, float]:
+    results = [r for r in results if r.text]
     weights: defaultdict[str, float] = defaultdict(float)
     for r in results:
         if r.state:
@@ -159,7 +164,11 @@ def _state_vote(results: list[PlateResult]) -> tuple[str | None, float]:
 
 
 class PlateTracker:
-    """Tracks plates of one camera. Call ``update`` per frame, ``flush`` at the end."""
+    """Tracks plates of one camera. Call ``update`` per frame, ``flush`` at the end.
+
+    Results with an empty text (OCR skipped because :meth:`is_settled` said so) still move
+    their track and keep it alive; they do not vote.
+    """
 
     def __init__(self, settings: TrackerSettings | None = None) -> None:
         self.settings = settings or TrackerSettings()
@@ -169,6 +178,10 @@ class PlateTracker:
     @property
     def active(self) -> int:
         return len(self._tracks)
+
+    def is_settled(self, box: Box, t: float) -> bool:
+        """True when ``box`` continues a track whose text is already settled (no OCR needed)."""
+        return any(tr.settled and iou(tr.predicted(t), box) >= 0.3 for tr in self._tracks)
 
     def update(self, t: float, results: list[PlateResult], frame: Any = None) -> list[FinishedTrack]:
         """Add one frame's results (time ``t`` in seconds); returns tracks finished by now."""
@@ -194,7 +207,12 @@ class PlateTracker:
                 continue
             used_t.add(ti)
             used_r.add(ri)
-            self._tracks[ti].add(t, results[ri], frame)
+            tr = self._tracks[ti]
+            tr.add(t, results[ri], frame)
+            if s.settle_reads and not tr.settled and results[ri].text:
+                read = [r for r in tr.results if r.text]
+                if len(read) >= s.settle_reads and vote(read)[1] >= s.settle_confidence:
+                    tr.settled = True
         taken = [results[ri].box for ri in used_r]
         for ri, r in enumerate(results):
             if ri not in used_r:

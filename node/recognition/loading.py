@@ -6,6 +6,7 @@ user names a fast-plate-ocr hub model (``hub_ocr_model``), which needs network a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from node.recognition.detector import OnnxYoloDetector, UltralyticsDetector, load_detector
 from node.recognition.ocr import FastPlateReader
 from node.recognition.state import OcrRegionStateClassifier
-from node.recognition.types import Image, PlateResult
+from node.recognition.types import Box, Image, PlateResult
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -66,13 +67,21 @@ class Recognizer:
         h, w = frame.shape[:2]
         return frame[max(0, y1 - my) : min(h, y2 + my), max(0, x1 - mx) : min(w, x2 + mx)]
 
-    def recognize(self, frame_bgr: Image) -> list[PlateResult]:
+    def recognize(self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
+        """Detect, crop and read every plate in the frame.
+
+        ``skip_ocr(box)`` lets the caller (the node's tracker) say a plate is already read
+        with confidence; that plate is returned with its box and an empty text, unread.
+        """
         results = []
         for det in self.detector.detect(frame_bgr):
             x1, y1, x2, y2 = det.box
             if x2 - x1 < self.cfg.min_plate_width or y2 - y1 < 4:
                 continue
             crop = np.ascontiguousarray(self.crop(frame_bgr, det.box))
+            if skip_ocr is not None and skip_ocr(det.box):
+                results.append(PlateResult(box=det.box, detection_score=det.score, text="", confidence=0.0))
+                continue
             text = self.reader.read(crop)
             guess = self.state.classify(crop, reuse_last=True)
             results.append(

@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -33,7 +34,7 @@ import cv2  # noqa: E402
 from node.clips import make_clip  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
 from node.recognition.loading import RecognizerConfig, load_recognizer  # noqa: E402
-from node.recognition.types import Image, PlateResult  # noqa: E402
+from node.recognition.types import Box, Image, PlateResult  # noqa: E402
 from node.runtime import NodeRuntime  # noqa: E402
 
 sys.path.append(_HERE)
@@ -46,10 +47,14 @@ class TimedRecognizer:
     def __init__(self, inner: object) -> None:
         self.inner = inner
         self.ms: list[float] = []
+        self.plates = 0
+        self.ocr_runs = 0
 
-    def recognize(self, frame: Image) -> list[PlateResult]:
+    def recognize(self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
         t0 = time.perf_counter()
-        out: list[PlateResult] = self.inner.recognize(frame)  # type: ignore[attr-defined]
+        out: list[PlateResult] = self.inner.recognize(frame, skip_ocr=skip_ocr)  # type: ignore[attr-defined]
+        self.plates += len(out)
+        self.ocr_runs += sum(1 for r in out if r.text or r.confidence > 0)
         self.ms.append((time.perf_counter() - t0) * 1000)
         return out
 
@@ -119,6 +124,8 @@ def main() -> int:
         "vehicles": len(truth),
         "reads": len(reads),
         "reads_correct": correct,
+        "plates_seen": timed.plates,
+        "ocr_runs": timed.ocr_runs,
     }), flush=True)  # fmt: skip
     return 0
 
