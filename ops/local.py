@@ -8,6 +8,11 @@
     ops/local status   what is running, node self-check, reads stored so far
     ops/local down     stop everything (graceful: hub drains, node flushes)
 
+The stack runs as it would in production: mutual TLS and access control on. `up` creates a
+deployment CA and certificates (alpr certs) in .run/local/pki, bootstraps an admin and an
+officer token, registers the node and its camera, and writes .run/local/env: `source` it to
+use the `alpr` CLI against the local hub.
+
 Everything lives in .run/local/ (logs: *.log; dispatch receipts: cad.jsonl). Idempotent:
 `up` leaves running parts alone.
 """
@@ -31,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run" / "local"
 BIN = ROOT / ".venv" / "bin"
 HUB_TARGET = "127.0.0.1:50051"
+PKI = RUN / "pki"
+NODE_ID, CAMERA_ID = "sample-pole-1", "sample-pole-1-north"
 CAD_PORT = 8089
 CAD_SECRET = "local-demo-secret"
 sys.path.insert(0, str(ROOT))
@@ -95,7 +102,7 @@ class Service:
 def services() -> dict[str, Service]:
     env = {"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(RUN / "ultralytics"), "ALPR_CAD_SECRET": CAD_SECRET}
     return {
-        "hub": Service("hub", [str(BIN / "alpr-hub"), "serve", "--config", str(ROOT / "ops/config/hub.example.yaml")]),
+        "hub": Service("hub", [str(BIN / "alpr-hub"), "serve", "--config", str(RUN / "hub.yaml")]),
         "cad": Service("cad", [str(BIN / "python"), str(ROOT / "ops/local_cad.py"), "--port", str(CAD_PORT),
                                "--secret", CAD_SECRET, "--out", str(RUN / "cad.jsonl")]),
         "bridge": Service("bridge", [str(BIN / "alpr-bridge"), "serve", "--config", str(RUN / "bridge.yaml")], env),
@@ -103,12 +110,67 @@ def services() -> dict[str, Service]:
     }  # fmt: skip
 
 
+def _cli_env() -> dict[str, str]:
+    """What the operator CLI needs to reach the local hub over mutual TLS."""
+    return {
+        "ALPR_HUB": HUB_TARGET,
+        "ALPR_TLS_CA": str(PKI / "ca" / "ca.crt"),
+        "ALPR_TLS_CERT": str(PKI / "console.crt"),
+        "ALPR_TLS_KEY": str(PKI / "console.key"),
+    }
+
+
+def _make_pki() -> None:
+    """The deployment CA and the certificates of the hub, node, bridge and operator console."""
+    from alpr_common import tls
+
+    if not (PKI / "ca" / "ca.crt").exists():
+        tls.init_ca(PKI / "ca", "ALPR local demo CA")
+    wanted = [("hub-local", "service", ["127.0.0.1", "localhost"]), (NODE_ID, "node", []),
+              ("local-bridge", "service", []), ("console", "service", [])]  # fmt: skip
+    for name, kind, hosts in wanted:
+        if not (PKI / f"{name}.crt").exists():
+            tls.issue(PKI / "ca", name, kind, PKI, hosts)
+
+
+def _write_hub_config() -> None:
+    cfg = yaml.safe_load((ROOT / "ops/config/hub.example.yaml").read_text())
+    cfg["auth"] = {"enabled": True, "audit_chain": ""}
+    cfg["tls"] = {
+        "enabled": True, "cert_file": str(PKI / "hub-local.crt"), "key_file": str(PKI / "hub-local.key"),
+        "ca_file": str(PKI / "ca" / "ca.crt"), "require_client_cert": True, "enforce_node_identity": True,
+    }  # fmt: skip
+    (RUN / "hub.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _token(user: str, role: str) -> str:
+    """A token for ``user`` (created once with alpr-hub add-user, kept in .run/local/USER.token)."""
+    path = RUN / f"{user}.token"
+    if not path.exists():
+        out = subprocess.run([str(BIN / "alpr-hub"), "add-user", "--config", str(RUN / "hub.yaml"), "--user", user,
+                              "--role", role], capture_output=True, text=True, check=True).stdout  # fmt: skip
+        path.write_text(out.strip().splitlines()[-1] + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _alpr(token: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "alpr"), "--token", token, *argv], capture_output=True, text=True, check=False,
+                          env={**os.environ, **_cli_env()})  # fmt: skip
+
+
 def _hub_healthy(timeout: float = 2.0) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from alpr_common.tls import channel_credentials
+
+    env = _cli_env()
+    if not Path(env["ALPR_TLS_CERT"]).exists():
+        return False
+    creds = channel_credentials(env["ALPR_TLS_CA"], env["ALPR_TLS_CERT"], env["ALPR_TLS_KEY"])
     try:
-        with grpc.insecure_channel(HUB_TARGET) as ch:
+        with grpc.secure_channel(HUB_TARGET, creds) as ch:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
@@ -119,6 +181,8 @@ def _write_configs() -> list[str]:
     """Bridge and node configs plus the sample clip; returns the clip's plates."""
     (RUN / "bridge.yaml").write_text(yaml.safe_dump({
         "bridge_id": "local-bridge", "agency_id": "local-pd", "hubs": [HUB_TARGET],
+        "hub_tls": {"ca_file": str(PKI / "ca" / "ca.crt"), "cert_file": str(PKI / "local-bridge.crt"),
+                    "key_file": str(PKI / "local-bridge.key")},
         "cassandra": {"contact_points": ["127.0.0.1"], "port": 9042, "keyspace": "alpr",
                       "write_consistency": "ONE", "read_consistency": "ONE"},
         "relay": {"unattended_after_s": 120},
@@ -135,10 +199,11 @@ def _write_configs() -> list[str]:
         truth_file.write_text(json.dumps([v.plate for v in truth]))
     plates: list[str] = json.loads(truth_file.read_text())
     (RUN / "node.yaml").write_text(yaml.safe_dump({
-        "node_id": "sample-pole-1", "kind": "FIXED", "state_dir": str(RUN / "node"),
-        "cameras": [{"camera_id": "sample-pole-1-north", "source": str(clip), "loop": True, "max_fps": 10}],
+        "node_id": NODE_ID, "kind": "FIXED", "state_dir": str(RUN / "node"),
+        "cameras": [{"camera_id": CAMERA_ID, "source": str(clip), "loop": True, "max_fps": 10}],
         "location": {"latitude": 41.5250, "longitude": -88.0817, "accuracy_m": 5, "heading_deg": 0},
-        "hub": {"targets": [HUB_TARGET]},
+        "hub": {"targets": [HUB_TARGET], "tls_ca_file": str(PKI / "ca" / "ca.crt"),
+                "tls_cert_file": str(PKI / f"{NODE_ID}.crt"), "tls_key_file": str(PKI / f"{NODE_ID}.key")},
         "metrics_port": 9102,
     }))  # fmt: skip
     return plates
@@ -156,7 +221,9 @@ def up() -> int:
     svc = services()
     print("[1/5] Cassandra")
     _cluster().start()
-    print("[2/5] hub")
+    print("[2/5] hub (mutual TLS and access control on; certificates in .run/local/pki)")
+    _make_pki()
+    _write_hub_config()
     svc["hub"].start()
     deadline = time.time() + 120
     while not _hub_healthy():
@@ -164,15 +231,19 @@ def up() -> int:
             print(f"hub failed to start; see {svc['hub'].log}:\n" + svc["hub"].log.read_text()[-3000:], file=sys.stderr)
             return 1
         time.sleep(0.5)
-    print("[3/5] sample video, configs, hot-list entry")
+    print("[3/5] users, node registration, sample video, configs, hot-list entry")
+    admin, officer = _token("local-admin", "admin"), _token("local-officer", "officer")
+    env_file = RUN / "env"
+    env_file.write_text("".join(f"export {k}={v}\n" for k, v in {**_cli_env(), "ALPR_TOKEN": officer}.items()))
+    reg = _alpr(admin, "nodes", "register", NODE_ID, "--camera", CAMERA_ID)
+    if reg.returncode != 0:
+        print(f"registering the node failed:\n{reg.stderr}", file=sys.stderr)
+        return 1
     plates = _write_configs()
     hot = plates[0]
-    listed = subprocess.run([str(BIN / "alpr"), "--hub", HUB_TARGET, "--json", "hotlist", "list"],
-                            capture_output=True, text=True, check=False).stdout  # fmt: skip
-    if f'"{hot}"' not in listed:  # idempotent: one demo entry
-        subprocess.run([str(BIN / "alpr"), "--hub", HUB_TARGET, "hotlist", "add", hot, "--category", "stolen_vehicle",
-                        "--reason", "local demo: stolen from the sample video", "--officer", "demo-officer"],
-                       check=False, stdout=subprocess.DEVNULL)  # fmt: skip
+    if f'"{hot}"' not in _alpr(admin, "--json", "hotlist", "list").stdout:  # idempotent: one demo entry
+        _alpr(admin, "hotlist", "add", hot, "--category", "stolen_vehicle",
+              "--reason", "local demo: stolen from the sample video", "--officer", "demo-officer")  # fmt: skip
 
     print(f"  sample clip .run/local/sample.avi with plates {', '.join(plates)}; {hot} is on the hot list")
     print("[4/5] dispatch: stand-in CAD webhook and the bridge")
@@ -185,12 +256,14 @@ def up() -> int:
         print("  node skipped: no trained models in node/models (alpr-node train builds them)")
     print(
         "\nendpoints:\n"
-        f"  hub gRPC       {HUB_TARGET}  (grpcurl -plaintext {HUB_TARGET} list)\n"
+        f"  hub gRPC       {HUB_TARGET}  mutual TLS (CA .run/local/pki/ca/ca.crt), tokens required\n"
         "  metrics        hub http://127.0.0.1:9101/metrics  node :9102  bridge :9103\n"
         "  Cassandra      127.0.0.1:9042 (keyspace alpr)\n"
         f"  dispatch       relays received by the stand-in CAD: .run/local/cad.jsonl\n"
+        "  tokens         .run/local/local-officer.token, .run/local/local-admin.token\n"
         "try:\n"
-        f"  .venv/bin/alpr --hub {HUB_TARGET} alerts list          # the hit on {hot}, PENDING\n"
+        "  source .run/local/env                      # hub address, TLS files, the officer's token\n"
+        f"  .venv/bin/alpr alerts list                 # the hit on {hot}, PENDING\n"
         "  .venv/bin/alpr-node status --state-dir .run/local/node\n"
         "  ops/local status | ops/local down"
     )

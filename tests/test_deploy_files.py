@@ -24,9 +24,9 @@ def test_compose_has_three_cassandra_nodes_two_hubs_bridge_and_monitoring() -> N
     assert len(hubs) >= 2
     for name in hubs:
         assert services[name]["command"][0] == "alpr-hub"
-        assert all(
-            services[name]["depends_on"][c]["condition"] == "service_healthy" for c in services[name]["depends_on"]
-        )
+        deps = services[name]["depends_on"]
+        assert all(deps[c]["condition"] == "service_healthy" for c in deps if c.startswith("cassandra-"))
+        assert deps["pki"]["condition"] == "service_completed_successfully"  # certificates before TLS
     assert {"bridge", "prometheus", "grafana"} <= set(services)
     for svc in services.values():  # every mounted file or folder exists in the repo
         for vol in svc.get("volumes", []):
@@ -42,9 +42,24 @@ def test_deployment_hub_config_is_replicated_and_quorum() -> None:
     assert cfg.retention.read_ttl_seconds == 60 * 86400
 
 
-def test_deployment_bridge_config_validates() -> None:
-    res = subprocess.run([str(Path(sys.executable).parent / "alpr-bridge"), "--validate-config",
-                          str(DEPLOY / "config" / "bridge.yaml")], capture_output=True, text=True)  # fmt: skip
+def test_deployment_hub_runs_with_auth_and_mutual_tls() -> None:
+    cfg = load_hub_config(DEPLOY / "config" / "hub.yaml")
+    assert cfg.auth.enabled and cfg.tls.enabled and cfg.tls.require_client_cert and cfg.tls.ca_file
+
+
+def test_deployment_bridge_config_validates(tmp_path: Path) -> None:
+    """With certificates where the compose file's pki service puts them (here: a temp dir)."""
+    from alpr_common.operator_cli import main as alpr
+
+    pki = tmp_path / "pki"
+    assert alpr(["certs", "init", "--dir", str(pki / "ca")]) == 0
+    assert alpr(["certs", "issue", "bridge", "--kind", "service", "--ca-dir", str(pki / "ca"), "--out", str(pki)]) == 0
+    text = (DEPLOY / "config" / "bridge.yaml").read_text()
+    assert "/etc/alpr/pki/bridge.crt" in text
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(text.replace("/etc/alpr/pki", str(pki)))
+    res = subprocess.run([str(Path(sys.executable).parent / "alpr-bridge"), "--validate-config", str(cfg)],
+                         capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
 
 

@@ -79,7 +79,10 @@ def rpc_error(ctx: Context, e: grpc.RpcError) -> CliError:
     code = e.code()
     details = e.details()
     if code == grpc.StatusCode.UNAVAILABLE and ("connect" in (details or "").lower() or "failed" in (details or "")):
-        return CliError(f"cannot reach the hub at {ctx.hub} ({details}); check --hub / ALPR_HUB")
+        hint = "check --hub / ALPR_HUB"
+        if not os.environ.get("ALPR_TLS_CA"):
+            hint += "; a hub with mutual TLS needs ALPR_TLS_CA, ALPR_TLS_CERT and ALPR_TLS_KEY (ops/local: source .run/local/env)"
+        return CliError(f"cannot reach the hub at {ctx.hub} ({details}); {hint}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the hub at {ctx.hub} did not answer in time (--timeout)")
     return CliError(f"{code.name}: {details}")
