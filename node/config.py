@@ -101,6 +101,7 @@ class TrackerConfig(StrictModel):
         4, ge=0, description="reads after which a confident track needs no more OCR; 0 = OCR every frame"
     )
     settle_confidence: float = Field(0.9, ge=0, le=1)
+    settle_max_reads: int = Field(8, ge=0, description="OCR a track at most this often (0 = no limit)")
 
 
 class AlertsConfig(StrictModel):

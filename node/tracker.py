@@ -29,6 +29,7 @@ class TrackerSettings:
     # a track read this many times with a consensus at least this confident needs no more OCR
     settle_reads: int = 4  # 0: read every frame
     settle_confidence: float = 0.9
+    settle_max_reads: int = 8  # enough reads to vote on, however unsure (0: no limit)
 
 
 @dataclass
@@ -211,7 +212,8 @@ class PlateTracker:
             tr.add(t, results[ri], frame)
             if s.settle_reads and not tr.settled and results[ri].text:
                 read = [r for r in tr.results if r.text]
-                if len(read) >= s.settle_reads and vote(read)[1] >= s.settle_confidence:
+                confident = len(read) >= s.settle_reads and vote(read)[1] >= s.settle_confidence
+                if confident or (s.settle_max_reads and len(read) >= s.settle_max_reads):
                     tr.settled = True
         taken = [results[ri].box for ri in used_r]
         for ri, r in enumerate(results):

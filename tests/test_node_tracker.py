@@ -160,3 +160,13 @@ def test_unsure_track_keeps_reading() -> None:
         text = "ABC1234" if i % 2 else "A8C1234"
         tracker.update(i / FPS, [PlateResult(box, 0.9, text, 0.6, (0.6,) * 7, None, 0.0)])
     assert not tracker.is_settled((160, 400, 280, 430), 6 / FPS)
+
+
+def test_unsure_track_stops_reading_after_the_cap() -> None:
+    tracker = PlateTracker(TrackerSettings(settle_reads=3, settle_confidence=0.9, settle_max_reads=6))
+    for i in range(5):
+        box = (100 + 10 * i, 400, 220 + 10 * i, 430)
+        tracker.update(i / FPS, [PlateResult(box, 0.9, "ABC1234" if i % 2 else "A8C1234", 0.6, (0.6,) * 7)])
+    assert not tracker.is_settled((150, 400, 270, 430), 5 / FPS)
+    tracker.update(5 / FPS, [PlateResult((150, 400, 270, 430), 0.9, "ABC1234", 0.6, (0.6,) * 7)])
+    assert tracker.is_settled((160, 400, 280, 430), 6 / FPS)
