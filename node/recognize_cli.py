@@ -38,6 +38,7 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ocr-model", type=Path, help="fast-plate-ocr ONNX model")
     ap.add_argument("--plate-config", type=Path, help="fast-plate-ocr plate config yaml")
     ap.add_argument("--hub-ocr-model", help="fast-plate-ocr hub model name (downloads; needs network)")
+    ap.add_argument("--ocr-views", type=int, help="crops read per plate and averaged, 1-5 (default 5)")
 
 
 def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -51,6 +52,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ("ocr_model", "ocr_model_path"),
         ("plate_config", "plate_config_path"),
         ("hub_ocr_model", "hub_ocr_model"),
+        ("ocr_views", "ocr_views"),
     ):
         v = getattr(args, attr, None)
         if v is not None:

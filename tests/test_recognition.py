@@ -125,6 +125,23 @@ def test_ocr_reads_synthetic_crops(recognizer: Recognizer) -> None:
     assert exact / n >= 0.2, f"exact {exact}/{n}"
 
 
+def test_ocr_views_are_one_batch_with_the_same_numbers(recognizer: Recognizer) -> None:
+    """The shipped OCR takes a batch (make_batchable); averaging views equals averaging single reads."""
+    reader = recognizer.reader
+    assert reader.batched
+    frame, boxes, _ = _scene(np.random.default_rng(8), 170)
+    views = recognizer.views(frame, boxes[0])
+    assert len(views) == 5 and all(v.size for v in views)
+    batched = reader._infer(views)
+    singles = [reader._infer([v]) for v in views]
+    for k, out in enumerate(batched):
+        np.testing.assert_allclose(out, np.concatenate([s[k] for s in singles]), atol=1e-5)
+    one = reader.read_views(views[:1])
+    assert one == reader.read(views[0])
+    many = reader.read_views(views)
+    assert len(many.char_confidences) == len(many.text) and 0.0 <= many.confidence <= 1.0
+
+
 # ---------------------------------------------------------------- recognize CLI contract
 
 

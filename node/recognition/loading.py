@@ -39,6 +39,9 @@ class RecognizerConfig(BaseModel):
     )
     state_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
     crop_margin: float = Field(default=0.04, ge=0.0, le=0.5, description="box padding before OCR, per side")
+    ocr_views: int = Field(
+        default=5, ge=1, le=5, description="crops read per plate and averaged (1: the box with crop_margin only)"
+    )
     min_plate_width: int = Field(default=8, ge=1)
     keep_crops: bool = Field(default=True, description="attach the plate crop to each PlateResult")
 
@@ -61,11 +64,23 @@ class Recognizer:
     def versions(self) -> dict[str, str]:
         return {"detector": self.detector.version, "ocr": self.reader.version, "state_classifier": self.state.version}
 
-    def crop(self, frame: Image, box: tuple[int, int, int, int]) -> Image:
+    def crop(
+        self, frame: Image, box: tuple[int, int, int, int], margin: float | None = None, shift: float = 0.0
+    ) -> Image:
+        """The box plus ``margin`` (a fraction of its size) per side, moved down by ``shift`` x height."""
         x1, y1, x2, y2 = box
-        mx, my = int((x2 - x1) * self.cfg.crop_margin), int((y2 - y1) * self.cfg.crop_margin)
+        m = self.cfg.crop_margin if margin is None else margin
+        mx, my, dy = int((x2 - x1) * m), int((y2 - y1) * m), int((y2 - y1) * shift)
         h, w = frame.shape[:2]
-        return frame[max(0, y1 - my) : min(h, y2 + my), max(0, x1 - mx) : min(w, x2 + mx)]
+        return frame[max(0, y1 - my + dy) : min(h, y2 + my + dy), max(0, x1 - mx) : min(w, x2 + mx)]
+
+    def views(self, frame: Image, box: Box) -> list[Image]:
+        """The crops :meth:`FastPlateReader.read_views` averages: the box with crop_margin first, then
+        tight, loose, and moved up and down by 5% of the plate height."""
+        m = self.cfg.crop_margin
+        spec = [(m, 0.0), (0.0, 0.0), (m + 0.06, 0.0), (m, -0.05), (m, 0.05)][: self.cfg.ocr_views]
+        out = [np.ascontiguousarray(self.crop(frame, box, mm, dy)) for mm, dy in spec]
+        return [c for c in out if c.size] or out[:1]
 
     def recognize(self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
         """Detect, crop and read every plate in the frame.
@@ -78,11 +93,12 @@ class Recognizer:
             x1, y1, x2, y2 = det.box
             if x2 - x1 < self.cfg.min_plate_width or y2 - y1 < 4:
                 continue
-            crop = np.ascontiguousarray(self.crop(frame_bgr, det.box))
             if skip_ocr is not None and skip_ocr(det.box):
                 results.append(PlateResult(box=det.box, detection_score=det.score, text="", confidence=0.0))
                 continue
-            text = self.reader.read(crop)
+            views = self.views(frame_bgr, det.box)
+            crop = views[0]
+            text = self.reader.read_views(views)
             guess = self.state.classify(crop, reuse_last=True)
             results.append(
                 PlateResult(

@@ -2,6 +2,12 @@
 
 The same model may carry a region (state) head; :class:`FastPlateReader` keeps its last
 region output so the state classifier can reuse it without a second inference.
+
+:meth:`FastPlateReader.read_views` reads several crops of one plate (different margins and
+offsets around the detector's box) and averages the per-slot character probabilities
+before decoding: the detector's box is never exactly where the OCR was trained to expect
+the plate, and the average is steadier than any single view. One batched inference when
+the model takes a batch (our exported models do, see ``node.training.train_ocr``).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from fast_plate_ocr.core.process import postprocess_output, preprocess_image, resize_image
 
 from node.recognition.detector import file_version
 from node.recognition.types import Image, PlateText
@@ -39,6 +46,12 @@ class FastPlateReader:
         self.config = self.recognizer.config
         self.pad = self.config.pad_char
         self.last_region: tuple[str | None, float] = (None, 0.0)
+        model = self.recognizer.model
+        batch_dim = model.get_inputs()[0].shape[0]
+        self.batched = not isinstance(batch_dim, int)  # a symbolic batch dimension
+        self._outputs = [self.recognizer.plate_output_name]
+        if self.recognizer.has_region_head and self.recognizer.region_output_name:
+            self._outputs.append(self.recognizer.region_output_name)
         self.read(np.full((40, 80, 3), 128, np.uint8))  # warm-up
 
     def _prepare(self, crop: Image) -> np.ndarray:
@@ -46,8 +59,32 @@ class FastPlateReader:
             return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
         return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
+    def _infer(self, crops: list[Image]) -> list[np.ndarray]:
+        c = self.config
+        x = preprocess_image(np.stack([
+            resize_image(self._prepare(crop), c.img_height, c.img_width, image_color_mode=c.image_color_mode,
+                         keep_aspect_ratio=c.keep_aspect_ratio, interpolation_method=c.interpolation,
+                         padding_color=c.padding_color)
+            for crop in crops
+        ]))  # fmt: skip
+        run = self.recognizer.model.run
+        if self.batched or len(crops) == 1:
+            return list(run(self._outputs, {"input": x}))
+        parts = [run(self._outputs, {"input": x[i : i + 1]}) for i in range(len(crops))]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(self._outputs))]
+
     def read(self, crop: Image) -> PlateText:
-        pred = self.recognizer.run_one(self._prepare(crop), return_confidence=True, remove_pad_char=False)
+        return self.read_views([crop])
+
+    def read_views(self, crops: list[Image]) -> PlateText:
+        """Read one plate from one or more crops of it (probabilities averaged over the views)."""
+        outs = [o.reshape(len(crops), -1).mean(axis=0, keepdims=True) for o in self._infer(crops)]
+        c = self.config
+        pred = postprocess_output(
+            model_output=outs[0], max_plate_slots=c.max_plate_slots, model_alphabet=c.alphabet, pad_char=c.pad_char,
+            remove_pad_char=False, return_confidence=True, return_region=len(outs) > 1,
+            region_output=outs[1] if len(outs) > 1 else None, region_labels=c.plate_regions if len(outs) > 1 else None,
+        )[0]  # fmt: skip
         raw = pred.plate
         probs = np.asarray(pred.char_probs if pred.char_probs is not None else np.ones(len(raw))).reshape(-1)
         chars, confs = [], []

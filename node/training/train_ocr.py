@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -154,5 +155,38 @@ def name_outputs(src: Path, dst: Path) -> None:
         node.input[:] = [renames.get(i, i) for i in node.input]
     for out in model.graph.output:
         out.name = renames[out.name]
+    make_batchable(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
+
+
+def make_batchable(model: Any) -> int:
+    """Give the exported batch-1 model a symbolic batch dimension (in place); returns reshapes fixed.
+
+    The torch-backend export only works with ``--no-dynamic-batch`` and bakes batch 1 into its
+    Reshape targets. A leading 1 in those targets becomes -1, the input and outputs get a
+    batch dimension ``N``, and stale shape annotations are dropped. The reader checks that a
+    batch gives the same numbers as single crops (tests/test_recognition.py).
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    for value in [graph.input[0], *graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    del graph.value_info[:]
+    inits = {i.name: i for i in graph.initializer}
+    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    fixed = 0
+    for node in graph.node:
+        if node.op_type != "Reshape":
+            continue
+        target = node.input[1]
+        tensor = inits.get(target) or (consts[target].attribute[0].t if target in consts else None)
+        if tensor is None:
+            continue
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape.ndim == 1 and len(shape) > 1 and shape[0] == 1 and -1 not in shape:
+            shape[0] = -1
+            tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+            fixed += 1
+    return fixed
