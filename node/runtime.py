@@ -282,7 +282,10 @@ class NodeRuntime:
             return []
         self.detector_ok = True
         self.last_detection_ok = time.time()
-        self.metrics.detector_latency.observe(time.perf_counter() - start)
+        detect_s = getattr(self.recognizer, "last_detect_s", None)
+        self.metrics.detector_latency.observe(detect_s if detect_s is not None else time.perf_counter() - start)
+        for ocr_s in getattr(self.recognizer, "last_ocr_s", ()):
+            self.metrics.ocr_latency.observe(ocr_s)
         self.metrics.frames_processed.labels(cam.config.camera_id).inc()
         return results
 

@@ -37,6 +37,12 @@ def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer) -> None:
     try:
         assert runtime.wait_sources_done(300)
         reads = [e.read for e in runtime.emitted]
+        sample = runtime.registry.get_sample_value
+        frames = sample("alpr_node_frames_processed_total", {"camera_id": "pipe-cam"})
+        # the detector is timed every frame; OCR once per plate read (settled tracks are not re-read)
+        assert frames and sample("alpr_node_detector_seconds_count") == frames
+        ocr_runs = sample("alpr_node_ocr_seconds_count")
+        assert ocr_runs is not None and len(truth) * 2 <= ocr_runs < frames * len(truth)
     finally:
         runtime.stop(drain_s=0)
     # One read per vehicle pass: as many reads as vehicles, each vehicle matched by exactly

@@ -6,6 +6,7 @@ user names a fast-plate-ocr hub model (``hub_ocr_model``), which needs network a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class Recognizer:
         self.reader = reader
         self.state = state
         self.cfg = cfg
+        # timings of the last recognize() call, for the node's latency metrics
+        self.last_detect_s = 0.0
+        self.last_ocr_s: list[float] = []
 
     def versions(self) -> dict[str, str]:
         return {"detector": self.detector.version, "ocr": self.reader.version, "state_classifier": self.state.version}
@@ -89,13 +93,18 @@ class Recognizer:
         with confidence; that plate is returned with its box and an empty text, unread.
         """
         results = []
-        for det in self.detector.detect(frame_bgr):
+        t0 = time.perf_counter()
+        detections = self.detector.detect(frame_bgr)
+        self.last_detect_s = time.perf_counter() - t0
+        self.last_ocr_s = []
+        for det in detections:
             x1, y1, x2, y2 = det.box
             if x2 - x1 < self.cfg.min_plate_width or y2 - y1 < 4:
                 continue
             if skip_ocr is not None and skip_ocr(det.box):
                 results.append(PlateResult(box=det.box, detection_score=det.score, text="", confidence=0.0))
                 continue
+            t1 = time.perf_counter()
             views = self.views(frame_bgr, det.box)
             crop = views[0]
             text = self.reader.read_views(views)
@@ -112,6 +121,7 @@ class Recognizer:
                     crop=crop if self.cfg.keep_crops else None,
                 )
             )
+            self.last_ocr_s.append(time.perf_counter() - t1)
         return results
 
 
