@@ -118,7 +118,8 @@ def cmd_ocr(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     """Copy trained models into node/models and record a manifest."""
-    det_out, ocr_out = WORK / "det_out", WORK / "ocr_out"
+    det_out = getattr(args, "detector_dir", None) or WORK / "det_out"
+    ocr_out = getattr(args, "ocr_dir", None) or WORK / "ocr_out"
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     if args.detector_weights:  # a checkpoint (e.g. mid-training last.pt) instead of the final export
         from node.training.train_detector import export_detector
@@ -140,6 +141,14 @@ def cmd_install(args: argparse.Namespace) -> int:
             print(f"alpr-node train install: missing {src} (train first)", file=sys.stderr)
             return 2
         shutil.copyfile(src, MODELS_DIR / name)
+    import onnx
+
+    from node.training.train_ocr import make_batchable
+
+    ocr_model = onnx.load(str(MODELS_DIR / "plate_ocr.onnx"))
+    if not ocr_model.graph.input[0].type.tensor_type.shape.dim[0].dim_param:  # exported before make_batchable
+        make_batchable(ocr_model)
+        onnx.save(ocr_model, str(MODELS_DIR / "plate_ocr.onnx"))
     manifest: dict[str, object] = {
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
@@ -212,6 +221,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--detector-weights", help="export this .pt checkpoint instead of the finished run's ONNX")
     p.add_argument("--ocr-keras", help="export this .keras checkpoint instead of the finished run's ONNX")
     p.add_argument("--export-imgsz", type=int, default=640)
+    p.add_argument("--detector-dir", type=Path, help="finished detector run folder (default .run/training/det_out)")
+    p.add_argument("--ocr-dir", type=Path, help="finished OCR run folder (default .run/training/ocr_out)")
     p.set_defaults(fn=cmd_install)
     for name, fn in (("detector", cmd_detector), ("ocr", cmd_ocr), ("all", cmd_all)):
         p = sub.add_parser(name)
