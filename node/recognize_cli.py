@@ -39,6 +39,7 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--plate-config", type=Path, help="fast-plate-ocr plate config yaml")
     ap.add_argument("--hub-ocr-model", help="fast-plate-ocr hub model name (downloads; needs network)")
     ap.add_argument("--ocr-views", type=int, help="crops read per plate and averaged, 1-5 (default 5)")
+    ap.add_argument("--format-min-ratio", type=float, help="plate-format-guided decoding, 0 = off (default 0.1)")
 
 
 def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -53,6 +54,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ("plate_config", "plate_config_path"),
         ("hub_ocr_model", "hub_ocr_model"),
         ("ocr_views", "ocr_views"),
+        ("format_min_ratio", "format_min_ratio"),
     ):
         v = getattr(args, attr, None)
         if v is not None:

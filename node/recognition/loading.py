@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.recognition.detector import OnnxYoloDetector, UltralyticsDetector, load_detector
+from node.recognition.formats import us_format_regexes
 from node.recognition.ocr import FastPlateReader
 from node.recognition.state import OcrRegionStateClassifier
 from node.recognition.types import Box, Image, PlateResult
@@ -40,6 +41,14 @@ class RecognizerConfig(BaseModel):
     )
     state_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
     crop_margin: float = Field(default=0.04, ge=0.0, le=0.5, description="box padding before OCR, per side")
+    plate_formats: list[str] = Field(
+        default_factory=us_format_regexes,
+        description="regexes of the serial formats expected (default: US states' standard issue); [] = none",
+    )
+    format_min_ratio: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="take a reading that fits a format if it is at least this likely relative to the best; 0 = off",
+    )  # fmt: skip
     ocr_views: int = Field(
         default=5, ge=1, le=5, description="crops read per plate and averaged (1: the box with crop_margin only)"
     )
@@ -135,6 +144,11 @@ def load_recognizer(cfg: RecognizerConfig | None = None) -> Recognizer:
         for p in (cfg.ocr_model_path, cfg.plate_config_path):
             if not Path(p).exists():
                 raise FileNotFoundError(f"OCR model file not found: {p}")
-        reader = FastPlateReader(onnx_model_path=cfg.ocr_model_path, plate_config_path=cfg.plate_config_path)
+        reader = FastPlateReader(
+            onnx_model_path=cfg.ocr_model_path,
+            plate_config_path=cfg.plate_config_path,
+            formats=cfg.plate_formats,
+            format_min_ratio=cfg.format_min_ratio,
+        )
     state = OcrRegionStateClassifier(reader, min_confidence=cfg.state_min_confidence)
     return Recognizer(detector, reader, state, cfg)

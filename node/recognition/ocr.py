@@ -19,6 +19,7 @@ import numpy as np
 from fast_plate_ocr.core.process import postprocess_output, preprocess_image, resize_image
 
 from node.recognition.detector import file_version
+from node.recognition.formats import FormatDecoder
 from node.recognition.types import Image, PlateText
 
 
@@ -30,6 +31,8 @@ class FastPlateReader:
         onnx_model_path: Path | None = None,
         plate_config_path: Path | None = None,
         hub_ocr_model: str | None = None,
+        formats: list[str] | None = None,
+        format_min_ratio: float = 0.1,
     ) -> None:
         from fast_plate_ocr import LicensePlateRecognizer
 
@@ -46,6 +49,11 @@ class FastPlateReader:
         self.config = self.recognizer.config
         self.pad = self.config.pad_char
         self.last_region: tuple[str | None, float] = (None, 0.0)
+        self.decoder = (
+            FormatDecoder(self.config.alphabet, self.pad, formats, format_min_ratio)
+            if formats and format_min_ratio > 0
+            else None
+        )
         model = self.recognizer.model
         batch_dim = model.get_inputs()[0].shape[0]
         self.batched = not isinstance(batch_dim, int)  # a symbolic batch dimension
@@ -87,6 +95,11 @@ class FastPlateReader:
         )[0]  # fmt: skip
         raw = pred.plate
         probs = np.asarray(pred.char_probs if pred.char_probs is not None else np.ones(len(raw))).reshape(-1)
+        if self.decoder is not None:  # a known plate format may overrule an uncertain slot
+            slot_probs = outs[0].reshape(c.max_plate_slots, -1)
+            seq, _changed = self.decoder.decode(slot_probs)
+            raw = "".join(c.alphabet[i] for i in seq)
+            probs = np.array([slot_probs[k, i] for k, i in enumerate(seq)])
         chars, confs = [], []
         for ch, p in zip(raw, probs, strict=False):
             if ch != self.pad:
