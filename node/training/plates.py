@@ -186,8 +186,29 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font_path: str, max_w: int, 
     return _font(font_path, 8)
 
 
+def _open_fours(timg: Image.Image, text: str, origin: tuple[float, float], font: ImageFont.FreeTypeFont) -> None:
+    """Cut the apex of every "4" drawn at ``origin``: the open-top 4 of California-style plate
+    fonts, which a closed-4 font never shows (the OCR read it as "L")."""
+    draw = ImageDraw.Draw(timg)
+    arr = np.asarray(timg).copy()
+    for i, ch in enumerate(text):
+        if ch != "4":
+            continue
+        x = origin[0] + font.getlength(text[:i])
+        x0, y0, x1, y1 = (int(v) for v in draw.textbbox((x, origin[1]), "4", font=font))
+        h = y1 - y0
+        foot = arr[y1 - max(2, h // 10) : y1, x0:x1]  # below the crossbar only the stem has ink
+        cols = np.nonzero(foot.max(axis=0) > 128)[0]
+        if h < 8 or not len(cols):
+            continue
+        stem_left = x0 + int(cols.min())
+        gap = max(2, (x1 - x0) // 12)
+        arr[y0 : y0 + int(h * 0.38), x0 : max(x0, stem_left - gap)] = 0
+    timg.paste(Image.fromarray(arr))
+
+
 def _text_image(
-    rng: np.random.Generator, display: str, label: str, font_path: str, emblem_state: bool
+    rng: np.random.Generator, display: str, label: str, font_path: str, emblem_state: bool, open_four: bool = False
 ) -> tuple[Image.Image, list[float]]:
     """White-on-black mask of the plate characters; returns it and x centres of emblem gaps."""
     big = _font(font_path, 120)
@@ -203,6 +224,8 @@ def _text_image(
         bx0, by0, bx1, by1 = (int(v) for v in probe.textbbox((0, 0), text, font=big))
         timg = Image.new("L", (bx1 - bx0 + 10, by1 - by0 + 10), 0)
         ImageDraw.Draw(timg).text((5 - bx0, 5 - by0), text, font=big, fill=255)
+        if open_four:
+            _open_fours(timg, text, (5 - bx0, 5 - by0), big)
         return timg, []
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     boxes = [tuple(int(v) for v in probe.textbbox((0, 0), g, font=big)) for g in groups]
@@ -216,6 +239,8 @@ def _text_image(
     centres = []
     for i, (g, b) in enumerate(zip(groups, boxes, strict=True)):
         d.text((x - b[0], 5 - top), g, font=big, fill=255)
+        if open_four:
+            _open_fours(timg, g, (x - b[0], 5 - top), big)
         x += b[2] - b[0]
         if i < len(groups) - 1:
             centres.append(x + gap / 2)
@@ -286,7 +311,8 @@ def render_plate(rng: np.random.Generator, width: int = 320) -> RenderedPlate:
     # main characters, stretched to plate-typical proportions
     font_path = plate_fonts()[int(rng.integers(len(plate_fonts())))]
     char_h = int(h * rng.uniform(0.42, 0.58))
-    timg, gaps = _text_image(rng, display, label, font_path, style.code == "MO")
+    open_four = rng.random() < (0.7 if style.code == "CA" else 0.25)
+    timg, gaps = _text_image(rng, display, label, font_path, style.code == "MO", open_four)
     max_w = int(w * rng.uniform(0.78, 0.93))
     text_w = min(max_w, int(timg.width * char_h / timg.height * rng.uniform(0.8, 1.25)))
     sx = text_w / timg.width
