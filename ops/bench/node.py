@@ -5,10 +5,12 @@ The clip is generated (node.clips: synthetic plates crossing a real scene, 1280x
   detector-only: the shipped detector on every frame, nothing else;
   pipeline:      the node runtime on the same file: decode, detect, crop, OCR, state,
                  track, JPEG-encode crops/frames, commit reads to the SQLite queue.
+pipeline_fps is steady state (first frame recognized to last); pipeline_wall_fps also
+counts the runtime's start and final flush. ratio = pipeline_fps / detector_fps.
 Prints progress on stderr and, as the last line, JSON:
   {"pipeline_fps", "detector_fps", "ratio", "ms_per_frame_p50", "ms_per_frame_p99", ...}
 
-    .venv/bin/python ops/bench/node.py [--frames 150] [--vehicles 6]
+    .venv/bin/python ops/bench/node.py [--vehicles 12]
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ class TimedRecognizer:
         self.ms: list[float] = []
         self.plates = 0
         self.ocr_runs = 0
+        self.first = 0.0  # perf_counter at the first / end of the last frame recognized
+        self.last = 0.0
 
     def recognize(self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
         t0 = time.perf_counter()
+        self.first = self.first or t0
         out: list[PlateResult] = self.inner.recognize(frame, skip_ocr=skip_ocr)  # type: ignore[attr-defined]
         self.plates += len(out)
         self.ocr_runs += sum(1 for r in out if r.text or r.confidence > 0)
-        self.ms.append((time.perf_counter() - t0) * 1000)
+        self.last = time.perf_counter()
+        self.ms.append((self.last - t0) * 1000)
         return out
 
     def versions(self) -> dict[str, str]:
@@ -64,7 +70,7 @@ class TimedRecognizer:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vehicles", type=int, default=6)
+    ap.add_argument("--vehicles", type=int, default=12)
     ap.add_argument("--frames-per-pass", type=int, default=20)
     ap.add_argument("--gap-frames", type=int, default=5)
     ap.add_argument("--seed", type=int, default=11)
@@ -110,7 +116,10 @@ def main() -> int:
         pipeline_s = time.perf_counter() - t0
         reads = [e.read.plate_text for e in runtime.emitted]
         runtime.stop(drain_s=0)
-        pipeline_fps = len(timed.ms) / pipeline_s
+        # steady state: first frame in to last frame out (a node runs for months; its start-up
+        # - opening the queue, threads, the video - is reported separately as wall fps)
+        pipeline_fps = len(timed.ms) / (timed.last - timed.first)
+        wall_fps = len(timed.ms) / pipeline_s
         log(f"bench: pipeline {pipeline_fps:.1f} fps; reads {reads}; truth {[v.plate for v in truth]}")
 
     correct = sum(1 for v in truth if v.plate in reads)
@@ -118,6 +127,7 @@ def main() -> int:
         "pipeline_fps": round(pipeline_fps, 2),
         "detector_fps": round(detector_fps, 2),
         "ratio": round(pipeline_fps / detector_fps, 3),
+        "pipeline_wall_fps": round(wall_fps, 2),
         "ms_per_frame_p50": round(percentile(timed.ms, 0.5), 1),
         "ms_per_frame_p99": round(percentile(timed.ms, 0.99), 1),
         "frames": len(frames),
