@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from fast_plate_ocr.core.process import postprocess_output, preprocess_image, resize_image
 
-from node.recognition.detector import file_version
+from node.recognition.detector import file_version, session_options
 from node.recognition.formats import FormatDecoder
 from node.recognition.types import Image, PlateText
 
@@ -43,7 +43,10 @@ class FastPlateReader:
             if onnx_model_path is None or plate_config_path is None:
                 raise ValueError("give onnx_model_path and plate_config_path, or hub_ocr_model")
             self.recognizer = LicensePlateRecognizer(
-                onnx_model_path=onnx_model_path, plate_config_path=plate_config_path, device="cpu"
+                onnx_model_path=onnx_model_path,
+                plate_config_path=plate_config_path,
+                device="cpu",
+                sess_options=session_options(),
             )
             self.version = file_version(Path(onnx_model_path))
         self.config = self.recognizer.config
