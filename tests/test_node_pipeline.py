@@ -46,8 +46,7 @@ def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer) -> None:
     finally:
         runtime.stop(drain_s=0)
     # One read per vehicle pass: as many reads as vehicles, each vehicle matched by exactly
-    # one read. Exact text depends on the shipped OCR model (its accuracy is measured by
-    # `alpr-node evaluate`); here each read must be recognisably that vehicle's plate.
+    # one read, recognisably its plate.
     assert len(reads) == len(truth), [r.plate_text for r in reads]
     for v in truth:
         matching = [r.plate_text for r in reads if text_similarity(r.plate_text, v.plate) >= 0.6]
@@ -56,6 +55,9 @@ def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer) -> None:
     print(
         f"pipeline: {exact}/{len(truth)} plates read exactly: {[r.plate_text for r in reads]} vs {[v.plate for v in truth]}"
     )
+    # The shipped OCR reads most plates of this clip exactly (2 of 3 today: an 8 read as 3);
+    # fewer means the pipeline or the models regressed. `alpr-node evaluate` has the real figures.
+    assert exact >= len(truth) - 1, [r.plate_text for r in reads]
     for r in reads:
         assert r.plate_crop_jpeg[:3] == b"\xff\xd8\xff" and r.frame_jpeg
         assert r.model_versions.detector and r.model_versions.ocr
