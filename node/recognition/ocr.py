@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fast_plate_ocr.core.process import postprocess_output, preprocess_image, resize_image
+from fast_plate_ocr.core.process import preprocess_image, resize_image
 
 from node.recognition.detector import file_version, session_options
 from node.recognition.formats import FormatDecoder
@@ -89,26 +89,21 @@ class FastPlateReader:
 
     def read_views(self, crops: list[Image]) -> PlateText:
         """Read one plate from one or more crops of it (probabilities averaged over the views)."""
-        outs = [o.reshape(len(crops), -1).mean(axis=0, keepdims=True) for o in self._infer(crops)]
+        outs = [o.reshape(len(crops), -1).mean(axis=0) for o in self._infer(crops)]
         c = self.config
-        pred = postprocess_output(
-            model_output=outs[0], max_plate_slots=c.max_plate_slots, model_alphabet=c.alphabet, pad_char=c.pad_char,
-            remove_pad_char=False, return_confidence=True, return_region=len(outs) > 1,
-            region_output=outs[1] if len(outs) > 1 else None, region_labels=c.plate_regions if len(outs) > 1 else None,
-        )[0]  # fmt: skip
-        raw = pred.plate
-        probs = np.asarray(pred.char_probs if pred.char_probs is not None else np.ones(len(raw))).reshape(-1)
-        if self.decoder is not None:  # a known plate format may overrule an uncertain slot
-            slot_probs = outs[0].reshape(c.max_plate_slots, -1)
-            seq, _changed = self.decoder.decode(slot_probs)
-            raw = "".join(c.alphabet[i] for i in seq)
-            probs = np.array([slot_probs[k, i] for k, i in enumerate(seq)])
+        slot_probs = outs[0].reshape(c.max_plate_slots, -1)
+        # a known plate format may overrule an uncertain slot; otherwise each slot's likeliest class
+        seq = self.decoder.decode(slot_probs)[0] if self.decoder is not None else tuple(slot_probs.argmax(axis=1))
+        probs = np.array([slot_probs[k, i] for k, i in enumerate(seq)])
         chars, confs = [], []
-        for ch, p in zip(raw, probs, strict=False):
-            if ch != self.pad:
-                chars.append(ch)
+        for i, p in zip(seq, probs, strict=True):
+            if c.alphabet[i] != self.pad:
+                chars.append(c.alphabet[i])
                 confs.append(float(p))
         # plate confidence: the least sure character (pads included: a wrong length is an error too)
         conf = float(probs.min()) if len(probs) else 0.0
-        self.last_region = (pred.region, float(pred.region_prob or 0.0)) if pred.region else (None, 0.0)
+        self.last_region = (None, 0.0)
+        if len(outs) > 1 and c.plate_regions:
+            r = int(outs[1].argmax())
+            self.last_region = (c.plate_regions[r], float(outs[1][r]))
         return PlateText(text="".join(chars), confidence=conf, char_confidences=tuple(confs))
