@@ -6,13 +6,17 @@ subscribed nodes, read ingested → alert on a watcher on another hub replica.
 
 Progress on stderr; the last line is JSON:
 {"import_entries_per_s", "matches_per_s", "delta_p99_ms", "alert_p99_ms", ...}.
-Targets (issue 5): 1,000,000 entries imported in <= 2 min, >= 200,000 matches/s against
+After the import, ``replica_catch_up_s`` is how long a second hub replica on the same keyspace
+takes to load the imported version from the change log into its in-memory mirror, and
+``snapshot_entries_per_s`` the rate a node subscribing from version 0 receives the full list.
+Targets: 1,000,000 entries imported in <= 2 min, >= 200,000 matches/s against
 1,000,000 entries, delta p99 <= 1 s to 50 nodes, alert p99 <= 250 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import random
@@ -144,6 +148,39 @@ class Node(threading.Thread):
             self.call.cancel()
 
 
+def bench_replica(replica: str, version: int, since: float) -> float:
+    """Seconds from ``since`` until ``replica`` serves ``version`` (its mirror has loaded it)."""
+    stub = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(replica))
+    while stub.GetVersion(hotlist_pb2.GetVersionRequest(), timeout=60).version < version:
+        time.sleep(0.02)
+    return time.perf_counter() - since
+
+
+def bench_snapshot(target: str) -> tuple[int, float]:
+    """(entries, seconds) for a node subscribing with nothing to receive the whole list."""
+    start = hotlist_pb2.SubscribeRequest(start=hotlist_pb2.SubscribeStart(node_id="bench-snapshot", have_version=0))
+    done = threading.Event()
+
+    def it() -> Iterator[hotlist_pb2.SubscribeRequest]:
+        yield start
+        done.wait(600)
+
+    entries = 0
+    t0 = time.perf_counter()
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(it())
+        for r in call:
+            k = r.WhichOneof("payload")
+            if k == "snapshot_chunk":
+                entries += len(r.snapshot_chunk.entries)
+            elif k == "snapshot_end":
+                break
+        secs = time.perf_counter() - t0
+        done.set()
+        call.cancel()
+    return entries, secs
+
+
 def bench_deltas(writer: str, reader: str, nodes: int, deltas: int) -> list[float]:
     hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(writer))
     have = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(reader)).GetVersion(
@@ -254,7 +291,9 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--deltas", type=int, default=20)
     ap.add_argument("--alerts", type=int, default=200)
-    ap.add_argument("--skip", action="append", default=[], choices=["import", "match", "deltas", "alerts"])
+    ap.add_argument(
+        "--skip", action="append", default=[], choices=["import", "match", "deltas", "alerts", "replica", "snapshot"]
+    )
     args = ap.parse_args()
     out: dict[str, Any] = {"entries": args.entries, "nodes": args.nodes}
     log(f"generating {args.entries} unique plates")
@@ -286,17 +325,33 @@ def _run_cluster_parts(
     """Import, deltas and alerts against hub processes; keyspaces go to out["_keyspaces"]."""
     ks = f"alpr_bench_hl_{uuid.uuid4().hex[:8]}"
     out["_keyspaces"] = [ks]
-    with hub_process(cass, ks, run / "a", cassandra={"write_consistency": "ONE"}, **fast) as hub_a:
+    replica = "import" not in args.skip and "replica" not in args.skip
+    with (
+        hub_process(cass, ks, run / "a", cassandra={"write_consistency": "ONE"}, **fast) as hub_a,
+        hub_process(cass, ks, run / "a2", cassandra={"write_consistency": "ONE"}, hub_id="bench-a2", **fast)
+        if replica
+        else contextlib.nullcontext("") as hub_a2,
+    ):
         if "import" not in args.skip:
             data = leads_file(ps)
             log(f"import: {len(data) / 1e6:.0f} MB LEADS file, {args.entries} entries, into {hub_a}")
             secs, res = bench_import(hub_a, data)
+            done_at = time.perf_counter()
             del data
             out["import_seconds"] = round(secs, 1)
             out["import_entries_per_s"] = round(res.added / secs)
             log(
                 f"import: {res.added} added in {secs:.1f} s = {res.added / secs:,.0f} entries/s (version {res.version})"
             )
+            if hub_a2:
+                lag = bench_replica(hub_a2, res.version, done_at)
+                out["replica_catch_up_s"] = round(lag, 2)
+                log(f"replica: {hub_a2} serves version {res.version} {lag:.2f} s after the import finished")
+            if "snapshot" not in args.skip:
+                n, secs = bench_snapshot(hub_a)
+                out["snapshot_seconds"] = round(secs, 2)
+                out["snapshot_entries_per_s"] = round(n / secs)
+                log(f"snapshot: {n} entries to a fresh node in {secs:.2f} s = {n / secs:,.0f} entries/s")
         if "deltas" not in args.skip:
             lat = bench_deltas(hub_a, hub_a, args.nodes, args.deltas)
             out["delta_same_hub_p99_ms"] = round(percentile(lat, 0.99), 1)
