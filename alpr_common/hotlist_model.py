@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from alpr.v1 import hotlist_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.plates import normalize_plate
+from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 
 # Names are the proto enum values without their prefix; the CLI accepts them in lower case.
 CATEGORIES: tuple[str, ...] = (
@@ -103,17 +103,7 @@ class HotListEntry:
 
 
 def _ts_key(dt: datetime | None) -> int | None:
-    return None if dt is None else int(_aware(dt).timestamp())
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _to_ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(_aware(dt))
-    return ts
+    return None if dt is None else int(utc(dt).timestamp())
 
 
 def entry_to_proto(e: HotListEntry) -> hotlist_pb2.HotListEntry:
@@ -134,9 +124,9 @@ def entry_to_proto(e: HotListEntry) -> hotlist_pb2.HotListEntry:
         version=e.version,
     )
     if e.entered_at:
-        msg.entered_time.CopyFrom(_to_ts(e.entered_at))
+        msg.entered_time.CopyFrom(to_timestamp(e.entered_at))
     if e.expires_at:
-        msg.expire_time.CopyFrom(_to_ts(e.expires_at))
+        msg.expire_time.CopyFrom(to_timestamp(e.expires_at))
     return msg
 
 
@@ -151,8 +141,8 @@ def entry_from_proto(m: hotlist_pb2.HotListEntry) -> HotListEntry:
         priority=m.priority or DEFAULT_PRIORITY,
         reason=m.reason,
         entered_by=m.entered_by,
-        entered_at=m.entered_time.ToDatetime(tzinfo=UTC) if m.HasField("entered_time") else None,
-        expires_at=m.expire_time.ToDatetime(tzinfo=UTC) if m.HasField("expire_time") else None,
+        entered_at=from_timestamp(m.entered_time) if m.HasField("entered_time") else None,
+        expires_at=from_timestamp(m.expire_time) if m.HasField("expire_time") else None,
         source_record_id=m.source_record_id,
         year=v.year,
         make=v.make,

@@ -19,6 +19,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.query import BatchStatement, BatchType
 
+from alpr_common.timestamps import utc
 from hub.storage import await_response, prepare
 
 
@@ -32,10 +33,6 @@ class PendingEntry:
     key: str
     created_at: datetime
     attempts: int
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class Outbox:
@@ -148,7 +145,7 @@ class Outbox:
 
     async def pending(self, sink: str) -> list[PendingEntry]:
         rows = await self._run(self._pending, (self.bridge_id, sink))
-        return [PendingEntry(sink, r.relay_key, _aware(r.created_at), r.attempts or 0) for r in rows]
+        return [PendingEntry(sink, r.relay_key, utc(r.created_at), r.attempts or 0) for r in rows]
 
     async def attempt_failed(self, sink: str, key: str, attempts: int, error: str) -> None:
         await self._run(self._attempt, (attempts, error[:500], self.bridge_id, sink, key))

@@ -30,6 +30,7 @@ import grpc
 from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import from_timestamp
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
@@ -300,7 +301,7 @@ class PendingScanner:
         now = datetime.now(UTC)
         n = 0
         for a in await self._list(alert_pb2.ALERT_STATUS_PENDING, cfg.pending_scan_hours):
-            age = (now - a.created_time.ToDatetime(tzinfo=UTC)).total_seconds()
+            age = (now - from_timestamp(a.created_time)).total_seconds()
             if age >= cfg.unattended_after_s and await self.relayer.relay(a, UNATTENDED):
                 n += 1
         if cfg.reconcile_window_s > 0:
@@ -309,7 +310,7 @@ class PendingScanner:
                 reason = reason_for(a)
                 if reason is None:
                     continue
-                age = (now - a.disposition.decided_time.ToDatetime(tzinfo=UTC)).total_seconds()
+                age = (now - from_timestamp(a.disposition.decided_time)).total_seconds()
                 # Decided a while ago (the stream had its chance), within the window.
                 if cfg.reconcile_after_s <= age <= cfg.reconcile_window_s and await self.relayer.relay(a, reason):
                     log.warning("relay %s came from the reconciliation scan, not the alert stream", a.alert_id)

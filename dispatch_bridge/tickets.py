@@ -23,6 +23,7 @@ from typing import Any
 
 from cassandra.util import uuid_from_time
 
+from alpr_common.timestamps import utc_or_none
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
@@ -32,17 +33,11 @@ log = logging.getLogger(__name__)
 OPEN, CLOSED = "OPEN", "CLOSED"
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def problems_of(row: Any, config: BridgeConfig, now: datetime) -> list[str]:
     """Why a unit is failing (empty: healthy), from its node_status row."""
     cfg = config.tickets
     out: list[str] = []
-    last = _aware(row.last_heartbeat)
+    last = utc_or_none(row.last_heartbeat)
     if last is None or (now - last).total_seconds() > cfg.no_heartbeat_after_s:
         mins = cfg.no_heartbeat_after_s / 60
         out.append(f"no heartbeat for more than {mins:g} min")
@@ -105,16 +100,16 @@ class TicketWatcher:
             elif problems and t is not None:
                 # Still failing: the incident stays open; make sure its ticket went out (crash-safe).
                 await self._send_open(
-                    row.node_id, str(t.incident_id), _aware(t.opened_at) or now, list(t.problems or [])
+                    row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, list(t.problems or [])
                 )
                 open_n += 1
             elif not problems and is_open and t is not None:
-                await self.outbox.set_ticket(row.node_id, t.incident_id, CLOSED, _aware(t.opened_at) or now, now,
+                await self.outbox.set_ticket(row.node_id, t.incident_id, CLOSED, utc_or_none(t.opened_at) or now, now,
                                              list(t.problems or []))  # fmt: skip
-                await self._send_close(row.node_id, str(t.incident_id), _aware(t.opened_at) or now, now)
+                await self._send_close(row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, now)
             elif t is not None and t.state == CLOSED:
-                await self._send_close(row.node_id, str(t.incident_id), _aware(t.opened_at) or now,
-                                       _aware(t.closed_at) or now)  # fmt: skip
+                await self._send_close(row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now,
+                                       utc_or_none(t.closed_at) or now)  # fmt: skip
         self.metrics.tickets_open.set(open_n)
 
     async def _send_open(self, node: str, incident: str, opened: datetime, problems: list[str]) -> None:

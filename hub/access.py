@@ -31,6 +31,7 @@ from alpr.v1 import (
 )
 from prometheus_client import CollectorRegistry, Gauge
 
+from alpr_common.timestamps import utc
 from alpr_common.tls import server_credentials
 from hub.audit import AuditLog, AuditServicer
 from hub.auth import AdminServicer, Authenticator, AuthInterceptor, UserStore, peer_certificate
@@ -184,7 +185,7 @@ class Access:
                     (k.camera_id, k.hour),
                 ).one()
                 if row is not None:
-                    t = row.capture_time.replace(tzinfo=UTC)
+                    t = utc(row.capture_time)
                     oldest = t if oldest is None or t < oldest else oldest
                     break
             return oldest

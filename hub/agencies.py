@@ -25,8 +25,8 @@ import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc
 from cassandra import ConsistencyLevel
 from cassandra.util import uuid_from_time
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.config import HubConfig
 from hub.metrics import AgencyMetrics
 from hub.storage import await_response, prepare
@@ -37,20 +37,6 @@ _AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 _STATE = re.compile(r"^[A-Z]{2}$")
 _ENDPOINT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 DEFAULT_BRIDGE_ID = "bridge"
-
-
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
-
-
-def _dt(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _days(now: datetime, hours: int) -> list[date]:
@@ -151,7 +137,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
 
     async def _approvals(self, agency_id: str, now: datetime) -> list[agency_pb2.AgencyApproval]:
         rows = await self.store.run(self.store.approvals, (agency_id,))
-        return [agency_pb2.AgencyApproval.FromString(r.record) for r in rows if _aware(r.expires_at) > now]
+        return [agency_pb2.AgencyApproval.FromString(r.record) for r in rows if utc(r.expires_at) > now]
 
     async def RegisterAgency(
         self, request: agency_pb2.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -178,7 +164,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = datetime.now(UTC)
-        a.registered_time.CopyFrom(_ts(now))
+        a.registered_time.CopyFrom(to_timestamp(now))
         del a.approvals[:]
         blob = a.SerializeToString()
         if request.replace:
@@ -229,7 +215,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         elif not request.HasField("expires_time"):
             problem = "expires_time is required: approvals are time-limited"
         else:
-            exp = _dt(request.expires_time)
+            exp = from_timestamp(request.expires_time)
             if exp <= now:
                 problem = "expires_time is in the past"
             elif exp > now + timedelta(days=self.config.agencies.max_approval_days):
@@ -253,12 +239,12 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             approver_role=request.approver_role,
             designated_by=request.designated_by.strip(),
             scopes=sorted(set(request.scopes)),
-            approved_time=_ts(now),
+            approved_time=to_timestamp(now),
             expires_time=request.expires_time,
             note=request.note.strip(),
         )
         await self.store.run(
-            self.store.ins_approval, (agency_id, aid, _dt(request.expires_time), ap.SerializeToString())
+            self.store.ins_approval, (agency_id, aid, from_timestamp(request.expires_time), ap.SerializeToString())
         )
         if self.audit is not None:  # issue 7: configuration changes are audited
             details = {"agency_id": agency_id, "approval_id": ap.approval_id}
@@ -274,7 +260,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         aid = uuid_from_time(now.timestamp())
         e = agency_pb2.ShareAuditEntry(
             audit_id=str(aid),
-            time=_ts(now),
+            time=to_timestamp(now),
             agency_id=req.agency_id,
             scope=req.scope,
             subject=req.subject,
@@ -341,12 +327,12 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
                 f"by the Deputy Chief of Investigations or designee for scope {_scope_name(request.scope)} "
                 f"(policy 4.7){expired_hint}; record one with `alpr agencies approve {agency.agency_id} ...`",
             )
-        best = max(fit, key=lambda a: _dt(a.expires_time))
+        best = max(fit, key=lambda a: from_timestamp(a.expires_time))
         audit = await self._audit(
             request,
             True,
             f"out-of-state ({agency.state}) agency, approved by {best.approver_id} until "
-            f"{_dt(best.expires_time).isoformat()} (policy 4.7)",
+            f"{from_timestamp(best.expires_time).isoformat()} (policy 4.7)",
             best.approval_id,
         )
         return agency_pb2.AuthorizeShareResponse(agency=agency, approval_id=best.approval_id, audit_id=audit)
@@ -363,7 +349,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         for day in _days(now, hours):
             for r in await self.store.run(self.store.audit_day, (day,)):
                 e = agency_pb2.ShareAuditEntry.FromString(r.record)
-                if _dt(e.time) < since or (request.agency_id and e.agency_id != request.agency_id):
+                if from_timestamp(e.time) < since or (request.agency_id and e.agency_id != request.agency_id):
                     continue
                 out.append(e)
         return agency_pb2.ListShareAuditResponse(entries=out)
@@ -394,7 +380,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             if auth.get(key):
                 peer = b",".join(auth[key]).decode(errors="replace")
                 break
-        shared = agency_pb2.SharedAlert(relay=r, received_time=_ts(now), peer_identity=peer)
+        shared = agency_pb2.SharedAlert(relay=r, received_time=to_timestamp(now), peer_identity=peer)
         rows = await self.store.run(
             self.store.ins_shared, (r.idempotency_key, r.origin_agency_id, now, shared.SerializeToString())
         )
@@ -402,12 +388,12 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             self.metrics.shared_received.labels("duplicate").inc()
             prev = agency_pb2.SharedAlert.FromString(rows[0].record) if getattr(rows[0], "record", None) else None
             return agency_pb2.ReceiveSharedAlertResponse(
-                duplicate=True, received_time=prev.received_time if prev else _ts(now)
+                duplicate=True, received_time=prev.received_time if prev else to_timestamp(now)
             )
         await self.store.run(self.store.ins_shared_day, (now.date(), now, r.idempotency_key, r.origin_agency_id))
         self.metrics.shared_received.labels("stored").inc()
         log.info("shared alert %s from %s stored (plate %s)", r.idempotency_key, r.origin_agency_id, r.plate)
-        return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=_ts(now))
+        return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=to_timestamp(now))
 
     async def ListSharedAlerts(
         self, request: agency_pb2.ListSharedAlertsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -425,7 +411,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         rows = await asyncio.gather(*(self.store.run(self.store.get_shared, (k,)) for k in keys))
         since = now - timedelta(hours=hours)
         out = [agency_pb2.SharedAlert.FromString(r[0].record) for r in rows if r]
-        out = [s for s in out if _dt(s.received_time) >= since]
+        out = [s for s in out if from_timestamp(s.received_time) >= since]
         return agency_pb2.ListSharedAlertsResponse(alerts=out)
 
 
@@ -442,7 +428,7 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
         out = []
         for day in _days(now, hours):
             for r in await self.store.run(self.store.dead_day, (bridge_id, day)):
-                if _aware(r.failed_at) >= since:
+                if utc(r.failed_at) >= since:
                     out.append((day, r))
         return out
 
@@ -463,7 +449,7 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
                 sink=r.sink,
                 key=r.relay_key,
                 kind=r.kind or "",
-                failed_time=_ts(_aware(r.failed_at)),
+                failed_time=to_timestamp(utc(r.failed_at)),
                 attempts=r.attempts or 0,
                 last_error=r.last_error or "",
             )

@@ -28,10 +28,10 @@ import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
 from cassandra import ConsistencyLevel
 from cassandra.util import min_uuid_from_time, uuid_from_time
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.hotlist_model import category_value, entry_to_proto
 from alpr_common.matching import Match
+from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.config import HubConfig
 from hub.hotlists import HotListMirror
 from hub.metrics import HotListMetrics
@@ -65,20 +65,6 @@ def alert_id_for(read_id: str) -> uuid.UUID:
     return uuid.uuid5(ALERT_NS, read_id)
 
 
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
-
-
-def _dt(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def feed_bucket(t: float) -> int:
     return int(t // 60)
 
@@ -93,7 +79,7 @@ def build_alert(
         plate=plate,
         region=read.region.upper(),
         capture_time=read.capture_time,
-        created_time=_ts(now),
+        created_time=to_timestamp(now),
         node_id=read.node_id,
         camera_id=read.camera_id,
         node_kind=read.node_kind,
@@ -204,17 +190,26 @@ class AlertStore:
 
     async def created_at(self, alert_id: uuid.UUID) -> datetime | None:
         rows = await self._exec(self._created, (alert_id,))
-        return _aware(rows[0].created_at) if rows and rows[0].created_at else None
+        return utc(rows[0].created_at) if rows and rows[0].created_at else None
 
     async def create(self, alert: alert_pb2.Alert, crop: bytes, frame: bytes, ttl: int) -> None:
         """Store a new alert (idempotent for the same alert and creation time) and announce it."""
         aid = uuid.UUID(alert.alert_id)
-        created = _dt(alert.created_time)
+        created = from_timestamp(alert.created_time)
         blob = alert.SerializeToString()
         await asyncio.gather(
             self._exec(
                 self._ins_alert,
-                (aid, uuid.UUID(alert.read_id), created, _dt(alert.capture_time), blob, crop, frame or None, ttl),
+                (
+                    aid,
+                    uuid.UUID(alert.read_id),
+                    created,
+                    from_timestamp(alert.capture_time),
+                    blob,
+                    crop,
+                    frame or None,
+                    ttl,
+                ),
             ),
             self._exec(self._ins_day, (created.date(), created, aid, blob, ttl)),
         )
@@ -234,7 +229,7 @@ class AlertStore:
     async def decide(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Any]:
         """LWT on the status; returns (applied, current row values when not applied)."""
         status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_")
-        decided = _dt(d.decided_time)
+        decided = from_timestamp(d.decided_time)
         rows = await self._exec(
             self._amend if amend else self._decide, (ttl, status, d.SerializeToString(), decided, alert_id)
         )
@@ -268,7 +263,7 @@ def apply_status(
     if disposition:
         a.disposition.CopyFrom(alert_pb2.Disposition.FromString(disposition))
     a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
-        (now - _dt(a.created_time)).total_seconds() > unattended_s
+        (now - from_timestamp(a.created_time)).total_seconds() > unattended_s
     )
 
 
@@ -349,7 +344,7 @@ class AlertFeedTailer:
 def to_event(row: Any, unattended_s: float) -> alert_pb2.WatchResponse:
     a = alert_pb2.Alert.FromString(row.alert)
     a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
-        (datetime.now(UTC) - _dt(a.created_time)).total_seconds() > unattended_s
+        (datetime.now(UTC) - from_timestamp(a.created_time)).total_seconds() > unattended_s
     )
     return alert_pb2.WatchResponse(
         event_id=str(row.event_id), kind=_EVENT_KIND.get(row.kind, alert_pb2.ALERT_EVENT_KIND_UNSPECIFIED), alert=a
@@ -417,7 +412,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         day = now.date()
         while day >= since.date() and len(out) < limit:
             rows = await self.store.list_day(day, limit)
-            rows = [r for r in rows if _aware(r.created_at) >= since]
+            rows = [r for r in rows if utc(r.created_at) >= since]
             statuses = await asyncio.gather(*(self.store.status_of(r.alert_id) for r in rows))
             for r, st in zip(rows, statuses, strict=True):
                 a = alert_pb2.Alert.FromString(r.summary)
@@ -548,14 +543,14 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {request.alert_id}")
         now = datetime.now(UTC)
         a = alert_from_row(row, self.config.alerts.unattended_after_s, now)
-        ttl = int(self.config.retention.read_ttl_seconds - (now - _dt(a.capture_time)).total_seconds())
+        ttl = int(self.config.retention.read_ttl_seconds - (now - from_timestamp(a.capture_time)).total_seconds())
         if ttl <= 0:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"alert {request.alert_id} has expired")
         accept = request.WhichOneof("decision") == "accept"
         d = alert_pb2.Disposition(
             status=alert_pb2.ALERT_STATUS_ACCEPTED if accept else alert_pb2.ALERT_STATUS_REJECTED,
             officer_id=request.officer_id.strip(),
-            decided_time=_ts(now),
+            decided_time=to_timestamp(now),
             note=request.note.strip(),
             amendment=request.amend,
             hub_id=self.config.hub_id,
@@ -573,7 +568,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
                 )
             latest = await self.store.get(aid)
             prev = alert_pb2.Disposition.FromString(latest.disposition) if latest and latest.disposition else None
-            who = f" by {prev.officer_id} at {_dt(prev.decided_time).isoformat()}" if prev else ""
+            who = f" by {prev.officer_id} at {from_timestamp(prev.decided_time).isoformat()}" if prev else ""
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"alert {request.alert_id} is already {getattr(current, 'status', None) or 'decided'}{who}; only a PENDING alert can be decided "

@@ -25,8 +25,8 @@ from typing import Any
 
 from alpr.v1 import audit_pb2, audit_pb2_grpc
 from cassandra import ConsistencyLevel
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import epoch_ms, now_utc, to_timestamp, truncate_to_ms, utc
 from hub.storage import await_response
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class AuditRecord:
         body = {
             "chain": self.chain,
             "seq": self.seq,
-            "time_ms": _ms(self.time),
+            "time_ms": epoch_ms(self.time),
             "actor": self.actor,
             "role": self.role,
             "action": self.action,
@@ -79,12 +79,10 @@ class AuditRecord:
         return hashlib.sha256(blob).hexdigest()
 
     def to_proto(self) -> audit_pb2.AuditEntry:
-        ts = Timestamp()
-        ts.FromDatetime(self.time)
         return audit_pb2.AuditEntry(
             chain=self.chain,
             seq=self.seq,
-            time=ts,
+            time=to_timestamp(self.time),
             actor=self.actor,
             role=self.role,
             action=self.action,
@@ -98,20 +96,8 @@ class AuditRecord:
         )
 
 
-def _ms(dt: datetime) -> int:
-    """Milliseconds since the epoch (Cassandra's timestamp precision)."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-def _now_ms() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
-
-
 def _row_record(r: Any) -> AuditRecord:
-    t = r.time if r.time.tzinfo else r.time.replace(tzinfo=UTC)
+    t = utc(r.time)
     return AuditRecord(
         chain=r.chain,
         seq=r.seq,
@@ -220,7 +206,7 @@ class AuditLog:
                 rec = AuditRecord(
                     chain=self.chain,
                     seq=seq + 1,
-                    time=_now_ms(),
+                    time=truncate_to_ms(now_utc()),
                     actor=actor,
                     role=role,
                     action=action,

@@ -25,8 +25,8 @@ from typing import Any
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import to_timestamp_or_none
 from hub.audit import AuditLog
 from hub.storage import await_response
 
@@ -157,14 +157,6 @@ def peer_certificate(context: Any) -> tuple[str, str] | None:
     return cn, ou
 
 
-def _ts(dt: datetime | None) -> Timestamp | None:
-    if dt is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
-
-
 class UserStore:
     """Users, token hashes and the node registry in Cassandra (prepared statements)."""
 
@@ -260,9 +252,9 @@ def user_proto(r: Any) -> admin_pb2.User:
         role=admin_pb2.Role.Value("ROLE_" + (r.role or "unspecified").upper()),  # type: ignore[arg-type]
         display_name=r.display_name or "",
         revoked=bool(r.revoked),
-        created_time=_ts(r.created_time),
+        created_time=to_timestamp_or_none(r.created_time),
         created_by=r.created_by or "",
-        revoked_time=_ts(r.revoked_time),
+        revoked_time=to_timestamp_or_none(r.revoked_time),
         revoked_by=r.revoked_by or "",
     )
 
@@ -272,7 +264,7 @@ def node_proto(r: Any) -> admin_pb2.NodeRegistration:
         node_id=r.node_id,
         camera_ids=sorted(r.camera_ids or ()),
         revoked=bool(r.revoked),
-        updated_time=_ts(r.updated_time),
+        updated_time=to_timestamp_or_none(r.updated_time),
         updated_by=r.updated_by or "",
         reason=r.reason or "",
     )

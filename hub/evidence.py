@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2
 from cassandra import ConsistencyLevel
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import to_timestamp
 from hub.audit import AuditLog
 from hub.auth import principal_from
 from hub.config import HubConfig
@@ -34,12 +34,6 @@ def _first(rows: Any) -> Any:
     return rows[0] if rows else None
 
 
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
-
-
 def row_to_read(r: Any) -> reads_pb2.PlateRead:
     """A ``reads_by_id`` row back into the PlateRead the node sent (normalized plate)."""
     read = reads_pb2.PlateRead(
@@ -47,7 +41,7 @@ def row_to_read(r: Any) -> reads_pb2.PlateRead:
         node_id=r.node_id or "",
         camera_id=r.camera_id or "",
         node_kind=_KIND.get(r.node_kind or "", reads_pb2.NODE_KIND_UNSPECIFIED),
-        capture_time=_ts(r.capture_time),
+        capture_time=to_timestamp(r.capture_time),
         plate_text=r.plate or "",
         confidence=r.confidence or 0.0,
         char_confidences=list(r.char_confidences or []),
@@ -138,7 +132,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             )
             out.append(
                 evidence_pb2.EvidenceRead(
-                    case_number=case, read=read, exported_time=_ts(now), exported_by=actor, purpose=purpose
+                    case_number=case, read=read, exported_time=to_timestamp(now), exported_by=actor, purpose=purpose
                 )
             )
         await asyncio.gather(*writes)
@@ -147,7 +141,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             details={"read_ids": [r.read.read_id for r in out], "missing": missing}, result_count=len(out),
         )  # fmt: skip
         return evidence_pb2.ExportEvidenceResponse(
-            reads=out, missing_read_ids=missing, exported_by=actor, exported_time=_ts(now)
+            reads=out, missing_read_ids=missing, exported_by=actor, exported_time=to_timestamp(now)
         )
 
     async def GetEvidence(
@@ -161,7 +155,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             evidence_pb2.EvidenceRead(
                 case_number=r.case_number,
                 read=reads_pb2.PlateRead.FromString(r.read),
-                exported_time=_ts(r.exported_time),
+                exported_time=to_timestamp(r.exported_time),
                 exported_by=r.exported_by or "",
                 purpose=r.purpose or "",
             )

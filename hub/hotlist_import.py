@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from alpr_common.hotlist_model import CATEGORIES, DEFAULT_PRIORITY, SOURCES, HotListEntry, make_entry_id
 from alpr_common.plates import normalize_plate, plate_problem
+from alpr_common.timestamps import utc
 
 FORMATS = ("IL_LEADS", "IL_SOS", "CSV")
 _STATE = re.compile(r"^[A-Z]{2}$")
@@ -134,7 +135,7 @@ def _when(raw: str) -> datetime | None:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as e:
         raise _Bad(f"expires_at {raw!r} is not an ISO date (YYYY-MM-DD) or date-time") from e
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return utc(dt)
 
 
 def _csv_row(row: dict[str, str], source: str, by: str, now: datetime) -> HotListEntry:

@@ -35,7 +35,6 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from google.protobuf.internal import encoder as _pb_encoder
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.hotlist_model import (
     CATEGORIES,
@@ -48,6 +47,7 @@ from alpr_common.hotlist_model import (
 )
 from alpr_common.matching import Matcher, MatchOptions
 from alpr_common.plates import normalize_plate, plate_problem
+from alpr_common.timestamps import from_timestamp, to_timestamp, utc_or_none
 from hub.config import HubConfig
 from hub.hotlist_import import FORMATS, parse_file
 from hub.metrics import HotListMetrics
@@ -66,16 +66,6 @@ BATCH_ROWS = 40  # rows per single-partition UNLOGGED batch into hotlist_entries
 
 def bucket_of(entry_id: str) -> int:
     return zlib.crc32(entry_id.encode()) % BUCKETS
-
-
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -256,7 +246,7 @@ class HotListStore:
             d = hotlist_pb2.HotListDelta.FromString(r[0].changes)
             d.version = info.version
             d.more = i < info.chunk_count - 1
-            d.committed_time.CopyFrom(_ts(info.committed_at))
+            d.committed_time.CopyFrom(to_timestamp(info.committed_at))
             out.append(d)
         return out
 
@@ -424,7 +414,7 @@ class HotListStore:
         cur = await self._exec(self._lock_get, (source,))
         if not cur:
             return "another import (just finished: retry)"
-        return f"{cur[0].holder} since {_aware(cur[0].since).isoformat(timespec='seconds')}"  # type: ignore[union-attr]
+        return f"{cur[0].holder} since {utc_or_none(cur[0].since).isoformat(timespec='seconds')}"  # type: ignore[union-attr]
 
     async def unlock_import(self, source: str, holder: str) -> None:
         await self._exec(self._lock_free, (source, holder))
@@ -435,7 +425,7 @@ class HotListStore:
 
 def _vinfo(r: Any) -> VersionInfo:
     return VersionInfo(
-        r.version, r.batch_id, r.change_count or 0, r.chunk_count or 0, _aware(r.committed_at) or datetime.now(UTC),
+        r.version, r.batch_id, r.change_count or 0, r.chunk_count or 0, utc_or_none(r.committed_at) or datetime.now(UTC),
         bool(r.applied),
     )  # fmt: skip
 
@@ -574,7 +564,7 @@ class HotListMirror:
                 deltas = None
                 if len(changes) <= self.config.hotlists.chunk_size:
                     d = hotlist_pb2.HotListDelta(version=version, changes=[c.to_proto() for c in changes])
-                    d.committed_time.CopyFrom(_ts(now))
+                    d.committed_time.CopyFrom(to_timestamp(now))
                     deltas = [d]
                 self._advance(version, now, deltas)
         await finishing
@@ -716,7 +706,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
                         yield hotlist_pb2.SubscribeResponse(delta=d)
                     pos += 1
                 yield hotlist_pb2.SubscribeResponse(
-                    current=hotlist_pb2.VersionNotice(version=pos, server_time=_ts(datetime.now(UTC)))
+                    current=hotlist_pb2.VersionNotice(version=pos, server_time=to_timestamp(datetime.now(UTC)))
                 )
                 await self.mirror.wait_newer(pos, self.config.hotlists.notice_interval_s, self.closing)
         finally:
@@ -752,7 +742,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         resp = hotlist_pb2.GetVersionResponse(version=self.mirror.version, entry_count=len(self.mirror.matcher))
         t = self.mirror.version_times.get(self.mirror.version)
         if t:
-            resp.committed_time.CopyFrom(_ts(t))
+            resp.committed_time.CopyFrom(to_timestamp(t))
         return resp
 
     async def GetEntry(self, request: hotlist_pb2.GetEntryRequest, context: Ctx) -> hotlist_pb2.GetEntryResponse:
@@ -817,7 +807,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"priority {request.priority} is outside 1-9")
         now = datetime.now(UTC)
         if request.HasField("expire_time"):
-            expires = request.expire_time.ToDatetime(tzinfo=UTC)
+            expires = from_timestamp(request.expire_time)
             if expires <= now:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expire_time {expires.isoformat()} is past")
         else:

@@ -14,13 +14,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import now_utc, to_timestamp
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
 from hub.storage import ReadStore, read_rows
@@ -31,23 +31,13 @@ log = logging.getLogger(__name__)
 _END = object()  # sentinel: the stream's responses are complete
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
         store: ReadStore,
         config: HubConfig,
         metrics: HubMetrics,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.store = store
         self.config = config
@@ -197,7 +187,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             self.metrics.reads_stored.inc()
             out.put_nowait(
                 ingest_pb2.IngestResponse(
-                    ack=ingest_pb2.ReadAck(read_id=read.read_id, stored_time=_timestamp(self.clock()))
+                    ack=ingest_pb2.ReadAck(read_id=read.read_id, stored_time=to_timestamp(self.clock()))
                 )
             )
         finally:
@@ -223,7 +213,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             task = asyncio.create_task(self._store_heartbeat(hb, now))
             pending.add(task)
             task.add_done_callback(pending.discard)
-        out.put_nowait(ingest_pb2.IngestResponse(heartbeat_ack=ingest_pb2.HeartbeatAck(server_time=_timestamp(now))))
+        out.put_nowait(ingest_pb2.IngestResponse(heartbeat_ack=ingest_pb2.HeartbeatAck(server_time=to_timestamp(now))))
 
     async def _store_heartbeat(self, hb: ingest_pb2.Heartbeat, now: datetime) -> None:
         try:

@@ -29,10 +29,10 @@ import grpc
 from alpr.v1 import search_pb2, search_pb2_grpc
 from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.matching import canonical
 from alpr_common.plates import normalize_plate
+from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.audit import AuditLog
 from hub.auth import principal_from
 from hub.config import HubConfig
@@ -75,23 +75,17 @@ class Hit:
     longitude: float | None
 
     def to_proto(self) -> search_pb2.SearchHit:
-        ts = Timestamp()
-        ts.FromDatetime(self.capture_time)
         return search_pb2.SearchHit(
             read_id=self.read_id,
             plate=self.plate,
             region=self.region,
             confidence=self.confidence,
-            capture_time=ts,
+            capture_time=to_timestamp(self.capture_time),
             node_id=self.node_id,
             camera_id=self.camera_id,
             latitude=self.latitude or 0.0,
             longitude=self.longitude or 0.0,
         )
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class SearchError(Exception):
@@ -140,8 +134,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if not req.case_number.strip():
             raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "case_number is required: the case or incident number")
         retention = timedelta(seconds=self.config.retention.read_ttl_seconds)
-        end = _utc(req.end_time.ToDatetime(tzinfo=UTC)) if req.HasField("end_time") else now
-        start = _utc(req.start_time.ToDatetime(tzinfo=UTC)) if req.HasField("start_time") else end - retention
+        end = from_timestamp(req.end_time) if req.HasField("end_time") else now
+        start = from_timestamp(req.start_time) if req.HasField("start_time") else end - retention
         start = max(start, now - retention - timedelta(days=1))
         if end < start:
             raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "end_time is before start_time")
@@ -225,7 +219,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             ):
                 continue
             hits[str(r.read_id)] = Hit(
-                str(r.read_id), r.plate, r.region or "", r.confidence or 0.0, _utc(r.capture_time),
+                str(r.read_id), r.plate, r.region or "", r.confidence or 0.0, utc(r.capture_time),
                 r.node_id or "", r.camera_id or "", r.latitude, r.longitude,
             )  # fmt: skip
         return sorted(hits.values(), key=lambda h: (h.capture_time, h.read_id), reverse=True)[:MAX_RESULTS]

@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from alpr.v1 import ingest_pb2, reads_pb2
@@ -22,6 +22,7 @@ from cassandra.cluster import (
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
+from alpr_common.timestamps import from_timestamp
 from hub.config import CassandraConfig, HubConfig
 
 
@@ -85,10 +86,6 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
 _NODE_KIND = {reads_pb2.NODE_KIND_FIXED: "FIXED", reads_pb2.NODE_KIND_MOBILE: "MOBILE"}
 
 
-def _ts(msg: Any) -> datetime:
-    return datetime.fromtimestamp(msg.seconds + msg.nanos / 1e9, tz=UTC)
-
-
 @dataclass(frozen=True)
 class ReadRows:
     """The bound values for the three read tables, computed once per read."""
@@ -101,7 +98,7 @@ class ReadRows:
 def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now: datetime) -> ReadRows:
     """Column values for one validated read (``plate`` already normalized)."""
     rid = uuid.UUID(read.read_id)
-    captured = _ts(read.capture_time)
+    captured = from_timestamp(read.capture_time)
     kind = _NODE_KIND.get(read.node_kind, "UNSPECIFIED")
     loc = read.location if read.HasField("location") else None
     lat = loc.latitude if loc else None
@@ -196,7 +193,7 @@ class ReadStore:
         values = (
             hb.node_id, _NODE_KIND.get(hb.node_kind, "UNSPECIFIED"), now, hub_id, hb.queue_depth,
             hb.queue_oldest_age_s, hb.hotlist_version,
-            _ts(hb.hotlist_synced_time) if hb.HasField("hotlist_synced_time") else None,
+            from_timestamp(hb.hotlist_synced_time) if hb.HasField("hotlist_synced_time") else None,
             hb.detector_ok, hb.disk_free_bytes, list(hb.problems), cams, hb.software_version,
         )  # fmt: skip
         await await_response(self.session.execute_async(self._ins_status, values))

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import pytest
 from alpr.v1 import agency_pb2, agency_pb2_grpc, alert_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import to_timestamp
 from tests import bridge_support
 from tests.bridge_support import (
     BridgeThread,
@@ -29,12 +29,6 @@ from tests.support import ROOT
 
 agency_hubs = bridge_support.agency_hubs  # the session fixture
 INV, DENIED = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED
-
-
-def _ts(dt: datetime) -> Timestamp:
-    t = Timestamp()
-    t.FromDatetime(dt)
-    return t
 
 
 def _agency(agency_id: str, state: str, endpoint: str, **kw: Any) -> agency_pb2.Agency:
@@ -83,12 +77,12 @@ def test_registry_approvals_and_sharing_rules(agency_hubs):
     _refused(a.AuthorizeShare, agency_pb2.AuthorizeShareRequest(agency_id="gary-pd", requested_by="t"), INV, "scope")
 
     ap = a.ApproveAgency
-    week = _ts(datetime.now(UTC) + timedelta(days=7))
+    week = to_timestamp(datetime.now(UTC) + timedelta(days=7))
     good = dict(agency_id="gary-pd", approver_id="dci-1", scopes=[agency_pb2.SHARE_SCOPE_ALERTS], expires_time=week)
     _refused(ap, agency_pb2.ApproveAgencyRequest(**good), INV, "Deputy Chief of Investigations")
     _refused(ap, agency_pb2.ApproveAgencyRequest(**good, approver_role=agency_pb2.APPROVER_ROLE_DESIGNEE), INV,
              "designated_by")  # fmt: skip
-    past = {**good, "expires_time": _ts(datetime.now(UTC) - timedelta(days=1))}
+    past = {**good, "expires_time": to_timestamp(datetime.now(UTC) - timedelta(days=1))}
     _refused(ap, agency_pb2.ApproveAgencyRequest(**past, approver_role=1), INV, "past")
     _refused(ap, agency_pb2.ApproveAgencyRequest(**{**good, "agency_id": "nobody"}, approver_role=1),
              grpc.StatusCode.NOT_FOUND, "not registered")  # fmt: skip

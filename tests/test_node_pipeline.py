@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from alpr_common.similarity import text_similarity
 from node.clips import make_clip
 from node.config import NodeConfig
 from node.recognition.loading import RecognizerConfig, load_recognizer
 from node.runtime import NodeRuntime
-from node.tracker import text_similarity
 
 
 @pytest.fixture(scope="module")

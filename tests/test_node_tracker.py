@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from alpr_common.similarity import text_similarity
 from node.recognition.types import PlateResult
 from node.runtime import PlateFormats
-from node.tracker import PlateTracker, TrackerSettings, text_similarity, vote
+from node.tracker import PlateTracker, TrackerSettings, vote
 
 FPS = 10.0
 

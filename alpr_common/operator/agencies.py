@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 
 import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import from_timestamp, to_timestamp
 
 ROLES = ("deputy-chief-of-investigations", "designee")
 SCOPES = ("alerts", "reads")
@@ -53,15 +54,11 @@ def _expiry(raw: str) -> Timestamp:
         raise CliError(f"--expires {raw!r}: use YYYY-MM-DD or an ISO time") from e
     if len(raw) == 10:
         dt = datetime.combine(dt.date(), time(23, 59, 59))
-    ts = Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
+    return to_timestamp(dt)
 
 
 def _agency_line(a: agency_pb2.Agency) -> str:
-    appr = ", ".join(
-        f"approved by {x.approver_id} until {x.expires_time.ToDatetime(tzinfo=UTC).date()}" for x in a.approvals
-    )
+    appr = ", ".join(f"approved by {x.approver_id} until {from_timestamp(x.expires_time).date()}" for x in a.approvals)
     le = "" if a.law_enforcement else " NOT-LAW-ENFORCEMENT"
     return f"{a.agency_id:<20} {a.state}  {a.name}  {a.endpoint}  tls={a.tls_identity or '-'}{le} {appr}".rstrip()
 
@@ -116,7 +113,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
             emit_json(to_dict(ap))
         else:
             print(f"approval {ap.approval_id}: {ap.agency_id} by {ap.approver_id} until "
-                  f"{ap.expires_time.ToDatetime(tzinfo=UTC).isoformat()}")  # fmt: skip
+                  f"{from_timestamp(ap.expires_time).isoformat()}")  # fmt: skip
         return 0
     if args.action == "audit":
         aud = stub.ListShareAudit(
@@ -126,7 +123,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
             emit_json(to_dict(aud))
         else:
             for e in aud.entries:
-                print(f"{e.time.ToDatetime(tzinfo=UTC).isoformat()}  {'ALLOWED' if e.allowed else 'REFUSED'}  "
+                print(f"{from_timestamp(e.time).isoformat()}  {'ALLOWED' if e.allowed else 'REFUSED'}  "
                       f"{e.agency_id}  {e.subject}  by {e.requested_by}: {e.detail}")  # fmt: skip
             print(f"{len(aud.entries)} decision(s)")
         return 0
@@ -141,7 +138,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
     else:
         for s in resp2.alerts:
             r = s.relay
-            print(f"{s.received_time.ToDatetime(tzinfo=UTC).isoformat()}  from {r.origin_agency_id}  "
+            print(f"{from_timestamp(s.received_time).isoformat()}  from {r.origin_agency_id}  "
                   f"{agency_pb2.RelayReason.Name(r.reason).removeprefix('RELAY_REASON_').lower()}  "
                   f"{r.plate}/{r.state}  cam={r.camera_id}  key={r.idempotency_key}")  # fmt: skip
         print(f"{len(resp2.alerts)} shared alert(s)")

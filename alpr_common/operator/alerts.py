@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -11,6 +10,7 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
 
 from alpr_common.hotlist_model import CATEGORIES, category_name
 from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import from_timestamp
 
 ACTIONS = ("taking-action", "action-taken", "unable-to-act")
 LEADS = ("done", "not-possible")
@@ -88,7 +88,7 @@ def _line(a: alert_pb2.Alert) -> str:
     kind = alert_pb2.MatchKind.Name(m.kind).removeprefix("MATCH_KIND_").lower() if m else "-"
     entry = f"{m.entry.plate}/{m.entry.state or '*'}" if m else "-"
     cats = ",".join(category_name(c).lower() for c in a.categories)
-    when = a.capture_time.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    when = from_timestamp(a.capture_time).strftime("%Y-%m-%d %H:%M:%S")
     flag = " UNATTENDED" if a.unattended else ""
     mism = " STATE-MISMATCH" if m and m.state_mismatch else ""
     return (
@@ -148,7 +148,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             )
         for h in got.history:
             print(f"  {'amended' if h.amendment else 'decided'} {_status(h.status)} by {h.officer_id} at "
-                  f"{h.decided_time.ToDatetime(tzinfo=UTC).isoformat()} {h.note}")  # fmt: skip
+                  f"{from_timestamp(h.decided_time).isoformat()} {h.note}")  # fmt: skip
         for name, path in images.items():
             print(f"  {name} image: {path}")
         print("  verify the plate characters and the state on the images before acting (policy 4.2)")

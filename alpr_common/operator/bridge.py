@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC
 
 import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc
 
 from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import from_timestamp
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +39,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                     emit_json(to_dict(resp))
                 else:
                     for x in resp.dead_letters:
-                        print(f"{x.failed_time.ToDatetime(tzinfo=UTC).isoformat()}  {x.sink:<16} {x.key}  "
+                        print(f"{from_timestamp(x.failed_time).isoformat()}  {x.sink:<16} {x.key}  "
                               f"attempts={x.attempts}  {x.last_error}")  # fmt: skip
                     print(f"{len(resp.dead_letters)} dead letter(s)")
                 return 0

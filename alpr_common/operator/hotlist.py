@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -14,6 +14,7 @@ from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.hotlist_model import CATEGORIES, SOURCES, category_name, source_name
 from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import from_timestamp, utc
 
 FORMATS = {"il-leads": "IL_LEADS", "il-sos": "IL_SOS", "csv": "CSV"}
 
@@ -66,7 +67,7 @@ def _when(text: str) -> datetime:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise CliError(f"--expires {text!r} is not an ISO date (YYYY-MM-DD) or date-time") from e
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return utc(dt)
 
 
 def _category(text: str) -> int:
@@ -82,7 +83,7 @@ def _source(text: str) -> int:
 
 
 def _line(e: hotlist_pb2.HotListEntry) -> str:
-    exp = e.expire_time.ToDatetime(tzinfo=UTC).date().isoformat() if e.HasField("expire_time") else "-"
+    exp = from_timestamp(e.expire_time).date().isoformat() if e.HasField("expire_time") else "-"
     veh = " ".join(x for x in (e.vehicle.year, e.vehicle.make, e.vehicle.model, e.vehicle.color) if x)
     return (
         f"{e.plate:<9} {e.state or '*':<3} {category_name(e.category).lower():<24} {source_name(e.source).lower():<10} "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from alpr.v1 import alert_pb2, search_pb2, search_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import now_utc, to_timestamp
 
 MODES = {"exact": 1, "partial": 2, "fuzzy": 3}
 
@@ -31,16 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _time(text: str) -> Timestamp:
-    ts = Timestamp()
     if text.endswith("h") and text[:-1].isdigit():
-        ts.FromDatetime(datetime.now(UTC) - timedelta(hours=int(text[:-1])))
-        return ts
+        return to_timestamp(now_utc() - timedelta(hours=int(text[:-1])))
     try:
         dt = datetime.fromisoformat(text)
     except ValueError as e:
         raise CliError(f"bad time {text!r}: use ISO 8601 (2026-05-01T12:00) or NNh") from e
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
-    return ts
+    return to_timestamp(dt)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
