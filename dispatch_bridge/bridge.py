@@ -1,5 +1,10 @@
 """The bridge process: alert-stream follower, pending scanner, ticket watcher, one delivery
-worker per sink, metrics on :9103; ordered shutdown on SIGTERM."""
+worker per sink, metrics on :9103; ordered shutdown on SIGTERM.
+
+Start-up registers every resource it opens (Cassandra, hub channels, sinks, tasks, the
+metrics endpoint) on an ``AsyncExitStack``: when a step fails, what was opened is closed
+in reverse order and the error raised; ``stop`` drains deliveries, then closes the stack.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
 import grpc
 from alpr.v1 import alert_pb2_grpc
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
+from alpr_common.cassandra import connect
+from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.delivery import SinkWorker
 from dispatch_bridge.metrics import BridgeMetrics
@@ -22,77 +29,80 @@ from dispatch_bridge.outbox import Outbox
 from dispatch_bridge.relays import AlertFollower, PendingScanner, Relayer
 from dispatch_bridge.sinks import AgencySink, Sink, grpc_channel, make_sink, token_from_env
 from dispatch_bridge.tickets import TicketWatcher
-from hub.storage import connect
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+async def _close_sink(sink: Sink) -> None:
+    with contextlib.suppress(Exception):
+        await sink.close()
+
+
 class Bridge:
-    config: BridgeConfig
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    metrics_port: int | None = None
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    workers: dict[str, SinkWorker] = field(default_factory=dict)
-    follower: AlertFollower | None = None
-    scanner: PendingScanner | None = None
-    tickets: TicketWatcher | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _inputs: list[asyncio.Task[None]] = field(default_factory=list)
-    _cluster: Any = None
-    _channels: list[grpc.aio.Channel] = field(default_factory=list)
-    _metrics_http: Any = None
+    """The running bridge; ``await Bridge(config).start()``, then ``await stop()``."""
+
+    def __init__(self, config: BridgeConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics_port: int | None = None
+        self.stop_event = asyncio.Event()
+        self.workers: dict[str, SinkWorker] = {}
+        self.follower: AlertFollower | None = None
+        self.scanner: PendingScanner | None = None
+        self.tickets: TicketWatcher | None = None
+        self._inputs: list[asyncio.Task[None]] = []
+        self._resources = contextlib.AsyncExitStack()
 
     async def start(self) -> Bridge:
         cfg = self.config
         metrics = BridgeMetrics(self.registry)
         loop = asyncio.get_running_loop()
-        self._cluster, session = await loop.run_in_executor(None, connect, cfg.cassandra)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+
+            def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+                task = asyncio.create_task(coro)
+                stack.push_async_callback(cancel_task, task)
+                return task
+
+            cluster, session = await loop.run_in_executor(None, connect, cfg.cassandra)
+            stack.push_async_callback(in_thread, cluster.shutdown)
             outbox = await loop.run_in_executor(
-                None,
-                lambda: Outbox(
-                    session,
-                    cfg.cassandra.keyspace,
-                    cfg.bridge_id,
-                    cfg.cassandra.write_consistency,
-                    cfg.cassandra.read_consistency,
-                ),
+                None, lambda: Outbox(session=session, cassandra=cfg.cassandra, bridge_id=cfg.bridge_id)
             )
-        except Exception:
-            self._cluster.shutdown()
-            raise
-        self.outbox = outbox
-        token = token_from_env(cfg.hub_token_env)
-        self._channels = [grpc_channel(h, cfg.hub_tls, token) for h in cfg.hubs]
-        sinks: list[Sink] = [make_sink(s) for s in cfg.dispatch]
-        sinks += [AgencySink(n, self._channels[0], cfg.bridge_id) for n in cfg.neighbours]
-        if cfg.tickets.enabled:
-            sinks += [make_sink(s) for s in cfg.tickets.sinks]
-        for s in sinks:
-            self.workers[s.name] = SinkWorker(s, outbox, cfg.delivery, metrics)
+            token = token_from_env(cfg.hub_token_env)
+            channels: list[grpc.aio.Channel] = []
+            for hub in cfg.hubs:
+                channels.append(grpc_channel(hub, cfg.hub_tls, token))
+                stack.push_async_callback(channels[-1].close, None)
+            sinks: list[Sink] = [make_sink(s) for s in cfg.dispatch]
+            sinks += [AgencySink(n, channels[0], cfg.bridge_id) for n in cfg.neighbours]
+            if cfg.tickets.enabled:
+                sinks += [make_sink(s) for s in cfg.tickets.sinks]
+            for s in sinks:
+                stack.push_async_callback(_close_sink, s)
+                self.workers[s.name] = SinkWorker(s, outbox, cfg.delivery, metrics)
 
-        def notify(key: str, sink_names: list[str], created: datetime) -> None:
-            for n in sink_names:
-                w = self.workers.get(n)
-                if w is not None:
-                    w.add(key, created)
+            def notify(key: str, sink_names: list[str], created: datetime) -> None:
+                for n in sink_names:
+                    w = self.workers.get(n)
+                    if w is not None:
+                        w.add(key, created)
 
-        relayer = Relayer(cfg, outbox, alert_pb2_grpc.AlertServiceStub(self._channels[0]), metrics, notify)
-        self.relayer = relayer
-        self.follower = AlertFollower(cfg, outbox, relayer, self._channels, metrics, self.stop_event)
-        self.scanner = PendingScanner(cfg, relayer, self._channels, self.stop_event)
-        for w in self.workers.values():
-            await w.rescan()  # what a previous run left undelivered goes first
-            self._tasks.append(asyncio.create_task(w.run(self.stop_event)))
-        self._inputs = [asyncio.create_task(self.follower.run()), asyncio.create_task(self.scanner.run())]
-        self._tasks.extend(self._inputs)
-        if cfg.tickets.enabled:
-            self.tickets = TicketWatcher(cfg, outbox, metrics, notify)
-            self._tasks.append(asyncio.create_task(self._ticket_loop()))
-        if cfg.metrics_port >= 0:
-            self._metrics_http, _t = start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=self.registry)
-            self.metrics_port = self._metrics_http.server_port
+            relayer = Relayer(cfg, outbox, alert_pb2_grpc.AlertServiceStub(channels[0]), metrics, notify)
+            self.follower = AlertFollower(cfg, outbox, relayer, channels, metrics, self.stop_event)
+            self.scanner = PendingScanner(cfg, relayer, channels, self.stop_event)
+            for w in self.workers.values():
+                await w.rescan()  # what a previous run left undelivered goes first
+                spawn(w.run(self.stop_event))
+            self._inputs = [spawn(self.follower.run()), spawn(self.scanner.run())]
+            if cfg.tickets.enabled:
+                self.tickets = TicketWatcher(cfg, outbox, metrics, notify)
+                spawn(self._ticket_loop())
+            if cfg.metrics_port >= 0:
+                self.metrics_port = stack.enter_context(
+                    metrics_endpoint(cfg.metrics_port, cfg.metrics_host, self.registry)
+                )
+            self._resources = stack.pop_all()
         log.info(
             "bridge %s: following %s; sinks %s; metrics :%s",
             cfg.bridge_id,
@@ -123,18 +133,7 @@ class Bridge:
         for t in self._inputs:  # no new relays; what is in the outbox stays there
             t.cancel()
         await asyncio.gather(*(w.drain(self.config.shutdown_grace_s) for w in self.workers.values()))
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for w in self.workers.values():
-            with contextlib.suppress(Exception):
-                await w.sink.close()
-        for ch in self._channels:
-            await ch.close(None)
-        await asyncio.get_running_loop().run_in_executor(None, self._cluster.shutdown)
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+        await self._resources.aclose()  # tasks, sinks, channels, Cassandra, metrics: reverse order
         log.info("bridge stopped")
 
 

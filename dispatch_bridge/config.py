@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from alpr_common.cassandra import CassandraConfig
 from alpr_common.config import StrictModel, load_config
-from hub.config import CassandraConfig
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 

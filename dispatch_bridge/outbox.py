@@ -11,16 +11,15 @@ stream position being saved just re-finds the marker and enqueues nothing.
 
 from __future__ import annotations
 
-import asyncio
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from cassandra import ConsistencyLevel
-from cassandra.query import BatchStatement, BatchType
+from cassandra.cluster import Session
+from cassandra.query import BatchType
 
-from alpr_common.timestamps import utc
-from hub.storage import await_response, prepare
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Row, insert_cql
+from alpr_common.timestamps import now_utc, utc
 
 
 class SchemaMissing(Exception):
@@ -35,13 +34,14 @@ class PendingEntry:
     attempts: int
 
 
-class Outbox:
+class Outbox(CassandraStore):
     """Cassandra side of the bridge: outbox, outcomes, dead letters, stream position, tickets."""
 
-    def __init__(self, session: Any, keyspace: str, bridge_id: str, write_cl: str, read_cl: str) -> None:
-        self.session = session
+    def __init__(self, *, session: Session, cassandra: CassandraConfig, bridge_id: str) -> None:
+        """Prepares the statements (blocking: build it in an executor from async code)."""
+        super().__init__(session=session, cassandra=cassandra)
         self.bridge_id = bridge_id
-        ks = keyspace
+        ks = self.keyspace
         rows = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,)).all()
         have = {r.table_name for r in rows}
         need = {"bridge_relays", "bridge_outbox", "bridge_deliveries", "bridge_dead_letters", "bridge_positions"}
@@ -50,71 +50,58 @@ class Outbox:
                 f"keyspace {ks} lacks the bridge tables ({', '.join(sorted(need - have))}); start the hub once "
                 "or run `alpr-hub migrate --config HUB.yaml` (migration 005) with the same keyspace"
             )
-        self.wcl = getattr(ConsistencyLevel, write_cl)
-        rcl = getattr(ConsistencyLevel, read_cl)
-        p = self._prep
-        self._marker = p(
-            f"SELECT kind, created_at, payload FROM {ks}.bridge_relays WHERE bridge_id = ? AND relay_key = ?", rcl
+        w, r = self.writer, self.reader
+        mine = "bridge_id = :bridge_id"
+        self._marker = r(
+            f"SELECT kind, created_at, payload FROM {ks}.bridge_relays WHERE {mine} AND relay_key = :relay_key"
         )
-        self._ins_relay = p(
-            f"INSERT INTO {ks}.bridge_relays (bridge_id, relay_key, kind, created_at, sinks, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            self.wcl,
+        self._ins_relay = w(
+            insert_cql(f"{ks}.bridge_relays", ("bridge_id", "relay_key", "kind", "created_at", "sinks", "payload"))
         )
-        self._ins_outbox = p(
-            f"INSERT INTO {ks}.bridge_outbox (bridge_id, sink, relay_key, created_at, attempts) VALUES (?, ?, ?, ?, 0)",
-            self.wcl,
+        self._ins_outbox = w(
+            f"INSERT INTO {ks}.bridge_outbox (bridge_id, sink, relay_key, created_at, attempts) "
+            "VALUES (:bridge_id, :sink, :relay_key, :created_at, 0)"
         )
-        self._pending = p(
-            f"SELECT relay_key, created_at, attempts FROM {ks}.bridge_outbox WHERE bridge_id = ? AND sink = ?", rcl
+        self._pending = r(
+            f"SELECT relay_key, created_at, attempts FROM {ks}.bridge_outbox WHERE {mine} AND sink = :sink"
         )
-        self._attempt = p(
-            f"UPDATE {ks}.bridge_outbox SET attempts = ?, last_error = ? WHERE bridge_id = ? AND sink = ? "
-            "AND relay_key = ? IF EXISTS",
-            self.wcl,
+        self._attempt = w(
+            f"UPDATE {ks}.bridge_outbox SET attempts = :attempts, last_error = :last_error "
+            f"WHERE {mine} AND sink = :sink AND relay_key = :relay_key IF EXISTS"
         )
-        self._del_outbox = p(
-            f"DELETE FROM {ks}.bridge_outbox WHERE bridge_id = ? AND sink = ? AND relay_key = ?", self.wcl
+        self._del_outbox = w(f"DELETE FROM {ks}.bridge_outbox WHERE {mine} AND sink = :sink AND relay_key = :relay_key")
+        self._ins_delivery = w(
+            insert_cql(
+                f"{ks}.bridge_deliveries",
+                ("bridge_id", "relay_key", "sink", "state", "attempts", "last_error", "updated_at"),
+            )
         )
-        self._ins_delivery = p(
-            f"INSERT INTO {ks}.bridge_deliveries (bridge_id, relay_key, sink, state, attempts, last_error, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            self.wcl,
+        self._ins_dead = w(
+            insert_cql(
+                f"{ks}.bridge_dead_letters",
+                ("bridge_id", "day", "failed_at", "sink", "relay_key", "kind", "attempts", "last_error"),
+            )
         )
-        self._ins_dead = p(
-            f"INSERT INTO {ks}.bridge_dead_letters (bridge_id, day, failed_at, sink, relay_key, kind, attempts, "
-            "last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            self.wcl,
+        self._get_pos = r(f"SELECT after_event_id FROM {ks}.bridge_positions WHERE {mine}")
+        self._set_pos = w(insert_cql(f"{ks}.bridge_positions", ("bridge_id", "after_event_id", "updated_at")))
+        self._get_tickets = r(
+            f"SELECT node_id, incident_id, state, opened_at, closed_at, problems FROM {ks}.bridge_tickets WHERE {mine}"
         )
-        self._get_pos = p(f"SELECT after_event_id FROM {ks}.bridge_positions WHERE bridge_id = ?", rcl)
-        self._set_pos = p(
-            f"INSERT INTO {ks}.bridge_positions (bridge_id, after_event_id, updated_at) VALUES (?, ?, ?)", self.wcl
+        self._set_ticket = w(
+            insert_cql(
+                f"{ks}.bridge_tickets",
+                ("bridge_id", "node_id", "incident_id", "state", "opened_at", "closed_at", "problems"),
+            )
         )
-        self._get_tickets = p(
-            f"SELECT node_id, incident_id, state, opened_at, closed_at, problems FROM {ks}.bridge_tickets "
-            "WHERE bridge_id = ?",
-            rcl,
-        )
-        self._set_ticket = p(
-            f"INSERT INTO {ks}.bridge_tickets (bridge_id, node_id, incident_id, state, opened_at, closed_at, problems) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            self.wcl,
-        )
-        self._nodes = p(f"SELECT * FROM {ks}.node_status", rcl)
+        self._nodes = r(f"SELECT * FROM {ks}.node_status")
         self._known: set[str] = set()
         self._payloads: dict[str, tuple[str, bytes]] = {}
-
-    def _prep(self, cql: str, cl: int) -> Any:
-        return prepare(self.session, cql, cl)
-
-    def _run(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
-        return await_response(self.session.execute_async(stmt, values))
 
     async def known(self, key: str) -> bool:
         """Whether ``key`` was ever enqueued by this bridge."""
         if key in self._known:
             return True
-        rows = await self._run(self._marker, (self.bridge_id, key))
+        rows = await self.run(self._marker, {"bridge_id": self.bridge_id, "relay_key": key})
         if rows:
             self._known.add(key)
             return True
@@ -124,12 +111,13 @@ class Outbox:
         """Put ``payload`` in the outbox of every sink, once per key; None when already enqueued."""
         if await self.known(key):
             return None
-        now = datetime.now(UTC)
-        batch = BatchStatement(batch_type=BatchType.LOGGED, consistency_level=self.wcl)
-        batch.add(self._ins_relay, (self.bridge_id, key, kind, now, sinks, payload))
+        now = now_utc()
+        batch = self.batch(BatchType.LOGGED)
+        relay = {"bridge_id": self.bridge_id, "relay_key": key, "created_at": now}
+        batch.add(self._ins_relay.bind({**relay, "kind": kind, "sinks": sinks, "payload": payload}))
         for s in sinks:
-            batch.add(self._ins_outbox, (self.bridge_id, s, key, now))
-        await self._run(batch)
+            batch.add(self._ins_outbox.bind({**relay, "sink": s}))
+        await self.run(batch)
         self._known.add(key)
         self._payloads[key] = (kind, payload)
         return now
@@ -137,45 +125,53 @@ class Outbox:
     async def payload(self, key: str) -> tuple[str, bytes] | None:
         if key in self._payloads:
             return self._payloads[key]
-        rows = await self._run(self._marker, (self.bridge_id, key))
+        rows = await self.run(self._marker, {"bridge_id": self.bridge_id, "relay_key": key})
         if not rows:
             return None
         self._payloads[key] = (rows[0].kind, rows[0].payload)
         return self._payloads[key]
 
     async def pending(self, sink: str) -> list[PendingEntry]:
-        rows = await self._run(self._pending, (self.bridge_id, sink))
+        rows = await self.run(self._pending, {"bridge_id": self.bridge_id, "sink": sink})
         return [PendingEntry(sink, r.relay_key, utc(r.created_at), r.attempts or 0) for r in rows]
 
     async def attempt_failed(self, sink: str, key: str, attempts: int, error: str) -> None:
-        await self._run(self._attempt, (attempts, error[:500], self.bridge_id, sink, key))
+        entry = {"bridge_id": self.bridge_id, "sink": sink, "relay_key": key}
+        await self.run(self._attempt, {**entry, "attempts": attempts, "last_error": error[:500]})
 
     async def delivered(self, sink: str, key: str, attempts: int) -> None:
         """Record the outcome first, then drop the outbox row."""
-        now = datetime.now(UTC)
-        await self._run(self._ins_delivery, (self.bridge_id, key, sink, "DELIVERED", attempts, None, now))
-        await self._run(self._del_outbox, (self.bridge_id, sink, key))
+        now = now_utc()
+        entry = {"bridge_id": self.bridge_id, "sink": sink, "relay_key": key}
+        outcome = {"state": "DELIVERED", "attempts": attempts, "last_error": None, "updated_at": now}
+        await self.run(self._ins_delivery, {**entry, **outcome})
+        await self.run(self._del_outbox, entry)
         self._payloads.pop(key, None)
 
     async def dead(self, sink: str, key: str, kind: str, attempts: int, error: str) -> None:
-        now = datetime.now(UTC)
-        await self._run(self._ins_dead, (self.bridge_id, now.date(), now, sink, key, kind, attempts, error[:500]))
-        await self._run(self._ins_delivery, (self.bridge_id, key, sink, "DEAD", attempts, error[:500], now))
-        await self._run(self._del_outbox, (self.bridge_id, sink, key))
+        now = now_utc()
+        entry = {"bridge_id": self.bridge_id, "sink": sink, "relay_key": key}
+        failure = {"attempts": attempts, "last_error": error[:500]}
+        await self.run(self._ins_dead, {**entry, **failure, "day": now.date(), "failed_at": now, "kind": kind})
+        await self.run(self._ins_delivery, {**entry, **failure, "state": "DEAD", "updated_at": now})
+        await self.run(self._del_outbox, entry)
 
     async def position(self) -> str:
-        rows = await self._run(self._get_pos, (self.bridge_id,))
+        rows = await self.run(self._get_pos, {"bridge_id": self.bridge_id})
         return (rows[0].after_event_id or "") if rows else ""
 
     async def save_position(self, event_id: str) -> None:
-        await self._run(self._set_pos, (self.bridge_id, event_id, datetime.now(UTC)))
+        await self.run(
+            self._set_pos, {"bridge_id": self.bridge_id, "after_event_id": event_id, "updated_at": now_utc()}
+        )
 
-    async def tickets(self) -> dict[str, Any]:
-        return {r.node_id: r for r in await self._run(self._get_tickets, (self.bridge_id,))}
+    async def tickets(self) -> dict[str, Row]:
+        return {r.node_id: r for r in await self.run(self._get_tickets, {"bridge_id": self.bridge_id})}
 
-    async def set_ticket(self, node_id: str, incident_id: Any, state: str, opened: datetime,
+    async def set_ticket(self, node_id: str, incident_id: uuid.UUID, state: str, opened: datetime,
                          closed: datetime | None, problems: list[str]) -> None:  # fmt: skip
-        await self._run(self._set_ticket, (self.bridge_id, node_id, incident_id, state, opened, closed, problems))
+        ticket = {"bridge_id": self.bridge_id, "node_id": node_id, "incident_id": incident_id, "state": state}
+        await self.run(self._set_ticket, {**ticket, "opened_at": opened, "closed_at": closed, "problems": problems})
 
-    async def node_status(self) -> list[Any]:
-        return list(await self._run(self._nodes))
+    async def node_status(self) -> list[Row]:
+        return await self.run(self._nodes)

@@ -19,17 +19,19 @@ import logging
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc
 from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Row, insert_cql
 from alpr_common.timestamps import from_timestamp, to_timestamp, utc
+from hub.audit import AuditLog
 from hub.config import HubConfig
 from hub.metrics import AgencyMetrics
-from hub.storage import await_response, prepare
+from hub.principal import Context
 
 log = logging.getLogger(__name__)
 
@@ -52,95 +54,79 @@ def _scope_name(s: int) -> str:
     return agency_pb2.ShareScope.Name(s).removeprefix("SHARE_SCOPE_").lower()
 
 
-class _Store:
-    """Prepared statements shared by the two servicers."""
+class AgencyStore(CassandraStore):
+    """Agencies, approvals, the share audit, received relays, and the bridge's dead letters."""
 
-    def __init__(self, session: Any, config: HubConfig) -> None:
-        self.session = session
-        ks = config.cassandra.keyspace
-        self.wcl = getattr(ConsistencyLevel, config.cassandra.write_consistency)
-        self.rcl = getattr(ConsistencyLevel, config.cassandra.read_consistency)
-        w, r = self.wcl, self.rcl
-        p = self._prep
-        self.ins_agency = p(f"INSERT INTO {ks}.agencies (agency_id, record, registered_at) VALUES (?, ?, ?)", w)
-        self.ins_agency_new = p(
-            f"INSERT INTO {ks}.agencies (agency_id, record, registered_at) VALUES (?, ?, ?) IF NOT EXISTS", w
+    def __init__(self, *, session: Session, cassandra: CassandraConfig) -> None:
+        super().__init__(session=session, cassandra=cassandra)
+        ks = self.keyspace
+        w, r = self.writer, self.reader
+        agency = ("agency_id", "record", "registered_at")
+        self.ins_agency = w(insert_cql(f"{ks}.agencies", agency))
+        self.ins_agency_new = w(insert_cql(f"{ks}.agencies", agency, if_not_exists=True))
+        self.get_agency = r(f"SELECT record FROM {ks}.agencies WHERE agency_id = :agency_id")
+        self.all_agencies = r(f"SELECT record FROM {ks}.agencies")
+        self.ins_approval = w(
+            insert_cql(f"{ks}.agency_approvals", ("agency_id", "approval_id", "expires_at", "record"))
         )
-        self.ins_agency_new.is_idempotent = False
-        self.get_agency = p(f"SELECT record FROM {ks}.agencies WHERE agency_id = ?", r)
-        self.all_agencies = p(f"SELECT record FROM {ks}.agencies", r)
-        self.ins_approval = p(
-            f"INSERT INTO {ks}.agency_approvals (agency_id, approval_id, expires_at, record) VALUES (?, ?, ?, ?)", w
+        self.approvals = r(f"SELECT record, expires_at FROM {ks}.agency_approvals WHERE agency_id = :agency_id")
+        self.ins_audit = w(
+            insert_cql(f"{ks}.agency_share_audit", ("day", "audit_id", "agency_id", "allowed", "record"))
         )
-        self.approvals = p(f"SELECT record, expires_at FROM {ks}.agency_approvals WHERE agency_id = ?", r)
-        self.ins_audit = p(
-            f"INSERT INTO {ks}.agency_share_audit (day, audit_id, agency_id, allowed, record) VALUES (?, ?, ?, ?, ?)",
-            w,
+        self.audit_day = r(f"SELECT record FROM {ks}.agency_share_audit WHERE day = :day")
+        serial = ConsistencyLevel.LOCAL_SERIAL if cassandra.local_dc else ConsistencyLevel.SERIAL
+        self.ins_shared = w(
+            insert_cql(
+                f"{ks}.shared_alerts_in",
+                ("idempotency_key", "origin_agency_id", "received_at", "record"),
+                if_not_exists=True,
+            ),
+            serial_consistency=serial,
         )
-        self.audit_day = p(f"SELECT record FROM {ks}.agency_share_audit WHERE day = ?", r)
-        self.ins_shared = p(
-            f"INSERT INTO {ks}.shared_alerts_in (idempotency_key, origin_agency_id, received_at, record) "
-            "VALUES (?, ?, ?, ?) IF NOT EXISTS",
-            w,
+        self.ins_shared_day = w(
+            insert_cql(f"{ks}.shared_alerts_by_day", ("day", "received_at", "idempotency_key", "origin_agency_id"))
         )
-        self.ins_shared.is_idempotent = False
-        self.ins_shared.serial_consistency_level = (
-            ConsistencyLevel.LOCAL_SERIAL if config.cassandra.local_dc else ConsistencyLevel.SERIAL
-        )
-        self.ins_shared_day = p(
-            f"INSERT INTO {ks}.shared_alerts_by_day (day, received_at, idempotency_key, origin_agency_id) "
-            "VALUES (?, ?, ?, ?)",
-            w,
-        )
-        self.shared_day = p(f"SELECT idempotency_key, origin_agency_id FROM {ks}.shared_alerts_by_day WHERE day = ?", r)
-        self.get_shared = p(f"SELECT record FROM {ks}.shared_alerts_in WHERE idempotency_key = ?", r)
-        self.dead_day = p(
+        self.shared_day = r(f"SELECT idempotency_key, origin_agency_id FROM {ks}.shared_alerts_by_day WHERE day = :day")
+        self.get_shared = r(f"SELECT record FROM {ks}.shared_alerts_in WHERE idempotency_key = :idempotency_key")
+        self.dead_day = r(
             f"SELECT failed_at, sink, relay_key, kind, attempts, last_error FROM {ks}.bridge_dead_letters "
-            "WHERE bridge_id = ? AND day = ?",
-            r,
+            "WHERE bridge_id = :bridge_id AND day = :day"
         )
-        self.del_dead = p(
-            f"DELETE FROM {ks}.bridge_dead_letters WHERE bridge_id = ? AND day = ? AND failed_at = ? AND sink = ? "
-            "AND relay_key = ?",
-            w,
+        self.del_dead = w(
+            f"DELETE FROM {ks}.bridge_dead_letters WHERE bridge_id = :bridge_id AND day = :day "
+            "AND failed_at = :failed_at AND sink = :sink AND relay_key = :relay_key"
         )
-        self.ins_outbox = p(
+        self.ins_outbox = w(
             f"INSERT INTO {ks}.bridge_outbox (bridge_id, sink, relay_key, created_at, attempts, last_error) "
-            "VALUES (?, ?, ?, ?, 0, ?)",
-            w,
+            "VALUES (:bridge_id, :sink, :relay_key, :created_at, 0, :last_error)"
         )
-        self.del_delivery = p(
-            f"DELETE FROM {ks}.bridge_deliveries WHERE bridge_id = ? AND relay_key = ? AND sink = ?", w
+        self.del_delivery = w(
+            f"DELETE FROM {ks}.bridge_deliveries WHERE bridge_id = :bridge_id AND relay_key = :relay_key "
+            "AND sink = :sink"
         )
-
-    def _prep(self, cql: str, cl: int) -> Any:
-        return prepare(self.session, cql, cl)
-
-    def run(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
-        return await_response(self.session.execute_async(stmt, values))
 
 
 class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
     """Registered agencies, approvals, sharing rules with audit, received relays."""
 
-    def __init__(self, session: Any, config: HubConfig, metrics: AgencyMetrics) -> None:
+    def __init__(self, *, store: AgencyStore, config: HubConfig, metrics: AgencyMetrics, audit: AuditLog) -> None:
         self.config = config
-        self.store = _Store(session, config)
+        self.store = store
         self.metrics = metrics
-        self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
+        self.audit = audit
 
     # --- registry -------------------------------------------------------------------
 
     async def _agency(self, agency_id: str) -> agency_pb2.Agency | None:
-        rows = await self.store.run(self.store.get_agency, (agency_id,))
+        rows = await self.store.run(self.store.get_agency, {"agency_id": agency_id})
         return agency_pb2.Agency.FromString(rows[0].record) if rows else None
 
     async def _approvals(self, agency_id: str, now: datetime) -> list[agency_pb2.AgencyApproval]:
-        rows = await self.store.run(self.store.approvals, (agency_id,))
+        rows = await self.store.run(self.store.approvals, {"agency_id": agency_id})
         return [agency_pb2.AgencyApproval.FromString(r.record) for r in rows if utc(r.expires_at) > now]
 
     async def RegisterAgency(
-        self, request: agency_pb2.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.RegisterAgencyRequest, context: Context
     ) -> agency_pb2.RegisterAgencyResponse:
         a = agency_pb2.Agency()
         a.CopyFrom(request.agency)
@@ -168,22 +154,26 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         del a.approvals[:]
         blob = a.SerializeToString()
         if request.replace:
-            await self.store.run(self.store.ins_agency, (a.agency_id, blob, now))
+            await self.store.run(
+                self.store.ins_agency, {"agency_id": a.agency_id, "record": blob, "registered_at": now}
+            )
         else:
-            rows = await self.store.run(self.store.ins_agency_new, (a.agency_id, blob, now))
+            rows = await self.store.run(
+                self.store.ins_agency_new, {"agency_id": a.agency_id, "record": blob, "registered_at": now}
+            )
             if not rows[0][0]:
                 await context.abort(
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"agency {a.agency_id} is already registered; use replace (--replace) to update it",
                 )
         log.info("agency %s (%s, %s) registered by %s", a.agency_id, a.name, a.state, a.registered_by)
-        if self.audit is not None:  # issue 7: configuration changes are audited
-            details = {"agency_id": a.agency_id, "state": a.state}
-            await self.audit.record_call("agency.register", a.registered_by, details=details)
+        # Configuration changes are audited (policy 3.2).
+        details = {"agency_id": a.agency_id, "state": a.state}
+        await self.audit.record_call("agency.register", a.registered_by, details=details)
         return agency_pb2.RegisterAgencyResponse(agency=a)
 
     async def ListAgencies(
-        self, request: agency_pb2.ListAgenciesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ListAgenciesRequest, context: Context
     ) -> agency_pb2.ListAgenciesResponse:
         now = datetime.now(UTC)
         rows = await self.store.run(self.store.all_agencies)
@@ -194,7 +184,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.ListAgenciesResponse(agencies=out)
 
     async def ApproveAgency(
-        self, request: agency_pb2.ApproveAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ApproveAgencyRequest, context: Context
     ) -> agency_pb2.ApproveAgencyResponse:
         now = datetime.now(UTC)
         agency_id = request.agency_id.strip().lower()
@@ -244,11 +234,13 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             note=request.note.strip(),
         )
         await self.store.run(
-            self.store.ins_approval, (agency_id, aid, from_timestamp(request.expires_time), ap.SerializeToString())
-        )
-        if self.audit is not None:  # issue 7: configuration changes are audited
-            details = {"agency_id": agency_id, "approval_id": ap.approval_id}
-            await self.audit.record_call("agency.approve", ap.approver_id, details=details)
+            self.store.ins_approval,
+            {"agency_id": agency_id, "approval_id": aid, "expires_at": from_timestamp(request.expires_time),
+             "record": ap.SerializeToString()},
+        )  # fmt: skip
+        # Configuration changes are audited (policy 3.2).
+        details = {"agency_id": agency_id, "approval_id": ap.approval_id}
+        await self.audit.record_call("agency.approve", ap.approver_id, details=details)
         return agency_pb2.ApproveAgencyResponse(approval=ap)
 
     # --- sharing rules ------------------------------------------------------------------
@@ -269,16 +261,20 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             detail=detail,
             approval_id=approval_id,
         )
-        await self.store.run(self.store.ins_audit, (now.date(), aid, req.agency_id, allowed, e.SerializeToString()))
+        await self.store.run(
+            self.store.ins_audit,
+            {"day": now.date(), "audit_id": aid, "agency_id": req.agency_id, "allowed": allowed,
+             "record": e.SerializeToString()},
+        )  # fmt: skip
         self.metrics.share_decisions.labels("allowed" if allowed else "refused").inc()
-        if self.audit is not None:  # issue 7: every share decision is in the hash-chained audit log
-            details = {"agency_id": req.agency_id, "scope": req.scope, "subject": req.subject, "detail": detail}
-            outcome = "allowed" if allowed else "refused"
-            await self.audit.record_call("share.authorize", req.requested_by, details=details, outcome=outcome)
+        # Every share decision is in the hash-chained audit log (policy 3.2, 3.5).
+        details = {"agency_id": req.agency_id, "scope": req.scope, "subject": req.subject, "detail": detail}
+        outcome = "allowed" if allowed else "refused"
+        await self.audit.record_call("share.authorize", req.requested_by, details=details, outcome=outcome)
         return str(aid)
 
     async def AuthorizeShare(
-        self, request: agency_pb2.AuthorizeShareRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.AuthorizeShareRequest, context: Context
     ) -> agency_pb2.AuthorizeShareResponse:
         if not request.agency_id.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "agency_id is required")
@@ -316,7 +312,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         fit = [a for a in approvals if request.scope in a.scopes]
         if not fit:
             expired_hint = ""
-            rows = await self.store.run(self.store.approvals, (agency.agency_id,))
+            rows = await self.store.run(self.store.approvals, {"agency_id": agency.agency_id})
             if rows and not approvals:
                 expired_hint = " (its earlier approval has expired)"
             elif approvals:
@@ -338,7 +334,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         return agency_pb2.AuthorizeShareResponse(agency=agency, approval_id=best.approval_id, audit_id=audit)
 
     async def ListShareAudit(
-        self, request: agency_pb2.ListShareAuditRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ListShareAuditRequest, context: Context
     ) -> agency_pb2.ListShareAuditResponse:
         hours = request.hours or 24
         if not 1 <= hours <= 1440:
@@ -347,7 +343,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         since = now - timedelta(hours=hours)
         out: list[agency_pb2.ShareAuditEntry] = []
         for day in _days(now, hours):
-            for r in await self.store.run(self.store.audit_day, (day,)):
+            for r in await self.store.run(self.store.audit_day, {"day": day}):
                 e = agency_pb2.ShareAuditEntry.FromString(r.record)
                 if from_timestamp(e.time) < since or (request.agency_id and e.agency_id != request.agency_id):
                     continue
@@ -357,7 +353,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
     # --- receiving side -----------------------------------------------------------------
 
     async def ReceiveSharedAlert(
-        self, request: agency_pb2.ReceiveSharedAlertRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ReceiveSharedAlertRequest, context: Context
     ) -> agency_pb2.ReceiveSharedAlertResponse:
         r = request.relay
         problem = None
@@ -382,21 +378,27 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
                 break
         shared = agency_pb2.SharedAlert(relay=r, received_time=to_timestamp(now), peer_identity=peer)
         rows = await self.store.run(
-            self.store.ins_shared, (r.idempotency_key, r.origin_agency_id, now, shared.SerializeToString())
-        )
+            self.store.ins_shared,
+            {"idempotency_key": r.idempotency_key, "origin_agency_id": r.origin_agency_id, "received_at": now,
+             "record": shared.SerializeToString()},
+        )  # fmt: skip
         if not rows[0][0]:
             self.metrics.shared_received.labels("duplicate").inc()
             prev = agency_pb2.SharedAlert.FromString(rows[0].record) if getattr(rows[0], "record", None) else None
             return agency_pb2.ReceiveSharedAlertResponse(
                 duplicate=True, received_time=prev.received_time if prev else to_timestamp(now)
             )
-        await self.store.run(self.store.ins_shared_day, (now.date(), now, r.idempotency_key, r.origin_agency_id))
+        await self.store.run(
+            self.store.ins_shared_day,
+            {"day": now.date(), "received_at": now, "idempotency_key": r.idempotency_key,
+             "origin_agency_id": r.origin_agency_id},
+        )  # fmt: skip
         self.metrics.shared_received.labels("stored").inc()
         log.info("shared alert %s from %s stored (plate %s)", r.idempotency_key, r.origin_agency_id, r.plate)
         return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=to_timestamp(now))
 
     async def ListSharedAlerts(
-        self, request: agency_pb2.ListSharedAlertsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ListSharedAlertsRequest, context: Context
     ) -> agency_pb2.ListSharedAlertsResponse:
         hours = request.hours or 24
         if not 1 <= hours <= 1440:
@@ -404,11 +406,11 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         now = datetime.now(UTC)
         keys: list[str] = []
         for day in _days(now, hours):
-            for r in await self.store.run(self.store.shared_day, (day,)):
+            for r in await self.store.run(self.store.shared_day, {"day": day}):
                 if request.origin_agency_id and r.origin_agency_id != request.origin_agency_id:
                     continue
                 keys.append(r.idempotency_key)
-        rows = await asyncio.gather(*(self.store.run(self.store.get_shared, (k,)) for k in keys))
+        rows = await asyncio.gather(*(self.store.run(self.store.get_shared, {"idempotency_key": k}) for k in keys))
         since = now - timedelta(hours=hours)
         out = [agency_pb2.SharedAlert.FromString(r[0].record) for r in rows if r]
         out = [s for s in out if from_timestamp(s.received_time) >= since]
@@ -418,28 +420,27 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
 class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
     """Dead letters of the dispatch bridge (its tables live in this hub's keyspace)."""
 
-    def __init__(self, session: Any, config: HubConfig) -> None:
-        self.config = config
-        self.store = _Store(session, config)
+    def __init__(self, *, store: AgencyStore) -> None:
+        self.store = store
 
-    async def _dead(self, bridge_id: str, hours: int) -> list[tuple[date, Any]]:
+    async def _dead(self, bridge_id: str, hours: int) -> list[tuple[date, Row]]:
         now = datetime.now(UTC)
         since = now - timedelta(hours=hours)
         out = []
         for day in _days(now, hours):
-            for r in await self.store.run(self.store.dead_day, (bridge_id, day)):
+            for r in await self.store.run(self.store.dead_day, {"bridge_id": bridge_id, "day": day}):
                 if utc(r.failed_at) >= since:
                     out.append((day, r))
         return out
 
-    async def _hours(self, hours: int, context: grpc.aio.ServicerContext[Any, Any]) -> int:
+    async def _hours(self, hours: int, context: Context) -> int:
         hours = hours or 24
         if not 1 <= hours <= 1440:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440")
         return hours
 
     async def ListDeadLetters(
-        self, request: agency_pb2.ListDeadLettersRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.ListDeadLettersRequest, context: Context
     ) -> agency_pb2.ListDeadLettersResponse:
         hours = await self._hours(request.hours, context)
         bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
@@ -458,7 +459,7 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
         return agency_pb2.ListDeadLettersResponse(dead_letters=out)
 
     async def RetryDeadLetters(
-        self, request: agency_pb2.RetryDeadLettersRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: agency_pb2.RetryDeadLettersRequest, context: Context
     ) -> agency_pb2.RetryDeadLettersResponse:
         hours = await self._hours(request.hours, context)
         bridge_id = request.bridge_id or DEFAULT_BRIDGE_ID
@@ -471,9 +472,12 @@ class BridgeAdminServicer(agency_pb2_grpc.BridgeAdminServiceServicer):
             if request.sink and r.sink != request.sink:
                 continue
             # Back in the outbox first, then forget the outcome and the dead letter.
-            await self.store.run(self.store.ins_outbox, (bridge_id, r.sink, r.relay_key, now, "requeued by operator"))
-            await self.store.run(self.store.del_delivery, (bridge_id, r.relay_key, r.sink))
-            await self.store.run(self.store.del_dead, (bridge_id, day, r.failed_at, r.sink, r.relay_key))
+            entry = {"bridge_id": bridge_id, "sink": r.sink, "relay_key": r.relay_key}
+            await self.store.run(
+                self.store.ins_outbox, {**entry, "created_at": now, "last_error": "requeued by operator"}
+            )
+            await self.store.run(self.store.del_delivery, entry)
+            await self.store.run(self.store.del_dead, {**entry, "day": day, "failed_at": r.failed_at})
             n += 1
         if keys and n == 0:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no dead letter with those keys in the last {hours} h")

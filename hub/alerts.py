@@ -22,24 +22,24 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
-from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
 from cassandra.util import min_uuid_from_time, uuid_from_time
 
+from alpr_common.cassandra import CassandraStore, Row, insert_cql
 from alpr_common.hotlist_model import category_value, entry_to_proto
 from alpr_common.matching import Match
 from alpr_common.timestamps import from_timestamp, to_timestamp, utc
+from hub.audit import AuditLog
 from hub.config import HubConfig
-from hub.hotlists import HotListMirror
+from hub.hotlists.mirror import HotListMirror
 from hub.metrics import HotListMetrics
-from hub.storage import await_response, prepare
+from hub.principal import Context
 from hub.validation import ValidRead
 
 log = logging.getLogger(__name__)
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 ALERT_NS = uuid.UUID("5d7f0c8e-6a51-4d3e-9d37-0c5b1f3a9e21")
 PENDING, ACCEPTED, REJECTED = "PENDING", "ACCEPTED", "REJECTED"
@@ -123,57 +123,40 @@ def passes(f: alert_pb2.AlertFilter, a: alert_pb2.Alert) -> bool:
     return True
 
 
-class AlertStore:
+class AlertStore(CassandraStore):
     """Cassandra side of alerts."""
 
-    def __init__(self, session: Any, config: HubConfig) -> None:
-        self.session = session
-        self.config = config
-        ks = config.cassandra.keyspace
-        wcl = getattr(ConsistencyLevel, config.cassandra.write_consistency)
-        rcl = getattr(ConsistencyLevel, config.cassandra.read_consistency)
-        p = self._prep
-        self._ins_alert = p(
-            f"INSERT INTO {ks}.alerts_by_id (alert_id, read_id, created_at, capture_time, summary, plate_crop_jpeg, "
-            "frame_jpeg) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-            wcl,
+    def __init__(self, *, session: Session, config: HubConfig) -> None:
+        super().__init__(session=session, cassandra=config.cassandra)
+        ks = self.keyspace
+        w, r = self.writer, self.reader
+        self._ins_alert = w(
+            insert_cql(
+                f"{ks}.alerts_by_id",
+                ("alert_id", "read_id", "created_at", "capture_time", "summary", "plate_crop_jpeg", "frame_jpeg"),
+                ttl=True,
+            )
         )
-        self._ins_day = p(
-            f"INSERT INTO {ks}.alerts_by_day (day, created_at, alert_id, summary) VALUES (?, ?, ?, ?) USING TTL ?", wcl
+        self._ins_day = w(insert_cql(f"{ks}.alerts_by_day", ("day", "created_at", "alert_id", "summary"), ttl=True))
+        self._ins_feed = w(insert_cql(f"{ks}.alert_feed", ("bucket", "event_id", "kind", "alert_id", "alert")))
+        self._feed_since = r(
+            f"SELECT event_id, kind, alert_id, alert FROM {ks}.alert_feed WHERE bucket = :bucket AND event_id > :after"
         )
-        self._ins_feed = p(
-            f"INSERT INTO {ks}.alert_feed (bucket, event_id, kind, alert_id, alert) VALUES (?, ?, ?, ?, ?)", wcl
+        self._get = r(f"SELECT * FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
+        self._created = r(f"SELECT created_at FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
+        self._status = r(f"SELECT alert_id, status, disposition FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
+        self._day = r(f"SELECT created_at, alert_id, summary FROM {ks}.alerts_by_day WHERE day = :day LIMIT :max_rows")
+        decision = (
+            "SET status = :status, disposition = :disposition, decided_at = :decided_at WHERE alert_id = :alert_id"
         )
-        self._feed_since = p(
-            f"SELECT event_id, kind, alert_id, alert FROM {ks}.alert_feed WHERE bucket = ? AND event_id > ?", rcl
+        self._decide = w(f"UPDATE {ks}.alerts_by_id USING TTL :ttl {decision} IF status = null")
+        self._amend = w(f"UPDATE {ks}.alerts_by_id USING TTL :ttl {decision} IF status IN ('ACCEPTED', 'REJECTED')")
+        self._ins_history = w(
+            insert_cql(
+                f"{ks}.alert_dispositions", ("alert_id", "decided_at", "seq", "status", "officer_id", "disposition")
+            )
         )
-        self._get = p(f"SELECT * FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
-        self._created = p(f"SELECT created_at FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
-        self._status = p(f"SELECT alert_id, status, disposition FROM {ks}.alerts_by_id WHERE alert_id = ?", rcl)
-        self._day = p(f"SELECT created_at, alert_id, summary FROM {ks}.alerts_by_day WHERE day = ? LIMIT ?", rcl)
-        self._decide = p(
-            f"UPDATE {ks}.alerts_by_id USING TTL ? SET status = ?, disposition = ?, decided_at = ? "
-            "WHERE alert_id = ? IF status = null",
-            wcl,
-        )
-        self._amend = p(
-            f"UPDATE {ks}.alerts_by_id USING TTL ? SET status = ?, disposition = ?, decided_at = ? "
-            "WHERE alert_id = ? IF status IN ('ACCEPTED', 'REJECTED')",
-            wcl,
-        )
-        self._decide.is_idempotent = self._amend.is_idempotent = False
-        self._ins_history = p(
-            f"INSERT INTO {ks}.alert_dispositions (alert_id, decided_at, seq, status, officer_id, disposition) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            wcl,
-        )
-        self._history = p(f"SELECT disposition FROM {ks}.alert_dispositions WHERE alert_id = ?", rcl)
-
-    def _prep(self, cql: str, cl: int) -> Any:
-        return prepare(self.session, cql, cl)
-
-    def _exec(self, stmt: Any, values: Any = ()) -> asyncio.Future[Any]:
-        return await_response(self.session.execute_async(stmt, values))
+        self._history = r(f"SELECT disposition FROM {ks}.alert_dispositions WHERE alert_id = :alert_id")
 
     async def append_feed(self, kind: str, alert: alert_pb2.Alert, at: float | None = None) -> None:
         """Append an event; ``at`` fixes its time (and, with the alert id, its event id)."""
@@ -186,70 +169,58 @@ class AlertStore:
             # Deterministic: a resent read re-writes the same CREATED event instead of a second one.
             event_id = uuid_from_time(t, node=int.from_bytes(aid.bytes[:6], "big"),
                                       clock_seq=int.from_bytes(aid.bytes[6:8], "big") & 0x3FFF)  # fmt: skip
-        await self._exec(self._ins_feed, (feed_bucket(t), event_id, kind, aid, alert.SerializeToString()))
+        feed = {"bucket": feed_bucket(t), "event_id": event_id, "kind": kind, "alert_id": aid}
+        await self.run(self._ins_feed, {**feed, "alert": alert.SerializeToString()})
 
     async def created_at(self, alert_id: uuid.UUID) -> datetime | None:
-        rows = await self._exec(self._created, (alert_id,))
-        return utc(rows[0].created_at) if rows and rows[0].created_at else None
+        row = await self.one(self._created, {"alert_id": alert_id})
+        return utc(row.created_at) if row is not None and row.created_at else None
 
     async def create(self, alert: alert_pb2.Alert, crop: bytes, frame: bytes, ttl: int) -> None:
         """Store a new alert (idempotent for the same alert and creation time) and announce it."""
         aid = uuid.UUID(alert.alert_id)
         created = from_timestamp(alert.created_time)
         blob = alert.SerializeToString()
-        await asyncio.gather(
-            self._exec(
-                self._ins_alert,
-                (
-                    aid,
-                    uuid.UUID(alert.read_id),
-                    created,
-                    from_timestamp(alert.capture_time),
-                    blob,
-                    crop,
-                    frame or None,
-                    ttl,
-                ),
-            ),
-            self._exec(self._ins_day, (created.date(), created, aid, blob, ttl)),
-        )
+        row = {
+            "alert_id": aid, "read_id": uuid.UUID(alert.read_id), "created_at": created,
+            "capture_time": from_timestamp(alert.capture_time), "summary": blob, "plate_crop_jpeg": crop,
+            "frame_jpeg": frame or None, "ttl": ttl,
+        }  # fmt: skip
+        day = {"day": created.date(), "created_at": created, "alert_id": aid, "summary": blob, "ttl": ttl}
+        await asyncio.gather(self.run(self._ins_alert, row), self.run(self._ins_day, day))
         await self.append_feed(CREATED, alert, at=created.timestamp())
 
-    async def feed_since(self, bucket: int, after: uuid.UUID) -> list[Any]:
-        return list(await self._exec(self._feed_since, (bucket, after)))
+    async def feed_since(self, bucket: int, after: uuid.UUID) -> list[Row]:
+        return await self.run(self._feed_since, {"bucket": bucket, "after": after})
 
-    async def get(self, alert_id: uuid.UUID) -> Any:
-        rows = await self._exec(self._get, (alert_id,))
-        return rows[0] if rows else None
+    async def get(self, alert_id: uuid.UUID) -> Row | None:
+        return await self.one(self._get, {"alert_id": alert_id})
 
     async def history(self, alert_id: uuid.UUID) -> list[alert_pb2.Disposition]:
-        rows = await self._exec(self._history, (alert_id,))
+        rows = await self.run(self._history, {"alert_id": alert_id})
         return [alert_pb2.Disposition.FromString(r.disposition) for r in rows]
 
-    async def decide(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Any]:
+    async def decide(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Row]:
         """LWT on the status; returns (applied, current row values when not applied)."""
         status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_")
         decided = from_timestamp(d.decided_time)
-        rows = await self._exec(
-            self._amend if amend else self._decide, (ttl, status, d.SerializeToString(), decided, alert_id)
-        )
+        blob = d.SerializeToString()
+        change = {"ttl": ttl, "status": status, "disposition": blob, "decided_at": decided, "alert_id": alert_id}
+        rows = await self.run(self._amend if amend else self._decide, change)
         applied = bool(rows[0][0])
         if applied:
-            await self._exec(
-                self._ins_history,
-                (alert_id, decided, uuid_from_time(decided), status, d.officer_id, d.SerializeToString()),
-            )
+            history = {"alert_id": alert_id, "decided_at": decided, "seq": uuid_from_time(decided), "status": status}
+            await self.run(self._ins_history, {**history, "officer_id": d.officer_id, "disposition": blob})
         return applied, rows[0]
 
-    async def list_day(self, day: date, limit: int) -> list[Any]:
-        return list(await self._exec(self._day, (day, limit)))
+    async def list_day(self, day: date, limit: int) -> list[Row]:
+        return await self.run(self._day, {"day": day, "max_rows": limit})
 
-    async def status_of(self, alert_id: uuid.UUID) -> Any:
-        rows = await self._exec(self._status, (alert_id,))
-        return rows[0] if rows else None
+    async def status_of(self, alert_id: uuid.UUID) -> Row | None:
+        return await self.one(self._status, {"alert_id": alert_id})
 
 
-def alert_from_row(row: Any, unattended_after_s: float, now: datetime) -> alert_pb2.Alert:
+def alert_from_row(row: Row, unattended_after_s: float, now: datetime) -> alert_pb2.Alert:
     """The full alert (summary + status + latest disposition) of an alerts_by_id row."""
     a = alert_pb2.Alert.FromString(row.summary)
     apply_status(a, row.status, row.disposition, unattended_after_s, now)
@@ -270,7 +241,7 @@ def apply_status(
 class AlertFeedTailer:
     """Tails ``alert_feed`` and hands new events to this hub's Watch streams."""
 
-    def __init__(self, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+    def __init__(self, *, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
@@ -302,7 +273,7 @@ class AlertFeedTailer:
                 log.warning("alert feed poll failed: %r", exc)
             await asyncio.sleep(cfg.feed_poll_interval_s)
 
-    async def read_range(self, start: float, after: uuid.UUID | None = None) -> list[Any]:
+    async def read_range(self, start: float, after: uuid.UUID | None = None) -> list[Row]:
         """Feed events from time ``start`` (or after event ``after``) to now, oldest first."""
         now = time.time()
         lower = after or min_uuid_from_time(start)
@@ -341,7 +312,7 @@ class AlertFeedTailer:
                 w.queue.put_nowait(None)
 
 
-def to_event(row: Any, unattended_s: float) -> alert_pb2.WatchResponse:
+def to_event(row: Row, unattended_s: float) -> alert_pb2.WatchResponse:
     a = alert_pb2.Alert.FromString(row.alert)
     a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
         (datetime.now(UTC) - from_timestamp(a.created_time)).total_seconds() > unattended_s
@@ -354,7 +325,7 @@ def to_event(row: Any, unattended_s: float) -> alert_pb2.WatchResponse:
 class Alerter:
     """The ingest hook: match a stored read, store its alert."""
 
-    def __init__(self, mirror: HotListMirror, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+    def __init__(self, *, mirror: HotListMirror, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
         self.mirror = mirror
         self.store = store
         self.config = config
@@ -376,13 +347,21 @@ class Alerter:
 
 
 class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
-    def __init__(self, store: AlertStore, tailer: AlertFeedTailer, config: HubConfig, metrics: HotListMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        store: AlertStore,
+        tailer: AlertFeedTailer,
+        config: HubConfig,
+        metrics: HotListMetrics,
+        audit: AuditLog,
+    ) -> None:
         self.store = store
         self.tailer = tailer
         self.config = config
         self.metrics = metrics
+        self.audit = audit
         self._scan_task: asyncio.Task[None] | None = None
-        self.audit: Any = None  # issue 7: hub/audit.py AuditLog, set by create_server
 
     def start(self) -> None:
         self._scan_task = asyncio.create_task(self._scan_loop())
@@ -423,7 +402,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             day -= timedelta(days=1)
         return out
 
-    async def _valid_filter(self, f: alert_pb2.AlertFilter, context: Ctx) -> None:
+    async def _valid_filter(self, f: alert_pb2.AlertFilter, context: Context) -> None:
         if f.HasField("area"):
             b = f.area
             if not (
@@ -438,7 +417,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             if c not in hotlist_pb2.HotListCategory.values() or c == 0:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter.categories: unknown category {c}")
 
-    async def Watch(self, request: alert_pb2.WatchRequest, context: Ctx) -> AsyncIterator[alert_pb2.WatchResponse]:
+    async def Watch(self, request: alert_pb2.WatchRequest, context: Context) -> AsyncIterator[alert_pb2.WatchResponse]:
         await self._valid_filter(request.filter, context)
         after: uuid.UUID | None = None
         if request.after_event_id:
@@ -491,7 +470,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             self.tailer.watchers.discard(w)
             self.metrics.watchers.dec()
 
-    async def ListAlerts(self, request: alert_pb2.ListAlertsRequest, context: Ctx) -> alert_pb2.ListAlertsResponse:
+    async def ListAlerts(self, request: alert_pb2.ListAlertsRequest, context: Context) -> alert_pb2.ListAlertsResponse:
         await self._valid_filter(request.filter, context)
         hours = request.hours or 24
         limit = request.limit or 100
@@ -512,14 +491,14 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
                 break
         return alert_pb2.ListAlertsResponse(alerts=out)
 
-    async def _parse_id(self, raw: str, context: Ctx) -> uuid.UUID:
+    async def _parse_id(self, raw: str, context: Context) -> uuid.UUID:
         try:
             return uuid.UUID(raw)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"alert_id {raw!r} is not a UUID")
             raise
 
-    async def GetAlert(self, request: alert_pb2.GetAlertRequest, context: Ctx) -> alert_pb2.GetAlertResponse:
+    async def GetAlert(self, request: alert_pb2.GetAlertRequest, context: Context) -> alert_pb2.GetAlertResponse:
         aid = await self._parse_id(request.alert_id, context)
         row, history = await asyncio.gather(self.store.get(aid), self.store.history(aid))
         if row is None:
@@ -533,7 +512,9 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             history=history,
         )
 
-    async def DecideAlert(self, request: alert_pb2.DecideAlertRequest, context: Ctx) -> alert_pb2.DecideAlertResponse:
+    async def DecideAlert(
+        self, request: alert_pb2.DecideAlertRequest, context: Context
+    ) -> alert_pb2.DecideAlertResponse:
         aid = await self._parse_id(request.alert_id, context)
         bad = _decision_problem(request)
         if bad:
@@ -582,10 +563,10 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             await self.store.append_feed(STATUS_CHANGED, a)
         except Exception as exc:  # the decision is stored; watchers see it on the next change
             log.warning("alert feed append for %s failed: %r", request.alert_id, exc)
-        if self.audit is not None:  # issue 7: every disposition is audited
-            status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_").lower()
-            details = {"alert_id": request.alert_id, "status": status, "amend": request.amend}
-            await self.audit.record_call("alert.decide", fallback_actor=d.officer_id, details=details)
+        # Every disposition is audited (policy 3.2, 4.3).
+        status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_").lower()
+        details = {"alert_id": request.alert_id, "status": status, "amend": request.amend}
+        await self.audit.record_call("alert.decide", fallback_actor=d.officer_id, details=details)
         return alert_pb2.DecideAlertResponse(alert=a)
 
 

@@ -16,29 +16,30 @@ Other services record through :meth:`AuditLog.record` (async)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from alpr.v1 import audit_pb2, audit_pb2_grpc
 from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
 
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Row, insert_cql
 from alpr_common.timestamps import epoch_ms, now_utc, to_timestamp, truncate_to_ms, utc
-from hub.storage import await_response
+from hub.principal import Context, principal_from
 
 log = logging.getLogger(__name__)
 
 BUCKET_SIZE = 100_000
+AUDIT_LOG_COLUMNS = (
+    "chain", "bucket", "seq", "time", "actor", "role", "action", "purpose", "case_number", "details_json",
+    "result_count", "outcome", "prev_hash", "entry_hash",
+)  # fmt: skip
 _MAX_CLAIM_TRIES = 50
-
-
-def _first(rows: Any) -> Any:
-    """The first row of an awaited result (a list of rows), or None."""
-    rows = list(rows)
-    return rows[0] if rows else None
 
 
 @dataclass
@@ -58,6 +59,10 @@ class AuditRecord:
     outcome: str = "ok"
     prev_hash: str = ""
     entry_hash: str = ""
+
+    def columns(self) -> dict[str, object]:
+        """The entry's ``audit_log`` columns, by name (without the bucket)."""
+        return dataclasses.asdict(self)
 
     def compute_hash(self) -> str:
         """SHA-256 (hex) over every field except entry_hash, as canonical JSON."""
@@ -96,7 +101,7 @@ class AuditRecord:
         )
 
 
-def _row_record(r: Any) -> AuditRecord:
+def _row_record(r: Row) -> AuditRecord:
     t = utc(r.time)
     return AuditRecord(
         chain=r.chain,
@@ -126,57 +131,54 @@ class ChainReport:
         return not self.problems
 
 
-class AuditLog:
+class AuditLog(CassandraStore):
     """Appends to this hub's chain; lists and verifies all chains. One per hub process."""
 
-    def __init__(self, session: Any, keyspace: str, chain: str, write_cl: Any = ConsistencyLevel.LOCAL_QUORUM) -> None:
-        self.session = session
+    def __init__(self, *, session: Session, cassandra: CassandraConfig, chain: str) -> None:
+        super().__init__(session=session, cassandra=cassandra)
         self.chain = chain
-        ks = keyspace
+        ks = self.keyspace
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None  # (seq, hash) of this chain's last entry
-        self._ins = session.prepare(
-            f"INSERT INTO {ks}.audit_log (chain, bucket, seq, time, actor, role, action, purpose, case_number, "
-            "details_json, result_count, outcome, prev_hash, entry_hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        self._ins = self.writer(
+            insert_cql(f"{ks}.audit_log", AUDIT_LOG_COLUMNS, if_not_exists=True),
+            serial_consistency=ConsistencyLevel.LOCAL_SERIAL,
         )
-        self._ins.consistency_level = write_cl
-        self._ins.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
         # A plain write (no second LWT per entry): with one chain per hub the writes are
         # serialized by the lock; were a chain shared, a lagging head only weakens the
         # truncation check, it never reports a false problem.
-        self._head_upd = session.prepare(f"UPDATE {ks}.audit_chains SET head_seq = ?, head_hash = ? WHERE chain = ?")
-        self._head_upd.consistency_level = write_cl
-        self._chain_ins = session.prepare(
-            f"INSERT INTO {ks}.audit_chains (chain, head_seq, head_hash, created_time) VALUES (?, 0, '', ?) "
-            "IF NOT EXISTS"
+        self._head_upd = self.writer(
+            f"UPDATE {ks}.audit_chains SET head_seq = :head_seq, head_hash = :head_hash WHERE chain = :chain"
         )
-        self._chain_ins.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        self._chains = session.prepare(f"SELECT chain, head_seq, head_hash FROM {ks}.audit_chains")
-        self._chain_head = session.prepare(f"SELECT head_seq, head_hash FROM {ks}.audit_chains WHERE chain = ?")
-        self._chain_head.consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        self._last = session.prepare(
-            f"SELECT seq, entry_hash FROM {ks}.audit_log WHERE chain = ? AND bucket = ? ORDER BY seq DESC LIMIT 1"
+        self._chain_ins = self.writer(
+            f"INSERT INTO {ks}.audit_chains (chain, head_seq, head_hash, created_time) "
+            "VALUES (:chain, 0, '', :created_time) IF NOT EXISTS",
+            serial_consistency=ConsistencyLevel.LOCAL_SERIAL,
         )
-        self._last.consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        self._page = session.prepare(
-            f"SELECT * FROM {ks}.audit_log WHERE chain = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?"
+        self._chains = self.reader(f"SELECT chain, head_seq, head_hash FROM {ks}.audit_chains")
+        serial = ConsistencyLevel.LOCAL_SERIAL
+        self._chain_head = self.reader(
+            f"SELECT head_seq, head_hash FROM {ks}.audit_chains WHERE chain = :chain", consistency=serial
         )
-        self._one = session.prepare(f"SELECT * FROM {ks}.audit_log WHERE chain = ? AND bucket = ? AND seq = ?")
-        self.ks = ks
-
-    async def _exec(self, stmt: Any, params: Any = None) -> Any:
-        return await await_response(self.session.execute_async(stmt, params))
+        self._last = self.reader(
+            f"SELECT seq, entry_hash FROM {ks}.audit_log WHERE chain = :chain AND bucket = :bucket "
+            "ORDER BY seq DESC LIMIT 1",
+            consistency=serial,
+        )
+        self._page = self.reader(
+            f"SELECT * FROM {ks}.audit_log WHERE chain = :chain AND bucket = :bucket AND seq > :after "
+            "ORDER BY seq ASC LIMIT :max_rows"
+        )
 
     async def _load_head(self) -> tuple[int, str]:
         """The chain's last entry, read at SERIAL consistency (sees every claimed seq)."""
-        await self._exec(self._chain_ins, (self.chain, datetime.now(UTC)))
-        row = _first(await self._exec(self._chain_head, (self.chain,)))
+        await self.run(self._chain_ins, {"chain": self.chain, "created_time": now_utc()})
+        row = await self.one(self._chain_head, {"chain": self.chain})
         seq, h = (row.head_seq or 0, row.head_hash or "") if row else (0, "")
         # The head row is updated after the entry: walk forward past entries written since.
         bucket = seq // BUCKET_SIZE
         while True:
-            last = _first(await self._exec(self._last, (self.chain, bucket)))
+            last = await self.one(self._last, {"chain": self.chain, "bucket": bucket})
             if last is not None and last.seq > seq:
                 seq, h = last.seq, last.entry_hash
             if (seq + 1) // BUCKET_SIZE > bucket:
@@ -218,17 +220,12 @@ class AuditLog:
                     prev_hash=prev,
                 )
                 rec.entry_hash = rec.compute_hash()
-                res = await self._exec(
-                    self._ins,
-                    (
-                        rec.chain, rec.seq // BUCKET_SIZE, rec.seq, rec.time, rec.actor, rec.role, rec.action,
-                        rec.purpose, rec.case_number, rec.details_json, rec.result_count, rec.outcome,
-                        rec.prev_hash, rec.entry_hash,
-                    ),
-                )  # fmt: skip
-                if _first(res).applied:
+                res = await self.run(self._ins, {**rec.columns(), "bucket": rec.seq // BUCKET_SIZE})
+                if res and res[0].applied:
                     self._head = (rec.seq, rec.entry_hash)
-                    await self._exec(self._head_upd, (rec.seq, rec.entry_hash, rec.chain))
+                    await self.run(
+                        self._head_upd, {"head_seq": rec.seq, "head_hash": rec.entry_hash, "chain": rec.chain}
+                    )
                     return rec
                 self._head = None  # another process took this seq: reload and retry
             raise RuntimeError(f"audit chain {self.chain}: could not claim a sequence number")
@@ -239,8 +236,6 @@ class AuditLog:
         The actor is the authenticated principal, or ``fallback_actor`` when auth is off.
         Never raises: an audit outage is logged, the caller's action stands.
         """
-        from hub.auth import principal_from
-
         p = principal_from()
         actor = p.actor if p else (fallback_actor or "anonymous")
         if p and fallback_actor and fallback_actor != p.actor:
@@ -252,7 +247,7 @@ class AuditLog:
             return None
 
     async def chains(self) -> list[tuple[str, int, str]]:
-        rows = await self._exec(self._chains)
+        rows = await self.run(self._chains)
         return sorted((r.chain, r.head_seq or 0, r.head_hash or "") for r in rows)
 
     async def entries(self, chain: str, after_seq: int, limit: int) -> list[AuditRecord]:
@@ -262,7 +257,8 @@ class AuditLog:
         heads = {c: s for c, s, _ in await self.chains()}
         top = heads.get(chain, 0)
         while len(out) < limit and bucket <= max(top, after_seq + 1) // BUCKET_SIZE:
-            rows = await self._exec(self._page, (chain, bucket, after_seq, limit - len(out)))
+            page = {"chain": chain, "bucket": bucket, "after": after_seq, "max_rows": limit - len(out)}
+            rows = await self.run(self._page, page)
             recs = [_row_record(r) for r in rows]
             out.extend(recs)
             if recs:
@@ -306,10 +302,10 @@ class AuditLog:
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     """ListAudit / VerifyAudit (auditor, admin)."""
 
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, *, audit: AuditLog) -> None:
         self.audit = audit
 
-    async def ListAudit(self, request: audit_pb2.ListAuditRequest, context: Any) -> audit_pb2.ListAuditResponse:
+    async def ListAudit(self, request: audit_pb2.ListAuditRequest, context: Context) -> audit_pb2.ListAuditResponse:
         limit = min(max(request.limit or 100, 1), 1000)
         chains = [request.chain] if request.chain else [c for c, _, _ in await self.audit.chains()]
         entries: list[AuditRecord] = []
@@ -322,7 +318,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         next_after = entries[-1].seq if request.chain and len(entries) == limit else 0
         return audit_pb2.ListAuditResponse(entries=[e.to_proto() for e in entries], next_after_seq=next_after)
 
-    async def VerifyAudit(self, request: audit_pb2.VerifyAuditRequest, context: Any) -> audit_pb2.VerifyAuditResponse:
+    async def VerifyAudit(
+        self, request: audit_pb2.VerifyAuditRequest, context: Context
+    ) -> audit_pb2.VerifyAuditResponse:
         reports = await self.audit.verify()
         return audit_pb2.VerifyAuditResponse(
             ok=all(r.ok for r in reports),

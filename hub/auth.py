@@ -13,31 +13,34 @@ PERMISSION_DENIED. Both say why.
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
 import inspect
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
 
-from alpr_common.timestamps import to_timestamp_or_none
 from hub.audit import AuditLog
-from hub.storage import await_response
+from hub.principal import (
+    ADMIN,
+    AUDITOR,
+    DISPATCHER,
+    INVESTIGATOR,
+    NODE,
+    OFFICER,
+    ROLES,
+    SERVICE,
+    SUPERVISOR,
+    Context,
+    Principal,
+    current_principal,
+    peer_certificate,
+)
+from hub.users import UserStore, hash_token, node_proto, user_proto
 
 log = logging.getLogger(__name__)
 
-OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR = (
-    "officer", "dispatcher", "supervisor", "investigator", "admin", "auditor",
-)  # fmt: skip
-ROLES = (OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR)
-# Machine principals, authenticated by client certificate only.
-NODE, SERVICE = "node", "service"
 HUMANS = frozenset(ROLES)
 OPERATIONAL = frozenset({OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR})
 
@@ -98,179 +101,7 @@ PUBLIC_METHODS = frozenset(
 )
 
 
-def _first(rows: Any) -> Any:
-    """The first row of an awaited result (a list of rows), or None."""
-    rows = list(rows)
-    return rows[0] if rows else None
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user (kind ``user``), an edge node or a service (by certificate)."""
-
-    kind: str
-    id: str
-    role: str
-
-    @property
-    def actor(self) -> str:
-        return self.id if self.kind == "user" else f"{self.kind}:{self.id}"
-
-
-current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("alpr_principal", default=None)
-
-
-def principal_from(context: Any = None) -> Principal | None:
-    """The authenticated caller of the current RPC (None when auth is disabled)."""
-    return current_principal.get()
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    """A random 32-byte token, URL-safe."""
-    return "alpr_" + secrets.token_urlsafe(32)
-
-
-def peer_certificate(context: Any) -> tuple[str, str] | None:
-    """(CN, OU) of the verified client certificate, or None (no mutual TLS)."""
-    try:
-        ac = context.auth_context()
-    except Exception:
-        return None
-    cns = ac.get("x509_common_name") or []
-    if not cns:
-        return None
-    cn = cns[0].decode() if isinstance(cns[0], bytes) else str(cns[0])
-    ou = NODE
-    pems = ac.get("x509_pem_cert") or []
-    if pems:
-        from cryptography import x509
-        from cryptography.x509.oid import NameOID
-
-        cert = x509.load_pem_x509_certificate(pems[0] if isinstance(pems[0], bytes) else pems[0].encode())
-        ous = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-        if ous:
-            ou = str(ous[0].value)
-    return cn, ou
-
-
-class UserStore:
-    """Users, token hashes and the node registry in Cassandra (prepared statements)."""
-
-    def __init__(self, session: Any, keyspace: str) -> None:
-        self.session = session
-        ks = keyspace
-        p = session.prepare
-        self._get_user = p(f"SELECT * FROM {ks}.users WHERE user_id = ?")
-        self._all_users = p(f"SELECT * FROM {ks}.users")
-        self._ins_user = p(
-            f"INSERT INTO {ks}.users (user_id, role, display_name, revoked, created_time, created_by) "
-            "VALUES (?, ?, ?, false, ?, ?)"
-        )
-        self._revoke_user = p(
-            f"UPDATE {ks}.users SET revoked = true, revoked_time = ?, revoked_by = ? WHERE user_id = ?"
-        )
-        self._get_token = p(f"SELECT user_id, created_time FROM {ks}.auth_tokens WHERE token_sha256 = ?")
-        self._ins_token = p(f"INSERT INTO {ks}.auth_tokens (token_sha256, user_id, created_time) VALUES (?, ?, ?)")
-        self._get_node = p(f"SELECT * FROM {ks}.node_registry WHERE node_id = ?")
-        self._all_nodes = p(f"SELECT * FROM {ks}.node_registry")
-        self._upsert_node = p(
-            f"UPDATE {ks}.node_registry SET camera_ids = ?, revoked = false, updated_time = ?, updated_by = ?, "
-            "reason = '' WHERE node_id = ?"
-        )
-        self._revoke_node = p(
-            f"UPDATE {ks}.node_registry SET revoked = true, updated_time = ?, updated_by = ?, reason = ? "
-            "WHERE node_id = ?"
-        )
-
-    async def _exec(self, stmt: Any, params: Any = None) -> Any:
-        return await await_response(self.session.execute_async(stmt, params))
-
-    # -- users and tokens ------------------------------------------------------------
-    def add_user_sync(self, user_id: str, role: str, display_name: str = "", created_by: str = "") -> str:
-        """Create/replace the user and return a new token (also for bootstrapping an admin)."""
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-        if not user_id:
-            raise ValueError("user id is empty")
-        token = new_token()
-        now = datetime.now(UTC)
-        existing = self.session.execute(self._get_user, (user_id,)).one()
-        if existing is None or existing.revoked or existing.role != role:
-            self.session.execute(self._ins_user, (user_id, role, display_name, now, created_by))
-            # A re-added user starts unrevoked; old tokens of a revoked user stay dead
-            # because tokens are checked against the user's creation time.
-        self.session.execute(self._ins_token, (hash_token(token), user_id, now))
-        return token
-
-    async def add_user(self, user_id: str, role: str, display_name: str, created_by: str) -> str:
-        import asyncio
-
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self.add_user_sync, user_id, role, display_name, created_by
-        )
-
-    async def get_user(self, user_id: str) -> Any:
-        return _first(await self._exec(self._get_user, (user_id,)))
-
-    async def list_users(self) -> list[Any]:
-        return sorted(await self._exec(self._all_users), key=lambda r: r.user_id)
-
-    async def revoke_user(self, user_id: str, by: str) -> Any:
-        await self._exec(self._revoke_user, (datetime.now(UTC), by, user_id))
-        return await self.get_user(user_id)
-
-    async def user_for_token(self, token: str) -> tuple[Any, Any] | None:
-        """(token row, user row) for a presented token, or None if unknown."""
-        trow = _first(await self._exec(self._get_token, (hash_token(token),)))
-        if trow is None:
-            return None
-        return trow, await self.get_user(trow.user_id)
-
-    # -- nodes ---------------------------------------------------------------------------
-    async def get_node(self, node_id: str) -> Any:
-        return _first(await self._exec(self._get_node, (node_id,)))
-
-    async def list_nodes(self) -> list[Any]:
-        return sorted(await self._exec(self._all_nodes), key=lambda r: r.node_id)
-
-    async def register_node(self, node_id: str, cameras: list[str], by: str) -> Any:
-        await self._exec(self._upsert_node, (set(cameras) or None, datetime.now(UTC), by, node_id))
-        return await self.get_node(node_id)
-
-    async def revoke_node(self, node_id: str, by: str, reason: str) -> Any:
-        await self._exec(self._revoke_node, (datetime.now(UTC), by, reason, node_id))
-        return await self.get_node(node_id)
-
-
-def user_proto(r: Any) -> admin_pb2.User:
-    return admin_pb2.User(
-        user_id=r.user_id,
-        role=admin_pb2.Role.Value("ROLE_" + (r.role or "unspecified").upper()),  # type: ignore[arg-type]
-        display_name=r.display_name or "",
-        revoked=bool(r.revoked),
-        created_time=to_timestamp_or_none(r.created_time),
-        created_by=r.created_by or "",
-        revoked_time=to_timestamp_or_none(r.revoked_time),
-        revoked_by=r.revoked_by or "",
-    )
-
-
-def node_proto(r: Any) -> admin_pb2.NodeRegistration:
-    return admin_pb2.NodeRegistration(
-        node_id=r.node_id,
-        camera_ids=sorted(r.camera_ids or ()),
-        revoked=bool(r.revoked),
-        updated_time=to_timestamp_or_none(r.updated_time),
-        updated_by=r.updated_by or "",
-        reason=r.reason or "",
-    )
-
-
-def _token_from(metadata: Any) -> str | None:
+def _token_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization":
             v = value.decode() if isinstance(value, bytes) else str(value)
@@ -281,12 +112,12 @@ def _token_from(metadata: Any) -> str | None:
 class Authenticator:
     """Turns a call's credentials into a :class:`Principal` or an abort with a reason."""
 
-    def __init__(self, users: UserStore, audit: AuditLog | None) -> None:
+    def __init__(self, *, users: UserStore, audit: AuditLog | None) -> None:
         self.users = users
         self.audit = audit
         self._seen_tokens: set[str] = set()  # token hashes already audited as a login here
 
-    async def _deny(self, context: Any, code: grpc.StatusCode, message: str, actor: str, method: str) -> None:
+    async def _deny(self, context: Context, code: grpc.StatusCode, message: str, actor: str, method: str) -> NoReturn:
         if self.audit is not None:
             try:
                 action = "auth.failed" if code == grpc.StatusCode.UNAUTHENTICATED else "access.denied"
@@ -295,7 +126,7 @@ class Authenticator:
                 log.warning("audit of a refused call failed: %r", exc)
         await context.abort(code, message)
 
-    async def check(self, method: str, context: Any) -> Principal:
+    async def check(self, method: str, context: Context) -> Principal:
         token = _token_from(context.invocation_metadata())
         principal: Principal | None = None
         if token:
@@ -305,7 +136,6 @@ class Authenticator:
                     context, grpc.StatusCode.UNAUTHENTICATED,
                     "unknown access token: ask an admin for a token (alpr users add)", "?", method,
                 )  # fmt: skip
-                raise AssertionError("unreachable")
             trow, user = found
             if user is None or user.revoked or (user.created_time and trow.created_time < user.created_time):
                 await self._deny(
@@ -334,7 +164,6 @@ class Authenticator:
                 "no credentials: send 'authorization: Bearer <token>' (alpr --token / ALPR_TOKEN) "
                 "or connect with a client certificate", "?", method,
             )  # fmt: skip
-            raise AssertionError("unreachable")
         allowed = METHOD_ROLES.get(method)
         if allowed is None:
             await self._deny(
@@ -350,19 +179,23 @@ class Authenticator:
         return principal
 
 
-def _wrap(handler: Any, check: Callable[[Any], Awaitable[Principal]]) -> Any:
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # not subscriptable at run time
+Behavior = Callable[..., Any]  # the servicer method: (request or request iterator, context)
+
+
+def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]]) -> Handler:
     """The same handler, with ``check`` run first and the principal set for the servicer."""
 
-    def unary(behavior: Any) -> Any:
-        async def run(request: Any, context: Any) -> Any:
+    def unary(behavior: Behavior) -> Behavior:
+        async def run(request: Any, context: Context) -> Any:
             current_principal.set(await check(context))
             result = behavior(request, context)
             return await result if inspect.isawaitable(result) else result
 
         return run
 
-    def streaming(behavior: Any) -> Any:
-        async def run(request: Any, context: Any) -> Any:
+    def streaming(behavior: Behavior) -> Behavior:
+        async def run(request: Any, context: Context) -> AsyncIterator[Any]:
             current_principal.set(await check(context))
             result = behavior(request, context)
             if inspect.isasyncgen(result):
@@ -380,26 +213,27 @@ def _wrap(handler: Any, check: Callable[[Any], Awaitable[Principal]]) -> Any:
         return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kw)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kw)
+    assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kw)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Applies :data:`METHOD_ROLES` to every call (health and reflection stay open)."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, *, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
+    ) -> Handler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method in PUBLIC_METHODS:
             return handler
 
-        async def check(context: Any) -> Principal:
+        async def check(context: Context) -> Principal:
             return await self.authenticator.check(method, context)
 
         return _wrap(handler, check)
@@ -408,7 +242,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Users, tokens and the node registry; every change is audited."""
 
-    def __init__(self, users: UserStore, audit: AuditLog) -> None:
+    def __init__(self, *, users: UserStore, audit: AuditLog) -> None:
         self.users = users
         self.audit = audit
 
@@ -416,7 +250,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         p = current_principal.get()
         return (p.actor, p.role) if p else ("anonymous", "")
 
-    async def AddUser(self, request: admin_pb2.AddUserRequest, context: Any) -> admin_pb2.AddUserResponse:
+    async def AddUser(self, request: admin_pb2.AddUserRequest, context: Context) -> admin_pb2.AddUserResponse:
         role = admin_pb2.Role.Name(request.role).removeprefix("ROLE_").lower()
         if role not in ROLES:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"role is required: one of {', '.join(ROLES)}")
@@ -428,7 +262,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         user = await self.users.get_user(request.user_id.strip())
         return admin_pb2.AddUserResponse(user=user_proto(user), token=token)
 
-    async def RevokeUser(self, request: admin_pb2.RevokeUserRequest, context: Any) -> admin_pb2.RevokeUserResponse:
+    async def RevokeUser(self, request: admin_pb2.RevokeUserRequest, context: Context) -> admin_pb2.RevokeUserResponse:
         if await self.users.get_user(request.user_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no user {request.user_id!r}")
         actor, arole = await self._actor()
@@ -438,10 +272,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         return admin_pb2.RevokeUserResponse(user=user_proto(user))
 
-    async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: Any) -> admin_pb2.ListUsersResponse:
+    async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: Context) -> admin_pb2.ListUsersResponse:
         return admin_pb2.ListUsersResponse(users=[user_proto(u) for u in await self.users.list_users()])
 
-    async def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: Any) -> admin_pb2.WhoAmIResponse:
+    async def WhoAmI(self, request: admin_pb2.WhoAmIRequest, context: Context) -> admin_pb2.WhoAmIResponse:
         p = current_principal.get()
         if p is None:
             return admin_pb2.WhoAmIResponse(user=admin_pb2.User(user_id="anonymous (auth disabled)"))
@@ -450,7 +284,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.WhoAmIResponse(user=admin_pb2.User(user_id=p.actor, display_name=p.kind))
 
     async def RegisterNode(
-        self, request: admin_pb2.RegisterNodeRequest, context: Any
+        self, request: admin_pb2.RegisterNodeRequest, context: Context
     ) -> admin_pb2.RegisterNodeResponse:
         if not request.node_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node_id is required")
@@ -462,7 +296,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )  # fmt: skip
         return admin_pb2.RegisterNodeResponse(node=node_proto(row))
 
-    async def RevokeNode(self, request: admin_pb2.RevokeNodeRequest, context: Any) -> admin_pb2.RevokeNodeResponse:
+    async def RevokeNode(self, request: admin_pb2.RevokeNodeRequest, context: Context) -> admin_pb2.RevokeNodeResponse:
         if not request.node_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node_id is required")
         actor, arole = await self._actor()
@@ -472,5 +306,5 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         return admin_pb2.RevokeNodeResponse(node=node_proto(row))
 
-    async def ListNodes(self, request: admin_pb2.ListNodesRequest, context: Any) -> admin_pb2.ListNodesResponse:
+    async def ListNodes(self, request: admin_pb2.ListNodesRequest, context: Context) -> admin_pb2.ListNodesResponse:
         return admin_pb2.ListNodesResponse(nodes=[node_proto(n) for n in await self.users.list_nodes()])

@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alpr-hub: {e}", file=sys.stderr)
         return 2
 
-    if args.command == "add-user":  # issue 7: bootstrap access without a running hub
-        from hub.auth import UserStore
+    if args.command == "add-user":  # bootstrap access (the first admin) without a running hub
+        from alpr_common.cassandra import connect as _connect
+        from hub.audit import AuditLog
         from hub.schema import migrate as _migrate
-        from hub.storage import connect as _connect
+        from hub.users import UserStore
 
         if not args.user:
             print("alpr-hub: add-user needs --user ID", file=sys.stderr)
@@ -67,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster, session = _connect(cfg.cassandra)
         try:
             _migrate(session, cfg, echo=lambda _m: None)
-            token = UserStore(session, cfg.cassandra.keyspace).add_user_sync(
+            token = UserStore(session=session, cassandra=cfg.cassandra).add_user_sync(
                 args.user, args.role, args.user, "alpr-hub"
             )
-            from hub.audit import AuditLog
-
-            audit = AuditLog(session, cfg.cassandra.keyspace, f"cli-{cfg.hub_id}")
+            audit = AuditLog(session=session, cassandra=cfg.cassandra, chain=f"cli-{cfg.hub_id}")
             details = {"user_id": args.user, "role": args.role, "via": "alpr-hub add-user"}
             asyncio.run(audit.record("alpr-hub", "user.add", details=details))
         except ValueError as e:
@@ -84,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "migrate":
+        from alpr_common.cassandra import connect
         from hub.schema import MigrationError, migrate
-        from hub.storage import connect
 
         try:
             cluster, session = connect(cfg.cassandra)

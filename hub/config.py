@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from alpr_common.cassandra import CassandraConfig
 from alpr_common.config import StrictModel, load_config
 
 SIXTY_DAYS_S = 60 * 24 * 3600  # 5,184,000 s: policy §5.4-5.5
-_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-
-Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"]
-
-
-class CassandraConfig(StrictModel):
-    """Where the hub stores data and how strongly writes must be acknowledged."""
-
-    contact_points: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
-    port: int = Field(9042, ge=1, le=65535)
-    keyspace: str = "alpr"
-    # Data centre the hub lives in; required with NetworkTopologyStrategy.
-    local_dc: str | None = None
-    replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
-    replication_factor: int = Field(1, ge=1, le=9)
-    # NetworkTopologyStrategy only: replicas per data centre; defaults to
-    # {local_dc: replication_factor}.
-    datacenters: dict[str, int] = Field(default_factory=dict)
-    write_consistency: Consistency = "LOCAL_QUORUM"
-    read_consistency: Consistency = "LOCAL_QUORUM"
-    connect_timeout_s: float = Field(10.0, gt=0)
-    request_timeout_s: float = Field(10.0, gt=0)
-
-    @field_validator("keyspace")
-    @classmethod
-    def _keyspace_ident(cls, v: str) -> str:
-        if not _IDENT.match(v):
-            raise ValueError("keyspace must be lower-case letters, digits and _ (start with a letter)")
-        return v
-
-    @model_validator(mode="after")
-    def _nts_needs_dc(self) -> CassandraConfig:
-        if self.replication_class == "NetworkTopologyStrategy" and not (self.datacenters or self.local_dc):
-            raise ValueError("NetworkTopologyStrategy needs local_dc or datacenters")
-        return self
-
-    def replication_map(self) -> dict[str, str | int]:
-        """The keyspace replication option as Cassandra expects it."""
-        if self.replication_class == "SimpleStrategy":
-            return {"class": "SimpleStrategy", "replication_factor": self.replication_factor}
-        dcs = self.datacenters or {str(self.local_dc): self.replication_factor}
-        return {"class": "NetworkTopologyStrategy", **dcs}
 
 
 class RetentionConfig(StrictModel):

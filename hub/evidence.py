@@ -12,29 +12,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
 from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2
-from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
 
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Row
 from alpr_common.timestamps import to_timestamp
 from hub.audit import AuditLog
-from hub.auth import principal_from
-from hub.config import HubConfig
-from hub.storage import await_response
+from hub.principal import Context, principal_from
 
 _KIND = {"FIXED": reads_pb2.NODE_KIND_FIXED, "MOBILE": reads_pb2.NODE_KIND_MOBILE}
 MAX_READS_PER_EXPORT = 1000
 
 
-def _first(rows: Any) -> Any:
-    """The first row of an awaited result (a list of rows), or None."""
-    rows = list(rows)
-    return rows[0] if rows else None
-
-
-def row_to_read(r: Any) -> reads_pb2.PlateRead:
+def row_to_read(r: Row) -> reads_pb2.PlateRead:
     """A ``reads_by_id`` row back into the PlateRead the node sent (normalized plate)."""
     read = reads_pb2.PlateRead(
         read_id=str(r.read_id),
@@ -66,31 +58,31 @@ def row_to_read(r: Any) -> reads_pb2.PlateRead:
     return read
 
 
-class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
-    def __init__(self, session: Any, config: HubConfig, audit: AuditLog) -> None:
-        self.session = session
-        self.audit = audit
-        ks = config.cassandra.keyspace
-        cl_w = getattr(ConsistencyLevel, config.cassandra.write_consistency)
-        cl_r = getattr(ConsistencyLevel, config.cassandra.read_consistency)
-        self._get = session.prepare(f"SELECT * FROM {ks}.reads_by_id WHERE read_id = ?")
-        self._get.consistency_level = cl_r
-        # USING TTL 0: evidence never expires, whatever the table default is.
-        self._ins = session.prepare(
-            f"INSERT INTO {ks}.evidence_reads (case_number, read_id, read, plate, capture_time, exported_time, "
-            "exported_by, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL 0"
-        )
-        self._ins.consistency_level = cl_w
-        self._case = session.prepare(f"SELECT * FROM {ks}.evidence_reads WHERE case_number = ?")
-        self._case.consistency_level = cl_r
+class EvidenceStore(CassandraStore):
+    """Reads by id and the evidence copies (``evidence_reads``, no TTL)."""
 
-    async def _exec(self, stmt: Any, params: Any) -> Any:
-        return await await_response(self.session.execute_async(stmt, params))
+    def __init__(self, *, session: Session, cassandra: CassandraConfig) -> None:
+        super().__init__(session=session, cassandra=cassandra)
+        ks = self.keyspace
+        self.get_read = self.reader(f"SELECT * FROM {ks}.reads_by_id WHERE read_id = :read_id")
+        # USING TTL 0: evidence never expires, whatever the table default is.
+        self.ins_evidence = self.writer(
+            f"INSERT INTO {ks}.evidence_reads (case_number, read_id, read, plate, capture_time, exported_time, "
+            "exported_by, purpose) VALUES (:case_number, :read_id, :read, :plate, :capture_time, :exported_time, "
+            ":exported_by, :purpose) USING TTL 0"
+        )
+        self.case_reads = self.reader(f"SELECT * FROM {ks}.evidence_reads WHERE case_number = :case_number")
+
+
+class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
+    def __init__(self, *, store: EvidenceStore, audit: AuditLog) -> None:
+        self.store = store
+        self.audit = audit
 
     async def ExportEvidence(
-        self, request: evidence_pb2.ExportEvidenceRequest, context: Any
+        self, request: evidence_pb2.ExportEvidenceRequest, context: Context
     ) -> evidence_pb2.ExportEvidenceResponse:
-        p = principal_from(context)
+        p = principal_from()
         actor, role = (p.actor, p.role) if p else ("anonymous", "")
         case, purpose = request.case_number.strip(), request.purpose.strip()
         problem = None
@@ -115,19 +107,28 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             )  # fmt: skip
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         now = datetime.now(UTC).replace(microsecond=0)
-        rows = await asyncio.gather(*(self._exec(self._get, (rid,)) for rid in ids))
+        rows = await asyncio.gather(*(self.store.one(self.store.get_read, {"read_id": rid}) for rid in ids))
         out: list[evidence_pb2.EvidenceRead] = []
         missing: list[str] = []
         writes = []
-        for rid, rs in zip(ids, rows, strict=True):
-            r = _first(rs)
+        for rid, r in zip(ids, rows, strict=True):
             if r is None:
                 missing.append(str(rid))
                 continue
             read = row_to_read(r)
             writes.append(
-                self._exec(
-                    self._ins, (case, rid, read.SerializeToString(), r.plate, r.capture_time, now, actor, purpose)
+                self.store.run(
+                    self.store.ins_evidence,
+                    {
+                        "case_number": case,
+                        "read_id": rid,
+                        "read": read.SerializeToString(),
+                        "plate": r.plate,
+                        "capture_time": r.capture_time,
+                        "exported_time": now,
+                        "exported_by": actor,
+                        "purpose": purpose,
+                    },
                 )
             )
             out.append(
@@ -145,12 +146,12 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
         )
 
     async def GetEvidence(
-        self, request: evidence_pb2.GetEvidenceRequest, context: Any
+        self, request: evidence_pb2.GetEvidenceRequest, context: Context
     ) -> evidence_pb2.GetEvidenceResponse:
         if not request.case_number.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_number is required")
-        p = principal_from(context)
-        rows = await self._exec(self._case, (request.case_number.strip(),))
+        p = principal_from()
+        rows = await self.store.run(self.store.case_reads, {"case_number": request.case_number.strip()})
         out = [
             evidence_pb2.EvidenceRead(
                 case_number=r.case_number,

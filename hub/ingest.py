@@ -15,14 +15,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
 
 from alpr_common.timestamps import now_utc, to_timestamp
+from hub.alerts import Alerter
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
+from hub.node_identity import NodeGate, NodeIdentity
 from hub.storage import ReadStore, read_rows
 from hub.validation import ReadRejected, ValidRead, validate_read
 
@@ -34,22 +35,25 @@ _END = object()  # sentinel: the stream's responses are complete
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
+        *,
         store: ReadStore,
         config: HubConfig,
         metrics: HubMetrics,
+        alerter: Alerter,
+        identity: NodeIdentity | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
+        """``alerter`` matches every stored read and stores its alert before the ack; ``identity``
+        (mutual TLS) lets a node submit only its own reads."""
         self.store = store
         self.config = config
         self.metrics = metrics
+        self.alerter = alerter
+        self.identity = identity
         self.clock = clock
         self._global = asyncio.Semaphore(config.ingest.max_in_flight_total)
         self._readers: set[asyncio.Task[None]] = set()
         self._shutting_down = False
-        # Set by create_server: matches every stored read and stores its alert before the ack.
-        self.alerter: Any = None
-        # Set by create_server with mutual TLS: the node may submit only its own reads (hub/access.py).
-        self.identity: Any = None
 
     async def Ingest(
         self,
@@ -87,7 +91,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
 
     async def _read_stream(
-        self, requests: AsyncIterator[ingest_pb2.IngestRequest], out: asyncio.Queue[object], gate: Any = None
+        self,
+        requests: AsyncIterator[ingest_pb2.IngestRequest],
+        out: asyncio.Queue[object],
+        gate: NodeGate | None = None,
     ) -> None:
         stream_slots = asyncio.Semaphore(self.config.ingest.max_in_flight_per_stream)
         pending: set[asyncio.Task[None]] = set()
@@ -97,7 +104,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 if gate is not None:
                     await gate.refresh()
                     if gate.revoked is not None:  # revoked mid-stream: refuse this read, close the stream
-                        where, msg = gate.read_problem(req.read)
+                        where, msg = gate.read_problem(req.read) or ("node_id", f"node {gate.node_id!r} revoked")
                         self.metrics.reads_rejected.labels("permission_denied").inc()
                         out.put_nowait(_error(req.read.read_id, grpc.StatusCode.PERMISSION_DENIED, msg, where, False))
                         break
@@ -131,7 +138,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         out: asyncio.Queue[object],
         stream_slots: asyncio.Semaphore,
         pending: set[asyncio.Task[None]],
-        gate: Any = None,
+        gate: NodeGate | None = None,
     ) -> None:
         self.metrics.reads_received.inc()
         if gate is not None and (denied := gate.read_problem(read)) is not None:
@@ -166,9 +173,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         try:
             rows = read_rows(read, valid.plate, valid.ttl_seconds, self.config.hub_id, now)
             await self.store.write_read(rows)
-            if self.alerter is not None:
-                # Before the ack: an acked read that matched always has its alert stored.
-                await self.alerter.on_read_stored(read, valid, now)
+            # Before the ack: an acked read that matched always has its alert stored.
+            await self.alerter.on_read_stored(read, valid, now)
         except Exception as exc:
             self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
             self.metrics.reads_rejected.labels("storage_unavailable").inc()
@@ -200,7 +206,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         hb: ingest_pb2.Heartbeat,
         out: asyncio.Queue[object],
         pending: set[asyncio.Task[None]],
-        gate: Any = None,
+        gate: NodeGate | None = None,
     ) -> None:
         now = self.clock()
         if gate is not None and hb.node_id != gate.node_id:

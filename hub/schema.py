@@ -12,18 +12,23 @@ import hashlib
 import logging
 import re
 import socket
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from cassandra import OperationTimedOut, Unavailable, WriteTimeout
+from cassandra.cluster import NoHostAvailable, ResultSet, Session
+
+from alpr_common.retry import Backoff, retry_sync
 from hub.config import HubConfig
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# A settling cluster answers schema statements within a minute or so.
+SCHEMA_BACKOFF = Backoff(initial_s=0.5, max_s=8.0)
+SCHEMA_ATTEMPTS = 8
 READ_TABLES = ("reads_by_id", "reads_by_plate", "reads_by_camera")
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.cql$")
 
@@ -42,7 +47,7 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.template.encode()).hexdigest()
 
-    def statements(self, params: dict[str, Any]) -> list[str]:
+    def statements(self, params: dict[str, str | int]) -> list[str]:
         """The migration's CQL statements with the template parameters filled in."""
         text = re.sub(r"--[^\n]*", "", self.template)
 
@@ -70,14 +75,14 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def _cql_map(d: dict[str, Any]) -> str:
-    def lit(v: Any) -> str:
+def _cql_map(d: dict[str, str | int]) -> str:
+    def lit(v: str | int) -> str:
         return str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'"
 
     return "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in d.items()) + "}"
 
 
-def template_params(config: HubConfig) -> dict[str, Any]:
+def template_params(config: HubConfig) -> dict[str, str | int]:
     unit, size = config.retention.twcs_window()
     return {
         "keyspace": config.cassandra.keyspace,
@@ -91,46 +96,38 @@ class _RetryingSession:
     """Retries idempotent schema statements while a cluster is still settling (a node just
     restarted, gossip or schema agreement not reached yet)."""
 
-    def __init__(self, session: Any, attempts: int = 6, first_delay_s: float = 0.5) -> None:
+    def __init__(self, session: Session, attempts: int = SCHEMA_ATTEMPTS) -> None:
         self._session = session
         self._attempts = attempts
-        self._first_delay_s = first_delay_s
 
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        from cassandra import OperationTimedOut, Unavailable, WriteTimeout
-        from cassandra.cluster import NoHostAvailable
-
-        delay = self._first_delay_s
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return self._session.execute(*args, **kwargs)
-            except (Unavailable, WriteTimeout, OperationTimedOut, NoHostAvailable) as e:
-                if attempt == self._attempts:
-                    raise
-                log.warning("schema statement failed (%s), retrying in %.1f s", type(e).__name__, delay)
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+    def execute(self, query: str, parameters: Sequence[object] | None = None) -> ResultSet:
+        return retry_sync(
+            lambda: self._session.execute(query, parameters),
+            transient=_settling,
+            backoff=SCHEMA_BACKOFF,
+            attempts=self._attempts,
+            what="schema statement",
+        )
 
 
-def migrate(session: Any, config: HubConfig, echo: Callable[[str], None] = log.info) -> list[int]:
+def _settling(exc: BaseException) -> bool:
+    return isinstance(exc, Unavailable | WriteTimeout | OperationTimedOut | NoHostAvailable)
+
+
+def migrate(session: Session, config: HubConfig, echo: Callable[[str], None] = log.info) -> list[int]:
     """Create the keyspace, apply pending migrations, align retention settings.
 
     Returns the versions applied by this call. Safe to run from several hubs at once:
     every statement is idempotent and the record insert is a lightweight transaction.
     """
-    session = _RetryingSession(session)
+    cql = _RetryingSession(session)
     ks = config.cassandra.keyspace
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {_cql_map(config.cassandra.replication_map())}"
-    )
-    session.execute(
+    cql.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {_cql_map(config.cassandra.replication_map())}")
+    cql.execute(
         f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations ("
         "version int PRIMARY KEY, name text, checksum text, applied_at timestamp, applied_by text)"
     )
-    applied = {
-        row.version: row for row in session.execute(f"SELECT version, name, checksum FROM {ks}.schema_migrations")
-    }
+    applied = {row.version: row for row in cql.execute(f"SELECT version, name, checksum FROM {ks}.schema_migrations")}
     params = template_params(config)
     done: list[int] = []
     for mig in load_migrations():
@@ -145,18 +142,18 @@ def migrate(session: Any, config: HubConfig, echo: Callable[[str], None] = log.i
             continue
         echo(f"applying migration {mig.version:03d}_{mig.name}")
         for stmt in mig.statements(params):
-            session.execute(stmt)
-        session.execute(
+            cql.execute(stmt)
+        cql.execute(
             f"INSERT INTO {ks}.schema_migrations (version, name, checksum, applied_at, applied_by) "
             "VALUES (%s, %s, %s, %s, %s) IF NOT EXISTS",
             (mig.version, mig.name, mig.checksum, datetime.now(UTC), socket.gethostname()),
         )
         done.append(mig.version)
-    _align_retention(session, config, echo)
+    _align_retention(cql, config, echo)
     return done
 
 
-def _align_retention(session: Any, config: HubConfig, echo: Callable[[str], None]) -> None:
+def _align_retention(session: _RetryingSession, config: HubConfig, echo: Callable[[str], None]) -> None:
     """Keep default TTL and compaction windows of the read tables in line with the config."""
     ks = config.cassandra.keyspace
     params = template_params(config)

@@ -21,21 +21,22 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
 from alpr.v1 import search_pb2, search_pb2_grpc
-from cassandra import ConsistencyLevel
-from cassandra.query import SimpleStatement
+from cassandra.cluster import Session
 
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Row, Statement, Values
 from alpr_common.matching import canonical
 from alpr_common.plates import normalize_plate
 from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.audit import AuditLog
-from hub.auth import principal_from
 from hub.config import HubConfig
+from hub.principal import Context, principal_from
 
 log = logging.getLogger(__name__)
 
@@ -95,34 +96,36 @@ class SearchError(Exception):
         self.message = message
 
 
-class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, session: Any, config: HubConfig, audit: AuditLog) -> None:
-        self.session = session
-        self.config = config
-        self.audit = audit
-        ks = config.cassandra.keyspace
-        self._by_plate = session.prepare(
-            f"SELECT plate, capture_time, read_id, region, confidence, node_id, camera_id, latitude, longitude "
-            f"FROM {ks}.reads_by_plate WHERE plate = ? AND day = ? AND capture_time >= ? AND capture_time <= ?"
+class ReadIndex(CassandraStore):
+    """The read tables' partitions as a search sees them (all pages, off the event loop)."""
+
+    def __init__(self, *, session: Session, cassandra: CassandraConfig) -> None:
+        super().__init__(session=session, cassandra=cassandra)
+        ks = self.keyspace
+        cols = "plate, capture_time, read_id, region, confidence, node_id, camera_id, latitude, longitude"
+        self.by_plate = self.reader(
+            f"SELECT {cols} FROM {ks}.reads_by_plate WHERE plate = :plate AND day = :day "
+            "AND capture_time >= :start AND capture_time <= :end"
         )
-        self._by_camera = session.prepare(
-            f"SELECT plate, capture_time, read_id, region, confidence, node_id, camera_id, latitude, longitude "
-            f"FROM {ks}.reads_by_camera WHERE camera_id = ? AND hour = ? AND capture_time >= ? AND capture_time <= ?"
+        self.by_camera = self.reader(
+            f"SELECT {cols} FROM {ks}.reads_by_camera WHERE camera_id = :camera_id AND hour = :hour "
+            "AND capture_time >= :start AND capture_time <= :end"
         )
-        self._plate_keys = SimpleStatement(f"SELECT DISTINCT plate, day FROM {ks}.reads_by_plate", fetch_size=5000)
-        self._camera_keys = SimpleStatement(
-            f"SELECT DISTINCT camera_id, hour FROM {ks}.reads_by_camera", fetch_size=5000
-        )
-        for st in (self._by_plate, self._by_camera, self._plate_keys, self._camera_keys):
-            st.consistency_level = getattr(ConsistencyLevel, config.cassandra.read_consistency)
+        self.plate_keys = self.reader(f"SELECT DISTINCT plate, day FROM {ks}.reads_by_plate", fetch_size=5000)
+        self.camera_keys = self.reader(f"SELECT DISTINCT camera_id, hour FROM {ks}.reads_by_camera", fetch_size=5000)
         self._sem = asyncio.Semaphore(_PARALLEL)
 
-    async def _all(self, stmt: Any, params: Any = None) -> list[Any]:
+    async def all(self, stmt: Statement, values: Values | None = None) -> list[Row]:
         """Every row (all pages) of one query, off the event loop."""
         async with self._sem:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: list(self.session.execute(stmt, params))
-            )
+            return await asyncio.get_running_loop().run_in_executor(None, lambda: list(self.rows(stmt, values)))
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, *, index: ReadIndex, config: HubConfig, audit: AuditLog) -> None:
+        self.index = index
+        self.config = config
+        self.audit = audit
 
     # -- the query ----------------------------------------------------------------------
     def _plan(self, req: search_pb2.SearchRequest, now: datetime) -> dict[str, Any]:
@@ -163,7 +166,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             "area": [area.min_latitude, area.min_longitude, area.max_latitude, area.max_longitude] if area else None,
         }
 
-    def _plate_filter(self, plan: dict[str, Any]) -> Any:
+    def _plate_filter(self, plan: dict[str, Any]) -> Callable[[str], bool]:
         plate, mode = plan["plate"], plan["mode"]
         if not plate:
             return lambda p: True
@@ -179,18 +182,22 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         start, end = plan["start"], plan["end"]
         days = [(start + timedelta(days=i)).date() for i in range((end.date() - start.date()).days + 1)]
         matches = self._plate_filter(plan)
-        rows: list[Any] = []
+        rows: list[Row] = []
         if plan["plate"] and plan["mode"] == "PLATE_MATCH_MODE_EXACT":
             parts = [(plan["plate"], d) for d in days]
         elif plan["plate"]:
-            keys = await self._all(self._plate_keys)
+            keys = await self.index.all(self.index.plate_keys)
             dayset = set(days)
             parts = [(k.plate, k.day.date() if not isinstance(k.day, date) else k.day) for k in keys]
             parts = [(p, d) for p, d in parts if d in dayset and matches(p)]
         else:
             parts = []
         if parts:
-            results = await asyncio.gather(*(self._all(self._by_plate, (p, d, start, end)) for p, d in parts))
+            window = {"start": start, "end": end}
+            by_plate = self.index.by_plate
+            results = await asyncio.gather(
+                *(self.index.all(by_plate, {"plate": p, "day": d, **window}) for p, d in parts)
+            )
         else:
             hour0 = start.replace(minute=0, second=0, microsecond=0)
             hours = [hour0 + timedelta(hours=i) for i in range(int((end - hour0).total_seconds() // 3600) + 1)]
@@ -198,12 +205,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 results = []
             elif plan["cameras"]:
                 cparts = [(c, h) for c in plan["cameras"] for h in hours]
-                results = await asyncio.gather(*(self._all(self._by_camera, (c, h, start, end)) for c, h in cparts))
+                results = await self._camera_hours(cparts, start, end)
             else:
-                keys = await self._all(self._camera_keys)
+                keys = await self.index.all(self.index.camera_keys)
                 hourset = {h.replace(tzinfo=None) for h in hours}
                 cparts = [(k.camera_id, k.hour) for k in keys if k.hour.replace(tzinfo=None) in hourset]
-                results = await asyncio.gather(*(self._all(self._by_camera, (c, h, start, end)) for c, h in cparts))
+                results = await self._camera_hours(cparts, start, end)
         for r in results:
             rows.extend(r)
         cams = set(plan["cameras"])
@@ -224,8 +231,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             )  # fmt: skip
         return sorted(hits.values(), key=lambda h: (h.capture_time, h.read_id), reverse=True)[:MAX_RESULTS]
 
-    async def Search(self, request: search_pb2.SearchRequest, context: Any) -> search_pb2.SearchResponse:
-        p = principal_from(context)
+    async def _camera_hours(self, parts: list[tuple[str, datetime]], start: datetime, end: datetime) -> list[list[Row]]:
+        by_camera, window = self.index.by_camera, {"start": start, "end": end}
+        return await asyncio.gather(
+            *(self.index.all(by_camera, {"camera_id": c, "hour": h, **window}) for c, h in parts)
+        )
+
+    async def Search(self, request: search_pb2.SearchRequest, context: Context) -> search_pb2.SearchResponse:
+        p = principal_from()
         actor, role = (p.actor, p.role) if p else ("anonymous", "")
         now = datetime.now(UTC)
         offset, token_fp = 0, ""

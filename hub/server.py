@@ -1,191 +1,263 @@
-"""Builds and runs the hub's gRPC server (``create_server``), with health and reflection."""
+"""Builds and runs the hub's gRPC server (``create_server``), with health and reflection.
+
+Every part is built with what it needs (keyword-only constructors); each resource opened
+during start-up is registered on an ``AsyncExitStack`` as soon as it exists, so a start-up
+that fails part-way (a part's ``start()``, a taken port) closes what it opened, in reverse
+order, and raises. ``Hub.stop`` drains streams first, then closes the same stack.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import grpc
 from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     agency_pb2,
     agency_pb2_grpc,
     alert_pb2,
     alert_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
     hotlist_pb2,
     hotlist_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
 )
+from cassandra.cluster import Cluster
 from grpc_health.v1 import _async as health_aio  # the asyncio servicer (grpc_health.v1.health.aio)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from hub.access import ACCESS_SERVICE_NAMES, Access
-from hub.agencies import AgencyExchangeServicer, BridgeAdminServicer
+from alpr_common.cassandra import connect
+from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
+from alpr_common.tls import server_credentials
+from hub.agencies import AgencyExchangeServicer, AgencyStore, BridgeAdminServicer
 from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
+from hub.audit import AuditLog, AuditServicer
+from hub.auth import AdminServicer, Authenticator, AuthInterceptor
 from hub.config import HubConfig
-from hub.hotlists import HotListMirror, HotListServicer, HotListStore
+from hub.evidence import EvidenceServicer, EvidenceStore
+from hub.hotlists.mirror import HotListMirror
+from hub.hotlists.service import HotListServicer
+from hub.hotlists.store import HotListStore
 from hub.ingest import IngestServicer
 from hub.metrics import AgencyMetrics, HotListMetrics, HubMetrics
+from hub.node_identity import NodeIdentity
+from hub.retention import RetentionMonitor
 from hub.schema import migrate
-from hub.storage import ReadStore, connect
+from hub.search import ReadIndex, SearchServicer
+from hub.storage import ReadStore
+from hub.users import UserStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
-    hotlist_pb2.DESCRIPTOR.services_by_name["HotListService"].full_name,
-    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
-    agency_pb2.DESCRIPTOR.services_by_name["AgencyExchangeService"].full_name,
-    agency_pb2.DESCRIPTOR.services_by_name["BridgeAdminService"].full_name,
+SERVICE_NAMES = tuple(
+    d.DESCRIPTOR.services_by_name[name].full_name
+    for d, name in (
+        (ingest_pb2, "IngestService"),
+        (hotlist_pb2, "HotListService"),
+        (alert_pb2, "AlertService"),
+        (agency_pb2, "AgencyExchangeService"),
+        (agency_pb2, "BridgeAdminService"),
+        (admin_pb2, "AdminService"),
+        (audit_pb2, "AuditService"),
+        (search_pb2, "SearchService"),
+        (evidence_pb2, "EvidenceService"),
+    )
 )
+
+
+class Part(Protocol):
+    """A background part of the hub: started once serving, stopped on shutdown."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
 class Hub:
-    """A running hub: gRPC server, Cassandra session, metrics endpoint."""
+    """A running hub: gRPC server, Cassandra session, metrics endpoint, background parts."""
 
     config: HubConfig
     server: grpc.aio.Server
     port: int
-    cluster: Any
+    cluster: Cluster
     store: ReadStore
     ingest: IngestServicer
     health: health_aio.HealthServicer
     metrics: HubMetrics
     metrics_port: int | None
-    hotlists: HotListServicer | None = None
-    alerts: AlertServicer | None = None
-    mirror: HotListMirror | None = None
-    feed: AlertFeedTailer | None = None
-    access: Access | None = None  # issue 7: auth, audit, search, evidence, TLS
-    _metrics_http: Any = None
+    hotlists: HotListServicer
+    alerts: AlertServicer
+    mirror: HotListMirror
+    feed: AlertFeedTailer
+    retention: RetentionMonitor
+    resources: contextlib.AsyncExitStack
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Ordered shutdown: refuse new streams, drain accepted reads, close Cassandra."""
+        """Ordered shutdown: refuse new streams, drain accepted reads, stop the parts, close Cassandra."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         grace = self.config.shutdown_grace_s if grace is None else grace
         log.info("hub stopping: draining streams (grace %.1f s)", grace)
         await self.health.enter_graceful_shutdown()
-        if self.feed is not None:
-            await self.feed.stop()  # ends Watch streams: watchers resume on another hub
-        if self.hotlists is not None:
-            self.hotlists.closing.set()  # ends Subscribe streams: nodes resubscribe elsewhere
+        await self.feed.stop()  # ends Watch streams: watchers resume on another hub
+        self.hotlists.closing.set()  # ends Subscribe streams: nodes resubscribe elsewhere
         await asyncio.gather(self.server.stop(grace), self.ingest.shutdown())
-        for part in (self.hotlists, self.alerts, self.mirror):
-            if part is not None:
-                await part.stop()
-        if self.access is not None:
-            await self.access.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.cluster.shutdown)
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+        await self.resources.aclose()  # the parts, the server, the metrics endpoint, Cassandra
         log.info("hub stopped")
 
-    async def wait_stopped(self) -> None:
-        await self.server.wait_for_termination()
+
+def _bind(server: grpc.aio.Server, config: HubConfig) -> int:
+    """Bind the gRPC port (TLS, mutual with a CA, when configured); the bound port."""
+    address = f"{config.listen_host}:{config.grpc_port}"
+    tls = config.tls
+    if tls.enabled:
+        creds = server_credentials(tls.cert_file, tls.key_file, tls.ca_file, tls.require_client_cert)
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind the hub's gRPC port {address} (in use?)")
+    return port
+
+
+async def _record_start(audit: AuditLog, config: HubConfig) -> None:
+    """Audit the hub's start with a digest of its effective configuration (config changes show up)."""
+    cfg = config.model_dump(mode="json")
+    details = {
+        "config_sha256": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest(),
+        "auth_enabled": config.auth.enabled,
+        "tls_enabled": config.tls.enabled,
+        "read_ttl_seconds": config.retention.read_ttl_seconds,
+    }
+    try:
+        await audit.record(f"hub:{config.hub_id}", "hub.start", details=details)
+    except Exception as exc:
+        log.error("audit of the hub start failed: %r", exc)
+
+
+def _started(stack: contextlib.AsyncExitStack, part: Part) -> None:
+    part.start()
+    stack.push_async_callback(part.stop)
 
 
 async def create_server(config: HubConfig, registry: CollectorRegistry | None = None) -> tuple[Hub, int]:
     """Connect to Cassandra, migrate (if configured), bind the gRPC port and start serving.
 
-    ``config.grpc_port = 0`` binds a free port; the bound port is returned.
+    ``config.grpc_port = 0`` binds a free port; the bound port is returned. On any failure
+    everything opened so far is closed again (in reverse order) before the error is raised.
     """
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = HubMetrics(registry)
     loop = asyncio.get_running_loop()
-    cluster, session = await loop.run_in_executor(None, connect, config.cassandra)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        cluster, session = await loop.run_in_executor(None, connect, config.cassandra)
+        stack.push_async_callback(in_thread, cluster.shutdown)
         if config.migrate_on_start:
             await loop.run_in_executor(None, migrate, session, config)
         session.set_keyspace(config.cassandra.keyspace)
-        store = ReadStore(session, config)
-        hl_metrics = HotListMetrics(registry)
-        hl_store = HotListStore(session, config)
-        mirror = HotListMirror(hl_store, config, hl_metrics)
+        cassandra = config.cassandra
+
+        metrics, hl_metrics = HubMetrics(registry), HotListMetrics(registry)
+        reads = ReadStore(session=session, config=config)
+        users = UserStore(session=session, cassandra=cassandra)
+        audit = AuditLog(session=session, cassandra=cassandra, chain=config.auth.audit_chain or config.hub_id)
+        hl_store = HotListStore(session=session, config=config)
+        mirror = HotListMirror(store=hl_store, config=config, metrics=hl_metrics)
         # Load the list before serving: no read is stored without being matched.
         await mirror.load()
-        alert_store = AlertStore(session, config)
-        access = Access.create(session, config, registry)
-    except Exception:
-        cluster.shutdown()
-        raise
+        alert_store = AlertStore(session=session, config=config)
 
-    server = grpc.aio.server(
-        interceptors=access.interceptors,
-        options=[
-            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ],
-    )
-    ingest = IngestServicer(store, config, metrics)
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
-    ingest.alerter = Alerter(mirror, alert_store, config, hl_metrics)
-    hotlists = HotListServicer(hl_store, mirror, config, hl_metrics)
-    hotlist_pb2_grpc.add_HotListServiceServicer_to_server(hotlists, server)
-    feed = AlertFeedTailer(alert_store, config, hl_metrics)
-    alerts = AlertServicer(alert_store, feed, config, hl_metrics)
-    alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
-    agencies = AgencyExchangeServicer(store.session, config, AgencyMetrics(registry))
-    agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(agencies, server)
-    agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store.session, config), server)
-    access.register(server)
-    ingest.identity = access.identity
-    hotlists.audit = alerts.audit = agencies.audit = access.audit
-    health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, *ACCESS_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = access.bind(server, f"{config.listen_host}:{config.grpc_port}")
-    if port == 0:
-        cluster.shutdown()
-        raise OSError(f"cannot bind the hub's gRPC port {config.listen_host}:{config.grpc_port} (in use?)")
-    await server.start()
-    for part in (mirror, hotlists, feed, alerts, access):
-        part.start()
-    for name in ("", *SERVICE_NAMES, *ACCESS_SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        interceptors = []
+        if config.auth.enabled:
+            interceptors.append(AuthInterceptor(authenticator=Authenticator(users=users, audit=audit)))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        stack.push_async_callback(server.stop, None)
 
-    metrics_http = None
-    metrics_port = None
-    if config.metrics_port >= 0:
-        metrics_http, _thread = start_http_server(config.metrics_port, addr=config.metrics_host, registry=registry)
-        metrics_port = metrics_http.server_port
-    hub = Hub(
-        config=config,
-        server=server,
-        port=port,
-        cluster=cluster,
-        store=store,
-        ingest=ingest,
-        health=health_servicer,
-        metrics=metrics,
-        metrics_port=metrics_port,
-        hotlists=hotlists,
-        alerts=alerts,
-        mirror=mirror,
-        feed=feed,
-        access=access,
-        _metrics_http=metrics_http,
-    )
-    log.info(
-        "hub %s serving gRPC on %s:%d, metrics on %s",
-        config.hub_id,
-        config.listen_host,
-        port,
-        metrics_port,
-    )
+        identity = None
+        if config.tls.enabled and config.tls.ca_file and config.tls.enforce_node_identity:
+            identity = NodeIdentity(users=users)
+        alerter = Alerter(mirror=mirror, store=alert_store, config=config, metrics=hl_metrics)
+        ingest = IngestServicer(store=reads, config=config, metrics=metrics, alerter=alerter, identity=identity)
+        hotlists = HotListServicer(store=hl_store, mirror=mirror, config=config, metrics=hl_metrics, audit=audit)
+        feed = AlertFeedTailer(store=alert_store, config=config, metrics=hl_metrics)
+        alerts = AlertServicer(store=alert_store, tailer=feed, config=config, metrics=hl_metrics, audit=audit)
+        agency_store = AgencyStore(session=session, cassandra=cassandra)
+        agencies = AgencyExchangeServicer(
+            store=agency_store, config=config, metrics=AgencyMetrics(registry), audit=audit
+        )
+        retention = RetentionMonitor(reads=reads, registry=registry)
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
+        hotlist_pb2_grpc.add_HotListServiceServicer_to_server(hotlists, server)
+        alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
+        agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(agencies, server)
+        agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store=agency_store), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(users=users, audit=audit), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit=audit), server)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(
+            SearchServicer(index=ReadIndex(session=session, cassandra=cassandra), config=config, audit=audit), server
+        )
+        evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(
+            EvidenceServicer(store=EvidenceStore(session=session, cassandra=cassandra), audit=audit), server
+        )
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+        port = _bind(server, config)
+        await server.start()
+        for part in (mirror, hotlists, feed, alerts, retention):
+            _started(stack, part)
+        stack.push_async_callback(cancel_task, asyncio.create_task(_record_start(audit, config)))
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        metrics_port = None
+        if config.metrics_port >= 0:
+            metrics_port = stack.enter_context(metrics_endpoint(config.metrics_port, config.metrics_host, registry))
+        hub = Hub(
+            config=config,
+            server=server,
+            port=port,
+            cluster=cluster,
+            store=reads,
+            ingest=ingest,
+            health=health_servicer,
+            metrics=metrics,
+            metrics_port=metrics_port,
+            hotlists=hotlists,
+            alerts=alerts,
+            mirror=mirror,
+            feed=feed,
+            retention=retention,
+            resources=stack.pop_all(),
+        )
+    log.info("hub %s serving gRPC on %s:%d, metrics on %s", config.hub_id, config.listen_host, port, metrics_port)
     return hub, port
 
 

@@ -1,5 +1,5 @@
-"""Cassandra access for the hub: one Cluster/Session per process, prepared statements,
-token-aware routing, asynchronous writes bridged to asyncio."""
+"""Plate reads and node status in Cassandra: the three read tables (by id, by plate and
+UTC day, by camera and UTC hour), each node's latest heartbeat, and the oldest stored read."""
 
 from __future__ import annotations
 
@@ -8,210 +8,151 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from alpr.v1 import ingest_pb2, reads_pb2
-from cassandra import ConsistencyLevel, ProtocolVersion
-from cassandra.cluster import (
-    EXEC_PROFILE_DEFAULT,
-    Cluster,
-    ExecutionProfile,
-    ResponseFuture,
-    Session,
-)
-from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, RetryPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement
+from cassandra.cluster import Session
+from cassandra.query import BoundStatement
 
-from alpr_common.timestamps import from_timestamp
-from hub.config import CassandraConfig, HubConfig
+from alpr_common.cassandra import CassandraStore, Row, Values, insert_cql
+from alpr_common.timestamps import from_timestamp, utc
+from hub.config import HubConfig
 
+NODE_KINDS = {reads_pb2.NODE_KIND_FIXED: "FIXED", reads_pb2.NODE_KIND_MOBILE: "MOBILE"}
 
-def connect(cfg: CassandraConfig) -> tuple[Cluster, Session]:
-    """Open the process's single Cassandra session."""
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_dc)),
-        retry_policy=RetryPolicy(),
-        request_timeout=cfg.request_timeout_s,
-        consistency_level=getattr(ConsistencyLevel, cfg.read_consistency),
-    )
-    cluster = Cluster(
-        contact_points=cfg.contact_points,
-        port=cfg.port,
-        protocol_version=ProtocolVersion.V5,
-        # A restarted Cassandra node is used again within seconds, not the driver's default 10 minutes.
-        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        connect_timeout=cfg.connect_timeout_s,
-        control_connection_timeout=cfg.connect_timeout_s,
-    )
-    return cluster, cluster.connect()
-
-
-def prepare(session: Session, cql: str, consistency: int) -> PreparedStatement:
-    """A prepared statement at ``consistency``, marked idempotent.
-
-    Every statement the platform prepares writes the same values again on a retry (upserts
-    keyed by ids, reads, LWTs whose outcome is checked), so the driver may retry them safely.
-    """
-    stmt = session.prepare(cql)
-    stmt.consistency_level = consistency
-    stmt.is_idempotent = True
-    return stmt
-
-
-def await_response(rf: ResponseFuture) -> asyncio.Future[Any]:
-    """Wrap a driver ResponseFuture (completed on the driver's thread) as an asyncio future."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[Any] = loop.create_future()
-
-    def ok(result: Any) -> None:
-        loop.call_soon_threadsafe(_settle, fut, result, None)
-
-    def err(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(_settle, fut, None, exc)
-
-    rf.add_callbacks(ok, err)
-    return fut
-
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
-
-
-_NODE_KIND = {reads_pb2.NODE_KIND_FIXED: "FIXED", reads_pb2.NODE_KIND_MOBILE: "MOBILE"}
+READS_BY_ID = (
+    "read_id", "node_id", "camera_id", "node_kind", "capture_time", "received_time", "hub_id", "plate",
+    "confidence", "char_confidences", "region", "region_confidence", "box_x1", "box_y1", "box_x2", "box_y2",
+    "frame_width", "frame_height", "plate_crop_jpeg", "frame_jpeg", "latitude", "longitude", "gps_accuracy_m",
+    "heading_deg", "speed_mps", "detector_version", "ocr_version", "state_model_version",
+)  # fmt: skip
+READS_BY_PLATE = (
+    "plate", "day", "capture_time", "read_id", "region", "confidence", "node_id", "camera_id", "node_kind",
+    "latitude", "longitude",
+)  # fmt: skip
+READS_BY_CAMERA = (
+    "camera_id", "hour", "capture_time", "read_id", "plate", "region", "confidence", "node_id", "latitude",
+    "longitude",
+)  # fmt: skip
+NODE_STATUS = (
+    "node_id", "node_kind", "last_heartbeat", "hub_id", "queue_depth", "queue_oldest_age_s", "hotlist_version",
+    "hotlist_synced_time", "detector_ok", "disk_free_bytes", "problems", "cameras", "software_version",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ReadRows:
-    """The bound values for the three read tables, computed once per read."""
+    """The bound values (by column name, plus ``ttl``) for the three read tables, computed once per read."""
 
-    by_id: tuple[Any, ...]
-    by_plate: tuple[Any, ...]
-    by_camera: tuple[Any, ...]
+    by_id: Values
+    by_plate: Values
+    by_camera: Values
 
 
 def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now: datetime) -> ReadRows:
     """Column values for one validated read (``plate`` already normalized)."""
     rid = uuid.UUID(read.read_id)
     captured = from_timestamp(read.capture_time)
-    kind = _NODE_KIND.get(read.node_kind, "UNSPECIFIED")
+    kind = NODE_KINDS.get(read.node_kind, "UNSPECIFIED")
     loc = read.location if read.HasField("location") else None
     lat = loc.latitude if loc else None
     lon = loc.longitude if loc else None
+    region = read.region or None
     box = read.plate_box
     mv = read.model_versions
-    by_id = (
-        rid, read.node_id, read.camera_id, kind, captured, now, hub_id, plate, read.confidence,
-        list(read.char_confidences), read.region or None, read.region_confidence,
-        box.x1, box.y1, box.x2, box.y2, read.frame_width, read.frame_height,
-        read.plate_crop_jpeg, read.frame_jpeg or None, lat, lon,
-        loc.accuracy_m if loc else None,
-        loc.heading_deg if loc and loc.HasField("heading_deg") else None,
-        loc.speed_mps if loc and loc.HasField("speed_mps") else None,
-        mv.detector or None, mv.ocr or None, mv.state_classifier or None, ttl,
-    )  # fmt: skip
-    day = date(captured.year, captured.month, captured.day)
-    hour = captured.replace(minute=0, second=0, microsecond=0)
-    by_plate = (
-        plate, day, captured, rid, read.region or None, read.confidence, read.node_id,
-        read.camera_id, kind, lat, lon, ttl,
-    )  # fmt: skip
-    by_camera = (
-        read.camera_id, hour, captured, rid, plate, read.region or None, read.confidence,
-        read.node_id, lat, lon, ttl,
-    )  # fmt: skip
+    by_id = {
+        "read_id": rid, "node_id": read.node_id, "camera_id": read.camera_id, "node_kind": kind,
+        "capture_time": captured, "received_time": now, "hub_id": hub_id, "plate": plate,
+        "confidence": read.confidence, "char_confidences": list(read.char_confidences), "region": region,
+        "region_confidence": read.region_confidence, "box_x1": box.x1, "box_y1": box.y1, "box_x2": box.x2,
+        "box_y2": box.y2, "frame_width": read.frame_width, "frame_height": read.frame_height,
+        "plate_crop_jpeg": read.plate_crop_jpeg, "frame_jpeg": read.frame_jpeg or None,
+        "latitude": lat, "longitude": lon, "gps_accuracy_m": loc.accuracy_m if loc else None,
+        "heading_deg": loc.heading_deg if loc and loc.HasField("heading_deg") else None,
+        "speed_mps": loc.speed_mps if loc and loc.HasField("speed_mps") else None,
+        "detector_version": mv.detector or None, "ocr_version": mv.ocr or None,
+        "state_model_version": mv.state_classifier or None, "ttl": ttl,
+    }  # fmt: skip
+    by_plate = {
+        "plate": plate, "day": date(captured.year, captured.month, captured.day), "capture_time": captured,
+        "read_id": rid, "region": region, "confidence": read.confidence, "node_id": read.node_id,
+        "camera_id": read.camera_id, "node_kind": kind, "latitude": lat, "longitude": lon, "ttl": ttl,
+    }  # fmt: skip
+    by_camera = {
+        "camera_id": read.camera_id, "hour": captured.replace(minute=0, second=0, microsecond=0),
+        "capture_time": captured, "read_id": rid, "plate": plate, "region": region,
+        "confidence": read.confidence, "node_id": read.node_id, "latitude": lat, "longitude": lon, "ttl": ttl,
+    }  # fmt: skip
     return ReadRows(by_id, by_plate, by_camera)
 
 
-class ReadStore:
-    """Writes and reads of plate reads and node status, on a shared session."""
+class ReadStore(CassandraStore):
+    """Writes of plate reads and node status, and the reads the hub needs of them."""
 
-    def __init__(self, session: Session, config: HubConfig) -> None:
-        self.session = session
-        self.config = config
-        ks = config.cassandra.keyspace
-        self.write_cl = getattr(ConsistencyLevel, config.cassandra.write_consistency)
-        self.read_cl = getattr(ConsistencyLevel, config.cassandra.read_consistency)
-        self._ins_id = self._prep(
-            f"INSERT INTO {ks}.reads_by_id (read_id, node_id, camera_id, node_kind, capture_time, "
-            "received_time, hub_id, plate, confidence, char_confidences, region, region_confidence, "
-            "box_x1, box_y1, box_x2, box_y2, frame_width, frame_height, plate_crop_jpeg, frame_jpeg, "
-            "latitude, longitude, gps_accuracy_m, heading_deg, speed_mps, detector_version, "
-            "ocr_version, state_model_version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "USING TTL ?",
-            self.write_cl,
+    def __init__(self, *, session: Session, config: HubConfig) -> None:
+        super().__init__(session=session, cassandra=config.cassandra)
+        ks = self.keyspace
+        self._ins_id = self.writer(insert_cql(f"{ks}.reads_by_id", READS_BY_ID, ttl=True))
+        self._ins_plate = self.writer(insert_cql(f"{ks}.reads_by_plate", READS_BY_PLATE, ttl=True))
+        self._ins_camera = self.writer(insert_cql(f"{ks}.reads_by_camera", READS_BY_CAMERA, ttl=True))
+        self._ins_status = self.writer(insert_cql(f"{ks}.node_status", NODE_STATUS))
+        self._all_status = self.reader(f"SELECT * FROM {ks}.node_status", fetch_size=1000)
+        self._one_status = self.reader(f"SELECT * FROM {ks}.node_status WHERE node_id = :node_id")
+        self._camera_hours = self.reader(f"SELECT DISTINCT camera_id, hour FROM {ks}.reads_by_camera")
+        self._first_in_hour = self.reader(
+            f"SELECT capture_time FROM {ks}.reads_by_camera WHERE camera_id = :camera_id AND hour = :hour "
+            "ORDER BY capture_time ASC LIMIT 1"
         )
-        self._ins_plate = self._prep(
-            f"INSERT INTO {ks}.reads_by_plate (plate, day, capture_time, read_id, region, confidence, "
-            "node_id, camera_id, node_kind, latitude, longitude) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-            self.write_cl,
-        )
-        self._ins_camera = self._prep(
-            f"INSERT INTO {ks}.reads_by_camera (camera_id, hour, capture_time, read_id, plate, region, "
-            "confidence, node_id, latitude, longitude) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-            self.write_cl,
-        )
-        self._ins_status = self._prep(
-            f"INSERT INTO {ks}.node_status (node_id, node_kind, last_heartbeat, hub_id, queue_depth, "
-            "queue_oldest_age_s, hotlist_version, hotlist_synced_time, detector_ok, disk_free_bytes, "
-            "problems, cameras, software_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.write_cl,
-        )
-        self._get_id = self._prep(f"SELECT * FROM {ks}.reads_by_id WHERE read_id = ?", self.read_cl)
 
-    def _prep(self, cql: str, cl: int) -> PreparedStatement:
-        return prepare(self.session, cql, cl)
+    def read_writes(self, rows: ReadRows) -> list[BoundStatement]:
+        """The three inserts that store one read."""
+        return [
+            self._ins_id.bind(rows.by_id),
+            self._ins_plate.bind(rows.by_plate),
+            self._ins_camera.bind(rows.by_camera),
+        ]
 
     async def write_read(self, rows: ReadRows) -> None:
         """Store one read in all its tables; returns once every write met the consistency level."""
-        s = self.session
-        await asyncio.gather(
-            await_response(s.execute_async(self._ins_id, rows.by_id)),
-            await_response(s.execute_async(self._ins_plate, rows.by_plate)),
-            await_response(s.execute_async(self._ins_camera, rows.by_camera)),
-        )
+        await asyncio.gather(*(self.submit(b) for b in self.read_writes(rows)))
 
     async def write_heartbeat(self, hb: ingest_pb2.Heartbeat, hub_id: str, now: datetime) -> None:
-        cams = json.dumps(
-            [
-                {
-                    "camera_id": c.camera_id,
-                    "ok": c.ok,
-                    "frames": c.frames_received,
-                    "problem": c.problem,
-                }
-                for c in hb.cameras
-            ]
+        cams = [{"camera_id": c.camera_id, "ok": c.ok, "frames": c.frames_received, "problem": c.problem}
+                for c in hb.cameras]  # fmt: skip
+        await self.run(
+            self._ins_status,
+            {
+                "node_id": hb.node_id,
+                "node_kind": NODE_KINDS.get(hb.node_kind, "UNSPECIFIED"),
+                "last_heartbeat": now,
+                "hub_id": hub_id,
+                "queue_depth": hb.queue_depth,
+                "queue_oldest_age_s": hb.queue_oldest_age_s,
+                "hotlist_version": hb.hotlist_version,
+                "hotlist_synced_time": (
+                    from_timestamp(hb.hotlist_synced_time) if hb.HasField("hotlist_synced_time") else None
+                ),
+                "detector_ok": hb.detector_ok,
+                "disk_free_bytes": hb.disk_free_bytes,
+                "problems": list(hb.problems),
+                "cameras": json.dumps(cams),
+                "software_version": hb.software_version,
+            },
         )
-        values = (
-            hb.node_id, _NODE_KIND.get(hb.node_kind, "UNSPECIFIED"), now, hub_id, hb.queue_depth,
-            hb.queue_oldest_age_s, hb.hotlist_version,
-            from_timestamp(hb.hotlist_synced_time) if hb.HasField("hotlist_synced_time") else None,
-            hb.detector_ok, hb.disk_free_bytes, list(hb.problems), cams, hb.software_version,
-        )  # fmt: skip
-        await await_response(self.session.execute_async(self._ins_status, values))
 
-    def get_read(self, read_id: str | uuid.UUID) -> Any:
-        """The stored row of one read, or None."""
-        rid = read_id if isinstance(read_id, uuid.UUID) else uuid.UUID(read_id)
-        return self.session.execute(self._get_id, (rid,)).one()
+    def node_statuses(self) -> list[Row]:
+        """Every node's latest heartbeat row, all pages (blocking: run in an executor)."""
+        return list(self.rows(self._all_status))
 
+    async def node_status(self, node_id: str) -> Row | None:
+        rows = await self.run(self._one_status, {"node_id": node_id})
+        return rows[0] if rows else None
 
-def existing_read_ids(session: Session, keyspace: str, ids: list[str]) -> set[str]:
-    """Which of ``ids`` are stored in reads_by_id (for checks that nothing was lost)."""
-    found: set[str] = set()
-    for start in range(0, len(ids), 100):
-        chunk = ids[start : start + 100]
-        rows = session.execute(
-            f"SELECT read_id FROM {keyspace}.reads_by_id WHERE read_id IN ({','.join(['%s'] * len(chunk))})",
-            [uuid.UUID(i) for i in chunk],
-        )
-        found |= {str(r.read_id) for r in rows}
-    return found
+    def oldest_capture_time(self) -> datetime | None:
+        """Capture time of the oldest stored read, via the camera-hour partitions (blocking)."""
+        keys = sorted(self.rows(self._camera_hours), key=lambda k: k.hour)
+        # Partitions whose rows all expired may still be listed: check the oldest few.
+        for k in keys[:50]:
+            first = next(self.rows(self._first_in_hour, {"camera_id": k.camera_id, "hour": k.hour}), None)
+            if first is not None:
+                return utc(first.capture_time)
+        return None

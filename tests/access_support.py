@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 
-from hub.auth import UserStore
 from hub.config import HubConfig
+from hub.users import UserStore
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.support import HubThread, read_request, run_stream
 
@@ -34,7 +34,7 @@ class AuthHub:
         self.config = slow_ok(make_hub_config(cassandra, self.keyspace, **overrides))
         self.thread = HubThread(self.config).start()
         self.cql = cql
-        self.users = UserStore(cql, self.keyspace)
+        self.users = UserStore(session=cql, cassandra=self.config.cassandra)
         self.admin = self.users.add_user_sync("root", "admin", "bootstrap admin", "test")
         self.channel = grpc.insecure_channel(self.thread.target)
         self.cassandra = cassandra

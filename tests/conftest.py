@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from alpr_common.cassandra import connect
 from hub.config import HubConfig
-from hub.storage import connect
 from tests.support import ROOT, HubThread, load_ops_module
 
 TEST_CQL_PORT = int(os.environ.get("ALPR_TEST_CASSANDRA_PORT", "29042"))

@@ -7,19 +7,19 @@ import importlib.util
 import queue
 import sys
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
+from cassandra.cluster import Session
 from prometheus_client import CollectorRegistry
 
 from hub.config import HubConfig
 from hub.server import Hub, create_server
-from hub.storage import existing_read_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,6 +149,14 @@ class PacedStream:
         return self.result
 
 
-def stored_ids(cql: Any, keyspace: str, ids: list[str]) -> set[str]:
-    """Which of ``ids`` are in reads_by_id."""
-    return existing_read_ids(cql, keyspace, ids)
+def stored_ids(cql: Session, keyspace: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored in reads_by_id (checks that nothing was lost)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        rows = cql.execute(
+            f"SELECT read_id FROM {keyspace}.reads_by_id WHERE read_id IN ({','.join(['%s'] * len(chunk))})",
+            [uuid.UUID(i) for i in chunk],
+        )
+        found |= {str(r.read_id) for r in rows}
+    return found

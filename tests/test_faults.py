@@ -23,9 +23,9 @@ import yaml
 from alpr.v1 import ingest_pb2
 from prometheus_client import CollectorRegistry
 
+from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read
 from hub.config import HubConfig
-from hub.storage import connect
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.uplink import Uplink, UplinkSettings

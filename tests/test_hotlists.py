@@ -233,7 +233,7 @@ def test_version_left_half_applied_by_a_crashed_hub_is_completed(hubs, cassandra
     import asyncio
 
     from alpr_common.hotlist_model import HotListEntry
-    from hub.hotlists import UPSERT, Change
+    from hub.hotlists.store import UPSERT, Change
 
     a, _ = hubs
     store = a.hub.mirror.store

@@ -31,8 +31,8 @@ def _count(cql, ks, table, key, value):
 
 
 def _oldest_age(hub: HubThread) -> float:
-    assert hub.hub is not None and hub.hub.access is not None
-    asyncio.run_coroutine_threadsafe(hub.hub.access.refresh_oldest_read_age(), hub.loop).result(60)
+    assert hub.hub is not None
+    asyncio.run_coroutine_threadsafe(hub.hub.retention.refresh(), hub.loop).result(60)
     return hub.metric("alpr_hub_oldest_read_age_seconds")
 
 
@@ -106,7 +106,7 @@ def test_only_storage_writes_read_tables_and_nothing_extends_their_ttl():
     files = subprocess.run(["git", "ls-files", "hub/*.py", "node/*.py", "dispatch_bridge/*.py", "alpr_common/*.py"],
                            cwd=ROOT, capture_output=True, text=True).stdout.split()  # fmt: skip
     files += [str(p.relative_to(ROOT)) for p in (ROOT / "hub").glob("*.py")]
-    writes = re.compile(r"(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+[\w{}.]*reads_by_", re.IGNORECASE)
+    writes = re.compile(r"(INSERT\s+INTO|UPDATE|DELETE\s+FROM|insert_cql\()\s*[\w{}.\"]*reads_by_", re.IGNORECASE)
     writers = sorted({f for f in set(files) if (ROOT / f).exists() and writes.search((ROOT / f).read_text())})
     assert writers == ["hub/storage.py"]
     storage = (ROOT / "hub/storage.py").read_text()

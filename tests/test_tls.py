@@ -185,9 +185,9 @@ def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
 
 def test_node_revoked_mid_stream_is_cut_off(thub, pki, monkeypatch):
     """Revocation reaches an open stream within the recheck interval, not at the next reconnect."""
-    import hub.access
+    import hub.node_identity
 
-    monkeypatch.setattr(hub.access, "NODE_RECHECK_S", 0.2)
+    monkeypatch.setattr(hub.node_identity, "NODE_RECHECK_S", 0.2)
     admin = admin_pb2_grpc.AdminServiceStub(thub.channel)
     call(admin.RegisterNode, admin_pb2.RegisterNodeRequest(node_id="pole-4", camera_ids=["pole-4-a"]), thub.admin)
     assert alpr(["certs", "issue", "pole-4", "--ca-dir", str(pki / "ca"), "--out", str(pki)]) == 0

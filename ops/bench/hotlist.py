@@ -283,8 +283,8 @@ def bench_alerts(hub_a: str, hub_b: str, n: int) -> list[float]:
 
 def _drop(cass: tuple[list[str], int], keyspaces: list[str]) -> None:
     """Drop the benchmark's keyspaces (a million-entry list is not worth keeping)."""
+    from alpr_common.cassandra import connect
     from hub.config import HubConfig
-    from hub.storage import connect
 
     points, port = cass
     cluster, session = connect(

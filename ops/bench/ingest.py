@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
 from common import ROOT, cassandra, hub_process, log, percentile
 
+from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
-from hub.storage import ReadStore, connect, read_rows
+from hub.storage import ReadStore, read_rows
 from hub.validation import validate_read
 
 
@@ -52,14 +53,13 @@ def raw_insert(config: HubConfig, reads: list[reads_pb2.PlateRead], concurrency:
     """Reads per second for direct driver inserts of the rows the hub would write."""
     cluster, session = connect(config.cassandra)
     session.set_keyspace(config.cassandra.keyspace)
-    store = ReadStore(session, config)
+    store = ReadStore(session=session, config=config)
     now = datetime.now(UTC)
     rows = []
     for r in reads:
         v = validate_read(r, config, now)
         rows.append(read_rows(r, v.plate, v.ttl_seconds, config.hub_id, now))
-    stmts = [(stmt, values) for row in rows for stmt, values in
-             ((store._ins_id, row.by_id), (store._ins_plate, row.by_plate), (store._ins_camera, row.by_camera))]  # fmt: skip
+    stmts = [bound for row in rows for bound in store.read_writes(row)]
     done = threading.Event()
     slots = threading.Semaphore(concurrency)
     remaining = [len(stmts)]
@@ -78,9 +78,9 @@ def raw_insert(config: HubConfig, reads: list[reads_pb2.PlateRead], concurrency:
         finished()
 
     start = time.perf_counter()
-    for stmt, values in stmts:
+    for stmt in stmts:
         slots.acquire()
-        session.execute_async(stmt, values).add_callbacks(finished, failed)
+        session.execute_async(stmt).add_callbacks(finished, failed)
     done.wait()
     elapsed = time.perf_counter() - start
     cluster.shutdown()

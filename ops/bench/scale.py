@@ -33,10 +33,13 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from common import ROOT, cassandra, hub_process, log, percentile, process_usage
 from hotlist import _drop, bench_import, leads_file, plates
 
+from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
-from hub.storage import connect, existing_read_ids
+
+sys.path.insert(0, str(ROOT))
+from tests.support import stored_ids
 
 
 async def node_stream(
@@ -123,7 +126,7 @@ def main() -> int:
                 time.sleep(2.0)
                 call.cancel()
         finally:
-            stored = existing_read_ids(session, ks, list(sent))
+            stored = stored_ids(session, ks, list(sent))
             cluster.shutdown()
             _drop(cass, [ks])
 
