@@ -33,8 +33,8 @@ class Backoff:
     max_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.initial_s <= 0 or self.max_s < self.initial_s:
-            raise ValueError(f"backoff needs 0 < initial_s <= max_s (got {self.initial_s}, {self.max_s})")
+        if self.initial_s <= 0 or self.max_s <= 0:
+            raise ValueError(f"backoff needs positive times (got {self.initial_s}, {self.max_s})")
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before retry number ``attempt`` (0-based)."""

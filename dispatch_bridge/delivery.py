@@ -4,7 +4,7 @@ Each worker holds the sink's undelivered entries in memory (loaded from the outb
 start, re-read every ``delivery.rescan_interval_s``, and told at once about new ones),
 delivers up to ``delivery.concurrency`` at a time, and records every outcome in Cassandra
 before forgetting the entry. Retries back off exponentially (``initial_backoff_s`` doubling
-up to ``max_backoff_s``, with jitter); after ``max_attempts`` or ``max_age_s``, or at once
+up to ``max_backoff_s``, full jitter: ``alpr_common.retry.Backoff``); after ``max_attempts`` or ``max_age_s``, or at once
 for a permanent refusal, the entry goes to the dead-letter list (``alpr bridge
 dead-letters``), from which an operator can requeue it.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from alpr_common.retry import Backoff
 from dispatch_bridge.config import DeliveryConfig
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
@@ -139,8 +139,7 @@ class SinkWorker:
             await self._dead(e, kind, f"gave up after {e.attempts} attempts / {age:.0f} s: {err}")
             return
         self.metrics.relays.labels(self.name, "retry").inc()
-        delay = min(self.cfg.max_backoff_s, self.cfg.initial_backoff_s * 2 ** (e.attempts - 1))
-        delay *= 0.75 + 0.5 * random.random()
+        delay = Backoff(self.cfg.initial_backoff_s, self.cfg.max_backoff_s).delay(e.attempts - 1)
         e.due = time.monotonic() + delay
         log.warning("delivery of %s to %s failed (attempt %d, next in %.1f s): %s", e.key, self.name, e.attempts,
                     delay, err)  # fmt: skip

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ import grpc
 from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.retry import Backoff
 from alpr_common.timestamps import from_timestamp
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.metrics import BridgeMetrics
@@ -137,10 +137,12 @@ class Relayer:
         return True
 
 
+WATCH_BACKOFF = Backoff(initial_s=0.2, max_s=5.0)  # reopening the alert stream
+
+
 async def _backoff(attempt: int, stop: asyncio.Event) -> None:
-    delay = min(5.0, 0.2 * 2 ** min(attempt, 5)) * (0.5 + random.random())
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
+        await asyncio.wait_for(stop.wait(), WATCH_BACKOFF.delay(attempt))
 
 
 class AlertFollower:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.hotlist_model import HotListEntry, entry_from_proto
 from alpr_common.matching import Match, Matcher, MatchOptions
+from alpr_common.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -132,20 +132,21 @@ class HotListSync:
         path: Path,
         targets: list[str],
         node_id: str,
+        *,
         options: MatchOptions | None = None,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        backoff: Backoff | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
         metadata: list[tuple[str, str]] | None = None,
     ) -> None:
+        """``backoff`` spaces the reconnections; ``credentials`` make the channel mutual TLS."""
         if not targets:
             raise ValueError("HotListSync needs at least one hub target")
         self.local = LocalHotList(path)
         self.targets = targets
         self.node_id = node_id
         self.metadata: tuple[tuple[str, str], ...] = tuple(metadata or ())
-        self.credentials: grpc.ChannelCredentials | None = None  # issue 7: mutual TLS, set by node/runtime.py
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
+        self.credentials = credentials
+        self.backoff = backoff or Backoff()
         self._lock = threading.Lock()
         self.matcher = Matcher(options, self.local.entries())
         self.hub_version: int | None = None
@@ -200,13 +201,13 @@ class HotListSync:
     # -- the stream ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.backoff_initial_s
+        attempt = 0
         i = 0
         while not self._stop.is_set():
             target = self.targets[i % len(self.targets)]
             try:
                 self._session(target)
-                delay = self.backoff_initial_s
+                attempt = 0
             except grpc.RpcError as e:
                 if self._stop.is_set():
                     break
@@ -218,8 +219,8 @@ class HotListSync:
             self.connected = False
             self._current.clear()
             i += 1
-            self._stop.wait(random.uniform(0, delay))
-            delay = min(self.backoff_max_s, delay * 2)
+            self._stop.wait(self.backoff.delay(attempt))
+            attempt += 1
 
     def _session(self, target: str) -> None:
         acks: queue.Queue[hotlist_pb2.SubscribeRequest | None] = queue.Queue()

@@ -3,6 +3,7 @@ durable queue → hub. Also heartbeats, self-check, metrics and local hot-list a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -23,9 +24,11 @@ from typing import Any, Protocol, cast
 import cv2
 from alpr.v1 import ingest_pb2, reads_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
+from alpr_common.lifecycle import metrics_endpoint
 from alpr_common.plates import normalize_plate
+from alpr_common.retry import Backoff
 from alpr_common.tls import channel_credentials
 from node.config import CameraConfig, NodeConfig
 from node.gps import GpsReader
@@ -120,28 +123,35 @@ class NodeRuntime:
         # recognizers that accept ``skip_ocr`` let the tracker spare OCR on plates already read
         self._can_skip_ocr = "skip_ocr" in inspect.signature(recognizer.recognize).parameters
         self.versions = recognizer.versions()
-        self.hotlist: HotListSync | None = None
-        if local_matcher is None and config.hotlist.enabled:
-            self.hotlist = HotListSync(config.hotlist_path(), config.hub.targets, config.node_id)
-            local_matcher = self._match_hotlist
-            hotlist_version = self._hotlist_version
-        self.local_matcher = local_matcher
-        self.hotlist_version = hotlist_version
-        self.kind = reads_pb2.NODE_KIND_FIXED if config.kind == "FIXED" else reads_pb2.NODE_KIND_MOBILE
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        self.queue = ReadQueue(
-            config.queue_path(), config.queue.budget_bytes, on_evict=lambda n: self.metrics.queue_evicted.inc(n)
-        )
         h = config.hub
-        self.uplink = Uplink(
-            UplinkSettings(h.targets, h.window, h.heartbeat_interval_s, h.backoff_initial_s, h.backoff_max_s),
-            self.queue,
-            self.heartbeat,
-            self.metrics,
-            credentials=channel_credentials(h.tls_ca_file, h.tls_cert_file, h.tls_key_file) if h.tls_ca_file else None,
-        )
-        if self.hotlist is not None:  # the hot-list sync uses the same client certificate
-            self.hotlist.credentials = self.uplink.credentials
+        # Closes, in reverse order, what the node opened (queue and hot-list files here;
+        # metrics endpoint, GPS, hot-list sync, uplink and threads in start()).
+        self._resources = contextlib.ExitStack()
+        # Mutual TLS: the uplink and the hot-list sync present the same client certificate.
+        credentials = channel_credentials(h.tls_ca_file, h.tls_cert_file, h.tls_key_file) if h.tls_ca_file else None
+        with self._resources as opened:
+            self.hotlist: HotListSync | None = None
+            if local_matcher is None and config.hotlist.enabled:
+                self.hotlist = HotListSync(
+                    config.hotlist_path(), h.targets, config.node_id,
+                    backoff=Backoff(h.backoff_initial_s, h.backoff_max_s), credentials=credentials,
+                )  # fmt: skip
+                opened.callback(self.hotlist.stop)
+                local_matcher = self._match_hotlist
+                hotlist_version = self._hotlist_version
+            self.local_matcher = local_matcher
+            self.hotlist_version = hotlist_version
+            self.kind = reads_pb2.NODE_KIND_FIXED if config.kind == "FIXED" else reads_pb2.NODE_KIND_MOBILE
+            Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+            self.queue = ReadQueue(
+                config.queue_path(), config.queue.budget_bytes, on_evict=lambda n: self.metrics.queue_evicted.inc(n)
+            )
+            opened.callback(self.queue.close)
+            uplink_settings = UplinkSettings(
+                h.targets, h.window, h.heartbeat_interval_s, backoff=Backoff(h.backoff_initial_s, h.backoff_max_s)
+            )
+            self.uplink = Uplink(uplink_settings, self.queue, self.heartbeat, self.metrics, credentials=credentials)
+            self._resources = opened.pop_all()
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
         t = config.tracker
@@ -153,7 +163,6 @@ class NodeRuntime:
         self.emitted: list[EmittedRead] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._metrics_http: Any = None
         self.metrics_port: int | None = None
         self.detector_ok = True
         self.detector_error: str | None = None
@@ -163,20 +172,26 @@ class NodeRuntime:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> NodeRuntime:
-        if self.config.metrics_port >= 0:
-            self._metrics_http, _ = start_http_server(
-                self.config.metrics_port, addr=self.config.metrics_host, registry=self.registry
-            )
-            self.metrics_port = self._metrics_http.server_port
-        if self.gps:
-            self.gps.start()
-        if self.hotlist:
-            self.hotlist.start()
-        self.uplink.start()
-        for cam in self.cameras:
-            self._spawn(f"camera-{cam.config.camera_id}", self._capture, cam)
-        self._spawn("pipeline", self._process)
-        self._spawn("status", self._status_loop)
+        """Start serving; if any step fails, everything opened so far is closed and the error raised."""
+        with self._resources as stack:
+            stack.callback(self._write_status)  # the last status, once the parts below have stopped
+            if self.config.metrics_port >= 0:
+                self.metrics_port = stack.enter_context(
+                    metrics_endpoint(self.config.metrics_port, self.config.metrics_host, self.registry)
+                )
+            if self.gps:
+                self.gps.start()
+                stack.callback(self.gps.stop)
+            if self.hotlist:
+                self.hotlist.start()  # its stop() is registered since it was opened
+            self.uplink.start()
+            stack.callback(self.uplink.stop)
+            stack.callback(self._join_threads)
+            for cam in self.cameras:
+                self._spawn(f"camera-{cam.config.camera_id}", self._capture, cam)
+            self._spawn("pipeline", self._process)
+            self._spawn("status", self._status_loop)
+            self._resources = stack.pop_all()
         log.info("node %s (%s) started with %d camera(s)", self.config.node_id, self.config.kind, len(self.cameras))
         return self
 
@@ -189,24 +204,18 @@ class NodeRuntime:
         """For finite sources (files): True once every frame was processed and tracks flushed."""
         return self._all_sources_done.wait(timeout)
 
-    def stop(self, drain_s: float = 5.0) -> None:
-        """Stop cameras, flush trackers into the queue, give the uplink ``drain_s`` to send, close."""
+    def _join_threads(self) -> None:
         self._stop.set()
         for th in self._threads:
             th.join(10)
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Stop cameras, flush trackers into the queue, give the uplink ``drain_s`` to send, close."""
+        self._join_threads()
         deadline = time.time() + drain_s
         while self.queue.depth() and self.uplink.connected and time.time() < deadline:
             time.sleep(0.05)
-        self.uplink.stop()
-        if self.hotlist:
-            self.hotlist.stop()
-        if self.gps:
-            self.gps.stop()
-        self._write_status()
-        self.queue.close()
-        if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+        self._resources.close()  # uplink, hot-list sync, GPS, metrics endpoint, status, queue
 
     # -- cameras ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alpr_common.retry import Backoff
 from node.hotlist_sync import HotListSync, SyncStatus
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
         print("alpr-node shift-start: --officer must not be empty", file=sys.stderr)
         return 2
     logging.getLogger("node.hotlist_sync").setLevel(logging.ERROR)  # the verdict says it all
-    sync = HotListSync(args.state_dir / "hotlist.sqlite", hubs, args.node_id, backoff_initial_s=0.2, backoff_max_s=2.0)
+    sync = HotListSync(args.state_dir / "hotlist.sqlite", hubs, args.node_id, backoff=Backoff(0.2, 2.0))
     status = sync.sync_once(args.timeout)
     sync.local.close()
     ready, reason = _verdict(status, hubs)

@@ -16,8 +16,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from alpr_common.retry import Backoff
+
 log = logging.getLogger(__name__)
 Img = npt.NDArray[np.uint8]
+STREAM_BACKOFF = Backoff(initial_s=0.5, max_s=30.0)  # reopening a camera stream that dropped
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mjpeg", ".mjpg", ".webm"}
@@ -105,15 +108,16 @@ def _video(uri: str, loop: bool, stop: Event) -> Iterator[Frame]:
 
 def _stream(uri: str, loop: bool, stop: Event) -> Iterator[Frame]:
     index = 0
-    backoff = 0.5
+    failures = 0
     while not stop.is_set():
         cap = cv2.VideoCapture(uri)
         if not cap.isOpened():
-            log.warning("camera stream %s unavailable; retrying in %.1f s", uri, backoff)
-            stop.wait(backoff)
-            backoff = min(30.0, backoff * 2)
+            delay = STREAM_BACKOFF.delay(failures)
+            failures += 1
+            log.warning("camera stream %s unavailable; retrying in %.1f s", uri, delay)
+            stop.wait(delay)
             continue
-        backoff = 0.5
+        failures = 0
         while not stop.is_set():
             ok, img = cap.read()
             if not ok:

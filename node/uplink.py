@@ -9,16 +9,16 @@ the next hub in ``targets`` (failover). Heartbeats ride on the same stream.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2
 
+from alpr_common.retry import Backoff
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 
@@ -32,8 +32,7 @@ class UplinkSettings:
     targets: list[str]
     window: int = 128
     heartbeat_interval_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff: Backoff = field(default_factory=Backoff)  # between reconnections
     connect_timeout_s: float = 5.0
 
 
@@ -88,10 +87,7 @@ class Uplink:
             attempt = 0 if made_progress else attempt + 1
             if not made_progress:
                 index += 1  # fail over to the next hub
-            ceiling = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * (2**attempt))
-            self._stop.wait(
-                random.uniform(0, ceiling) if attempt else random.uniform(0, self.settings.backoff_initial_s)
-            )
+            self._stop.wait(self.settings.backoff.delay(attempt))
 
     def _channel(self, target: str) -> grpc.Channel:
         options = [

@@ -24,6 +24,7 @@ from alpr.v1 import ingest_pb2
 from prometheus_client import CollectorRegistry
 
 from alpr_common.cassandra import connect
+from alpr_common.retry import Backoff
 from alpr_common.simulation import make_read
 from hub.config import HubConfig
 from node.metrics import NodeMetrics
@@ -158,7 +159,7 @@ def start_nodes(tmp: Path, targets_for: list[list[str]], tag: str) -> list[SimNo
     for i, targets in enumerate(targets_for):
         q = ReadQueue(tmp / f"{tag}-node{i}.sqlite", budget_bytes=10**8)
         up = Uplink(
-            UplinkSettings(targets, window=16, heartbeat_interval_s=2.0, backoff_initial_s=0.1, backoff_max_s=1.0,
+            UplinkSettings(targets, window=16, heartbeat_interval_s=2.0, backoff=Backoff(0.1, 1.0),
                            connect_timeout_s=2.0),
             q, lambda i=i: ingest_pb2.Heartbeat(node_id=f"{tag}-{i}"), NodeMetrics(CollectorRegistry()),
         )  # fmt: skip

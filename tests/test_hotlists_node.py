@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from alpr.v1 import hotlist_pb2
 
+from alpr_common.retry import Backoff
 from node.hotlist_sync import HotListSync
 from node.shift_cli import main as shift_main
 from tests.conftest import fresh_keyspace, make_hub_config
@@ -48,7 +49,7 @@ def wait(cond, timeout: float = 10.0) -> None:
 
 def test_sync_applies_snapshot_and_live_deltas_and_survives_restart(hub, tmp_path):
     db = tmp_path / "hotlist.sqlite"
-    sync = HotListSync(db, ["127.0.0.1:1", hub.target], node_id="car-7", backoff_initial_s=0.05, backoff_max_s=0.2)
+    sync = HotListSync(db, ["127.0.0.1:1", hub.target], node_id="car-7", backoff=Backoff(0.05, 0.2))
     sync.start()
     try:
         assert sync.wait_current(15)
@@ -66,7 +67,7 @@ def test_sync_applies_snapshot_and_live_deltas_and_survives_restart(hub, tmp_pat
     offline.local.close()
     # Back online after a change: catches up from its version.
     v2 = add(hub, "NODE333")
-    again = HotListSync(db, [hub.target], node_id="car-7", backoff_initial_s=0.05)
+    again = HotListSync(db, [hub.target], node_id="car-7", backoff=Backoff(0.05, 30.0))
     again.start()
     try:
         assert again.wait_current(15)

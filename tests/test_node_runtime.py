@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from alpr.v1 import hotlist_pb2
 
+from alpr_common.retry import Backoff
 from node.config import NodeConfig
 from node.hotlist_sync import HotListSync
 from node.recognition.types import PlateResult
@@ -95,7 +96,7 @@ def test_local_alert_while_hub_is_down_then_reads_delivered(cassandra, cql, tmp_
     alert_file = tmp_path / "alerts.jsonl"
     cfg = node_config(tmp_path, scenes, port, alert_file)
     # shift start: bring the local hot list up to date, then the hub goes away
-    sync = HotListSync(cfg.hotlist_path(), cfg.hub.targets, cfg.node_id, backoff_initial_s=0.1)
+    sync = HotListSync(cfg.hotlist_path(), cfg.hub.targets, cfg.node_id, backoff=Backoff(0.1, 30.0))
     assert sync.sync_once(30).current
     sync.local.close()
     hub.stop(1)

@@ -16,6 +16,7 @@ from alpr.v1 import ingest_pb2
 from prometheus_client import CollectorRegistry
 
 from alpr_common.cassandra import connect
+from alpr_common.retry import Backoff
 from alpr_common.simulation import make_read
 from hub.config import HubConfig
 from node.metrics import NodeMetrics
@@ -51,9 +52,7 @@ def test_reads_reach_cassandra_exactly_once_through_hub_and_cassandra_crashes(tm
     metrics = NodeMetrics(CollectorRegistry())
     queue = ReadQueue(tmp_path / "queue.sqlite", budget_bytes=10**8)
     uplink = Uplink(
-        UplinkSettings(
-            [f"127.0.0.1:{port}"], window=16, heartbeat_interval_s=1.0, backoff_initial_s=0.1, backoff_max_s=1.0
-        ),
+        UplinkSettings([f"127.0.0.1:{port}"], window=16, heartbeat_interval_s=1.0, backoff=Backoff(0.1, 1.0)),
         queue,
         lambda: ingest_pb2.Heartbeat(node_id="sf-node"),
         metrics,

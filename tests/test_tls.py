@@ -11,6 +11,7 @@ import pytest
 from alpr.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from alpr_common.operator_cli import main as alpr
+from alpr_common.retry import Backoff
 from alpr_common.simulation import make_read
 from alpr_common.tls import channel_credentials, init_ca
 from tests.access_support import AuthHub, call
@@ -151,7 +152,7 @@ def test_node_uplink_delivers_over_mutual_tls(thub, pki, tmp_path):
     queue = ReadQueue(tmp_path / "queue.sqlite", budget_bytes=10**7)
     creds = channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / "pole-1.crt"), str(pki / "pole-1.key"))
     uplink = Uplink(
-        UplinkSettings([thub.thread.target], window=8, heartbeat_interval_s=1.0, backoff_initial_s=0.1),
+        UplinkSettings([thub.thread.target], window=8, heartbeat_interval_s=1.0, backoff=Backoff(0.1, 30.0)),
         queue,
         lambda: ingest_pb2.Heartbeat(node_id="pole-1"),
         NodeMetrics(CollectorRegistry()),
@@ -174,7 +175,7 @@ def test_node_uplink_delivers_over_mutual_tls(thub, pki, tmp_path):
 def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
     from node.hotlist_sync import HotListSync
 
-    sync = HotListSync(tmp_path / "hotlist.sqlite", [thub.thread.target], "pole-1", backoff_initial_s=0.1)
+    sync = HotListSync(tmp_path / "hotlist.sqlite", [thub.thread.target], "pole-1", backoff=Backoff(0.1, 30.0))
     sync.credentials = channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / "pole-1.crt"), str(pki / "pole-1.key"))
     sync.start()
     try:
