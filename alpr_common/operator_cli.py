@@ -1,4 +1,5 @@
-"""``alpr``: the operator CLI (hot lists, alerts; search, export and nodes come later).
+"""``alpr``: the operator CLI (hot lists, alerts, agencies, the bridge, users, nodes, audit,
+search, evidence export, certificates).
 
 Global options: ``--hub HOST:PORT`` (env ``ALPR_HUB``), ``--token`` (env ``ALPR_TOKEN``),
 ``--json``. Exit status 0 on success, 1 on any refusal or failure (with a message saying
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import alpr_common.operator.audit as audit_cli  # issue 7: users, nodes, audit, search, export, certs
+import alpr_common.operator.audit as audit_cli
 import alpr_common.operator.certs as certs_cli
 import alpr_common.operator.evidence as export_cli
 import alpr_common.operator.nodes as nodes_cli

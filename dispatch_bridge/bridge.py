@@ -96,7 +96,7 @@ class Bridge:
                 spawn(w.run(self.stop_event))
             self._inputs = [spawn(self.follower.run()), spawn(self.scanner.run())]
             if cfg.tickets.enabled:
-                self.tickets = TicketWatcher(cfg, outbox, metrics, notify)
+                self.tickets = TicketWatcher(cfg, outbox, metrics, notify, channels)
                 spawn(self._ticket_loop())
             if cfg.metrics_port >= 0:
                 self.metrics_port = stack.enter_context(

@@ -93,7 +93,6 @@ class Outbox(CassandraStore):
                 ("bridge_id", "node_id", "incident_id", "state", "opened_at", "closed_at", "problems"),
             )
         )
-        self._nodes = r(f"SELECT * FROM {ks}.node_status")
         self._known: set[str] = set()
         self._payloads: dict[str, tuple[str, bytes]] = {}
 
@@ -172,6 +171,3 @@ class Outbox(CassandraStore):
                          closed: datetime | None, problems: list[str]) -> None:  # fmt: skip
         ticket = {"bridge_id": self.bridge_id, "node_id": node_id, "incident_id": incident_id, "state": state}
         await self.run(self._set_ticket, {**ticket, "opened_at": opened, "closed_at": closed, "problems": problems})
-
-    async def node_status(self) -> list[Row]:
-        return await self.run(self._nodes)

@@ -1,7 +1,7 @@
 """Help-desk tickets for failing units (policy 4.8).
 
-Every ``tickets.poll_interval_s`` the bridge reads ``node_status`` (the latest heartbeat
-of every node, written by the hub) and decides whether each unit is failing: no heartbeat
+Every ``tickets.poll_interval_s`` the bridge asks a hub's ``FleetService`` for the latest
+heartbeat of every node (failing over between ``hubs``) and decides whether each unit is failing: no heartbeat
 for ``no_heartbeat_after_s``, a camera down, the detector dead, the disk nearly full
 (``min_disk_free_bytes``), or any self-check problem the node reports (clock skew among
 them). A failing unit without an open incident gets one (``bridge_tickets``) and an
@@ -18,12 +18,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+import grpc
+from alpr.v1 import fleet_pb2, fleet_pb2_grpc
 from cassandra.util import uuid_from_time
 
-from alpr_common.timestamps import utc_or_none
+from alpr_common.timestamps import from_timestamp, now_utc, utc_or_none
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
@@ -31,29 +33,27 @@ from dispatch_bridge.outbox import Outbox
 log = logging.getLogger(__name__)
 
 OPEN, CLOSED = "OPEN", "CLOSED"
+MAX_PAGE = 1000
+FLEET_TIMEOUT_S = 30.0
 
 
-def problems_of(row: Any, config: BridgeConfig, now: datetime) -> list[str]:
-    """Why a unit is failing (empty: healthy), from its node_status row."""
+def problems_of(node: fleet_pb2.NodeStatus, config: BridgeConfig, now: datetime) -> list[str]:
+    """Why a unit is failing (empty: healthy), from its latest status."""
     cfg = config.tickets
     out: list[str] = []
-    last = utc_or_none(row.last_heartbeat)
+    last = from_timestamp(node.last_heartbeat_time) if node.HasField("last_heartbeat_time") else None
     if last is None or (now - last).total_seconds() > cfg.no_heartbeat_after_s:
         mins = cfg.no_heartbeat_after_s / 60
         out.append(f"no heartbeat for more than {mins:g} min")
-        return out  # the rest of the row is stale
-    if row.detector_ok is False:
+        return out  # the rest of the status is stale
+    if not node.detector_ok:
         out.append("detector not working")
-    try:
-        cams = json.loads(row.cameras or "[]")
-    except ValueError:
-        cams = []
-    for c in cams:
-        if not c.get("ok", True):
-            out.append(f"camera {c.get('camera_id', '?')} down" + (f": {c['problem']}" if c.get("problem") else ""))
-    if row.disk_free_bytes is not None and row.disk_free_bytes < cfg.min_disk_free_bytes:
-        out.append(f"disk full ({row.disk_free_bytes / 2**20:.0f} MiB free)")
-    for p in row.problems or []:
+    for c in node.cameras:
+        if not c.ok:
+            out.append(f"camera {c.camera_id or '?'} down" + (f": {c.problem}" if c.problem else ""))
+    if node.disk_free_bytes < cfg.min_disk_free_bytes:
+        out.append(f"disk full ({node.disk_free_bytes / 2**20:.0f} MiB free)")
+    for p in node.problems:
         if p not in out and not any(p in o for o in out):
             out.append(p)  # node self-check findings (e.g. clock skew)
     return out
@@ -68,11 +68,14 @@ class TicketWatcher:
         outbox: Outbox,
         metrics: BridgeMetrics,
         notify: Callable[[str, list[str], datetime], None],
+        hubs: list[grpc.aio.Channel],
     ) -> None:
+        """``hubs``: channels to the hubs whose ``FleetService`` is asked (in order, failover)."""
         self.config = config
         self.outbox = outbox
         self.metrics = metrics
         self.notify = notify
+        self.fleets = [fleet_pb2_grpc.FleetServiceStub(ch) for ch in hubs]
         self.sinks = [s.name for s in config.tickets.sinks]
 
     async def _send(self, key: str, doc: dict[str, Any], event: str) -> None:
@@ -83,32 +86,51 @@ class TicketWatcher:
             self.notify(key, self.sinks, created)
             log.info("ticket %s: %s", key, "; ".join(doc.get("problems", [])) or "recovered")
 
+    async def node_statuses(self) -> list[fleet_pb2.NodeStatus]:
+        """Every node's latest status from the first hub that answers (all pages)."""
+        last: grpc.aio.AioRpcError | None = None
+        for fleet in self.fleets:
+            nodes: list[fleet_pb2.NodeStatus] = []
+            token = ""
+            try:
+                while True:
+                    req = fleet_pb2.FleetServiceListNodesRequest(page_size=MAX_PAGE, page_token=token)
+                    resp = await fleet.ListNodes(req, timeout=FLEET_TIMEOUT_S)
+                    nodes.extend(resp.nodes)
+                    token = resp.next_page_token
+                    if not token:
+                        return nodes
+            except grpc.aio.AioRpcError as e:
+                last = e
+        raise RuntimeError(f"no hub answered FleetService.ListNodes: {last.code().name if last else '-'}: "
+                           f"{last.details() if last else 'no hubs configured'}")  # fmt: skip
+
     async def poll(self) -> None:
-        now = datetime.now(UTC)
-        nodes = await self.outbox.node_status()
+        now = now_utc()
+        nodes = await self.node_statuses()
         tickets = await self.outbox.tickets()
         open_n = 0
-        for row in nodes:
-            problems = problems_of(row, self.config, now)
-            t = tickets.get(row.node_id)
+        for node in nodes:
+            problems = problems_of(node, self.config, now)
+            t = tickets.get(node.node_id)
             is_open = t is not None and t.state == OPEN
             if problems and not is_open:
                 incident = uuid_from_time(time.time())
-                await self.outbox.set_ticket(row.node_id, incident, OPEN, now, None, problems)
-                await self._send_open(row.node_id, str(incident), now, problems)
+                await self.outbox.set_ticket(node.node_id, incident, OPEN, now, None, problems)
+                await self._send_open(node.node_id, str(incident), now, problems)
                 open_n += 1
             elif problems and t is not None:
                 # Still failing: the incident stays open; make sure its ticket went out (crash-safe).
                 await self._send_open(
-                    row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, list(t.problems or [])
+                    node.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, list(t.problems or [])
                 )
                 open_n += 1
             elif not problems and is_open and t is not None:
-                await self.outbox.set_ticket(row.node_id, t.incident_id, CLOSED, utc_or_none(t.opened_at) or now, now,
+                await self.outbox.set_ticket(node.node_id, t.incident_id, CLOSED, utc_or_none(t.opened_at) or now, now,
                                              list(t.problems or []))  # fmt: skip
-                await self._send_close(row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, now)
+                await self._send_close(node.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now, now)
             elif t is not None and t.state == CLOSED:
-                await self._send_close(row.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now,
+                await self._send_close(node.node_id, str(t.incident_id), utc_or_none(t.opened_at) or now,
                                        utc_or_none(t.closed_at) or now)  # fmt: skip
         self.metrics.tickets_open.set(open_n)
 

@@ -26,6 +26,7 @@ from hub.principal import (
     ADMIN,
     AUDITOR,
     DISPATCHER,
+    FLEET_OPERATOR,
     INVESTIGATOR,
     NODE,
     OFFICER,
@@ -87,6 +88,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AdminService/RegisterNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/RevokeNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/ListNodes": frozenset({ADMIN, AUDITOR}),
+    # Node health (policy 4.1, 4.8): fleet operators, supervisors, admins, the bridge's tickets
+    "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, SERVICE}),
 }
 
 # No credentials needed: they return no read data.

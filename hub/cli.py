@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--user", help="add-user: the user id")
     parser.add_argument(
-        "--role", default="admin", help="add-user: officer, dispatcher, supervisor, investigator, admin, auditor"
+        "--role",
+        default="admin",
+        help="add-user: officer, dispatcher, supervisor, investigator, admin, auditor, fleet_operator",
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     args = parser.parse_args(argv)

@@ -12,11 +12,11 @@ from typing import Any
 
 import grpc
 
-OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR = (
-    "officer", "dispatcher", "supervisor", "investigator", "admin", "auditor",
+OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR, FLEET_OPERATOR = (
+    "officer", "dispatcher", "supervisor", "investigator", "admin", "auditor", "fleet_operator",
 )  # fmt: skip
 # The roles people have (a user's role in the users table).
-ROLES = (OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR)
+ROLES = (OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR, FLEET_OPERATOR)
 # Machine principals, authenticated by client certificate only.
 NODE, SERVICE = "node", "service"
 

@@ -29,6 +29,8 @@ from alpr.v1 import (
     audit_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
     hotlist_pb2,
     hotlist_pb2_grpc,
     ingest_pb2,
@@ -51,6 +53,7 @@ from hub.audit import AuditLog, AuditServicer
 from hub.auth import AdminServicer, Authenticator, AuthInterceptor
 from hub.config import HubConfig
 from hub.evidence import EvidenceServicer, EvidenceStore
+from hub.fleet import FleetServicer
 from hub.hotlists.mirror import HotListMirror
 from hub.hotlists.service import HotListServicer
 from hub.hotlists.store import HotListStore
@@ -77,6 +80,7 @@ SERVICE_NAMES = tuple(
         (audit_pb2, "AuditService"),
         (search_pb2, "SearchService"),
         (evidence_pb2, "EvidenceService"),
+        (fleet_pb2, "FleetService"),
     )
 )
 
@@ -225,6 +229,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(
             EvidenceServicer(store=EvidenceStore(session=session, cassandra=cassandra), audit=audit), server
         )
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(reads=reads), server)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -36,6 +36,7 @@ READS_BY_CAMERA = (
 NODE_STATUS = (
     "node_id", "node_kind", "last_heartbeat", "hub_id", "queue_depth", "queue_oldest_age_s", "hotlist_version",
     "hotlist_synced_time", "detector_ok", "disk_free_bytes", "problems", "cameras", "software_version",
+    "clock_skew_s",
 )  # fmt: skip
 
 
@@ -136,6 +137,9 @@ class ReadStore(CassandraStore):
                 "problems": list(hb.problems),
                 "cameras": json.dumps(cams),
                 "software_version": hb.software_version,
+                "clock_skew_s": (
+                    (from_timestamp(hb.sent_time) - now).total_seconds() if hb.HasField("sent_time") else None
+                ),
             },
         )
 

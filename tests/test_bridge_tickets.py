@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alpr.v1 import ingest_pb2, reads_pb2
+from alpr.v1 import fleet_pb2, ingest_pb2, reads_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.timestamps import to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.tickets import problems_of
 from tests import bridge_support
@@ -100,11 +102,20 @@ def test_one_ticket_per_unit_per_incident(cassandra, agency_hubs, tmp_path):
 
 def test_problem_rules():
     cfg = BridgeConfig.model_validate({"tickets": {"no_heartbeat_after_s": 60, "min_disk_free_bytes": 100}})
-    from datetime import UTC, datetime, timedelta
-    from types import SimpleNamespace
-
     now = datetime.now(UTC)
-    row = SimpleNamespace(last_heartbeat=now, detector_ok=True, cameras="[]", disk_free_bytes=1000, problems=[])
-    assert problems_of(row, cfg, now) == []
-    row.last_heartbeat = now - timedelta(minutes=5)
-    assert problems_of(row, cfg, now) == ["no heartbeat for more than 1 min"]
+    node = fleet_pb2.NodeStatus(node_id="car-1", last_heartbeat_time=to_timestamp(now), detector_ok=True,
+                                disk_free_bytes=1000)  # fmt: skip
+    assert problems_of(node, cfg, now) == []
+    node.cameras.add(camera_id="c1", ok=False, problem="no frames for 30 s")
+    node.disk_free_bytes = 50
+    node.problems.append("clock off by +42.0 s against the hub")
+    node.detector_ok = False
+    assert problems_of(node, cfg, now) == [
+        "detector not working",
+        "camera c1 down: no frames for 30 s",
+        "disk full (0 MiB free)",
+        "clock off by +42.0 s against the hub",
+    ]
+    node.last_heartbeat_time.CopyFrom(to_timestamp(now - timedelta(minutes=5)))
+    assert problems_of(node, cfg, now) == ["no heartbeat for more than 1 min"]
+    assert problems_of(fleet_pb2.NodeStatus(node_id="never"), cfg, now) == ["no heartbeat for more than 1 min"]

@@ -15,6 +15,38 @@ from google.protobuf.message import Message
 
 DEFAULT_HUB = "127.0.0.1:50051"
 
+# gRPC itself retries the read-only calls when a hub is briefly unavailable (a restart, a
+# failover): up to 4 attempts, exponential backoff with jitter from 0.2 s to 2 s. Calls that
+# change something (add, decide, import, ...) are never repeated behind the person's back.
+READ_ONLY_METHODS = {
+    "alpr.v1.HotListService": ("GetVersion", "GetEntry", "ListEntries"),
+    "alpr.v1.AlertService": ("ListAlerts", "GetAlert"),
+    "alpr.v1.AgencyExchangeService": ("ListAgencies", "ListShareAudit", "ListSharedAlerts"),
+    "alpr.v1.BridgeAdminService": ("ListDeadLetters",),
+    "alpr.v1.AdminService": ("ListUsers", "WhoAmI", "ListNodes"),
+    "alpr.v1.AuditService": ("ListAudit", "VerifyAudit"),
+    "alpr.v1.FleetService": ("ListNodes",),
+    "alpr.v1.SearchService": ("Search",),
+    "alpr.v1.EvidenceService": ("GetEvidence",),
+}
+RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.2s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": s, "method": m} for s, methods in READ_ONLY_METHODS.items() for m in methods],
+                "retryPolicy": RETRY_POLICY,
+            }
+        ]
+    }
+)
+
 
 class CliError(Exception):
     """A refusal or failure to report to the person (exit status 1)."""
@@ -28,8 +60,12 @@ class Context:
     timeout: float
 
     def channel(self) -> grpc.Channel:
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        if os.environ.get("ALPR_TLS_CA"):  # issue 7: mutual TLS (ALPR_TLS_CA, ALPR_TLS_CERT, ALPR_TLS_KEY)
+        options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", SERVICE_CONFIG),
+        ]
+        if os.environ.get("ALPR_TLS_CA"):  # mutual TLS (ALPR_TLS_CA, ALPR_TLS_CERT, ALPR_TLS_KEY)
             from alpr_common.tls import channel_credentials
 
             env = os.environ

@@ -1,8 +1,114 @@
-"""``alpr nodes {register,revoke,list}``: edge nodes and their cameras (implemented in users.py)."""
+"""``alpr nodes {register,revoke,list}`` (the node registry, admin) and ``alpr nodes status``
+(each node's latest heartbeat: fleet operators, supervisors, admins)."""
 
 from __future__ import annotations
 
-from alpr_common.operator.users import register_nodes as register
-from alpr_common.operator.users import run
+import argparse
 
-__all__ = ["register", "run"]
+import grpc
+from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, reads_pb2
+from google.protobuf.message import Message
+
+from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.timestamps import from_timestamp, now_utc
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("nodes", help="edge nodes: status of the fleet; register with cameras, revoke, list (admin)")
+    s = p.add_subparsers(dest="action", required=True)
+    common = [leaf_options()]
+    st = s.add_parser(
+        "status",
+        parents=common,
+        help="each node's latest heartbeat: problems, cameras, hot list, queue, disk, clock",
+    )
+    st.add_argument("--problems", action="store_true", help="only nodes that report a problem")
+    st.add_argument("--node", default="", help="only this node id")
+    g = s.add_parser("register", parents=common, help="allow a node (certificate CN) and its cameras")
+    g.add_argument("node_id")
+    g.add_argument("--camera", action="append", default=[], required=True, help="camera id (repeatable)")
+    r = s.add_parser("revoke", parents=common, help="refuse the node's streams from now on")
+    r.add_argument("node_id")
+    r.add_argument("--reason", default="")
+    s.add_parser("list", parents=common, help="registered nodes")
+
+
+def _out(ctx: Context, msg: Message, text: str) -> int:
+    if ctx.json:
+        emit_json(to_dict(msg))
+    else:
+        print(text)
+    return 0
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.channel() as ch:
+        try:
+            if args.action == "status":
+                return _status(ctx, args, fleet_pb2_grpc.FleetServiceStub(ch))
+            return _registry(ctx, args, admin_pb2_grpc.AdminServiceStub(ch))
+        except grpc.RpcError as e:
+            raise rpc_error(ctx, e) from e
+
+
+def _registry(ctx: Context, args: argparse.Namespace, stub: admin_pb2_grpc.AdminServiceStub) -> int:
+    md, t = ctx.metadata(), ctx.timeout
+    if args.action == "register":
+        r = stub.RegisterNode(
+            admin_pb2.RegisterNodeRequest(node_id=args.node_id, camera_ids=args.camera), timeout=t, metadata=md
+        )
+        return _out(ctx, r, f"node {args.node_id}: cameras {', '.join(r.node.camera_ids)}")
+    if args.action == "revoke":
+        r2 = stub.RevokeNode(
+            admin_pb2.RevokeNodeRequest(node_id=args.node_id, reason=args.reason), timeout=t, metadata=md
+        )
+        return _out(ctx, r2, f"node {args.node_id}: revoked")
+    if args.action == "list":
+        r3 = stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=t, metadata=md)
+        lines = [f"{n.node_id:20} {'REVOKED' if n.revoked else 'active':8} {','.join(n.camera_ids)}" for n in r3.nodes]
+        return _out(ctx, r3, "\n".join([*lines, f"{len(r3.nodes)} node(s)"]))
+    raise CliError(f"unknown action {args.action}")
+
+
+def _status(ctx: Context, args: argparse.Namespace, stub: fleet_pb2_grpc.FleetServiceStub) -> int:
+    nodes: list[fleet_pb2.NodeStatus] = []
+    token = ""
+    while True:
+        req = fleet_pb2.FleetServiceListNodesRequest(
+            problems_only=args.problems, node_id=args.node, page_size=1000, page_token=token
+        )
+        resp = stub.ListNodes(req, timeout=ctx.timeout, metadata=ctx.metadata())
+        nodes.extend(resp.nodes)
+        token = resp.next_page_token
+        if not token:
+            break
+    if ctx.json:
+        emit_json([to_dict(n) for n in nodes])
+        return 0
+    if args.node and not nodes:
+        raise CliError(f"no heartbeat from node {args.node!r} has reached the hubs")
+    for n in nodes:
+        print(_describe(n))
+    print(f"{len(nodes)} node(s)" + (" with problems" if args.problems else ""))
+    return 0
+
+
+def _describe(n: fleet_pb2.NodeStatus) -> str:
+    now = now_utc()
+    kind = reads_pb2.NodeKind.Name(n.node_kind).removeprefix("NODE_KIND_").lower()
+    seen = "never"
+    if n.HasField("last_heartbeat_time"):
+        seen = f"{(now - from_timestamp(n.last_heartbeat_time)).total_seconds():.0f} s ago via {n.hub_id}"
+    synced = "never"
+    if n.HasField("hotlist_synced_time"):
+        synced = from_timestamp(n.hotlist_synced_time).isoformat(timespec="seconds")
+    skew = f"{n.clock_skew_s:+.1f} s" if n.HasField("clock_skew_s") else "unknown"
+    cams = ", ".join(f"{c.camera_id} {'ok' if c.ok else 'DOWN: ' + c.problem}" for c in n.cameras) or "none"
+    lines = [
+        f"{n.node_id} ({kind}, {n.software_version or 'version ?'}): heartbeat {seen}",
+        f"  cameras: {cams}; detector {'ok' if n.detector_ok else 'NOT WORKING'}",
+        f"  hot list v{n.hotlist_version}, confirmed current {synced}; clock skew {skew}",
+        f"  queue {n.queue_depth} read(s), oldest {n.queue_oldest_age_s:.0f} s; disk free {n.disk_free_bytes / 2**30:.1f} GiB",
+    ]
+    lines += [f"  PROBLEM: {p}" for p in n.problems]
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""``alpr users {add,revoke,list,whoami}`` and ``alpr nodes {register,revoke,list}`` (admin)."""
+"""``alpr users {add,revoke,list,whoami}`` (admin)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
+from google.protobuf.message import Message
 
-from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import Context, emit_json, leaf_options, rpc_error, to_dict
 
-ROLES = ("officer", "dispatcher", "supervisor", "investigator", "admin", "auditor")
+ROLES = ("officer", "dispatcher", "supervisor", "investigator", "admin", "auditor", "fleet_operator")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,22 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_parser("whoami", parents=common, help="the user of --token")
 
 
-def register_nodes(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("nodes", help="edge nodes (admin): register with cameras, revoke, list")
-    s = p.add_subparsers(dest="action", required=True)
-    common = [leaf_options()]
-    g = s.add_parser("register", parents=common, help="allow a node (certificate CN) and its cameras")
-    g.add_argument("node_id")
-    g.add_argument("--camera", action="append", default=[], required=True, help="camera id (repeatable)")
-    r = s.add_parser("revoke", parents=common, help="refuse the node's streams from now on")
-    r.add_argument("node_id")
-    r.add_argument("--reason", default="")
-    s.add_parser("list", parents=common, help="registered nodes")
-
-
-def _out(ctx: Context, msg: object, text: str) -> int:
+def _out(ctx: Context, msg: Message, text: str) -> int:
     if ctx.json:
-        emit_json(to_dict(msg))  # type: ignore[arg-type]
+        emit_json(to_dict(msg))
     else:
         print(text)
     return 0
@@ -53,8 +41,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         md, t = ctx.metadata(), ctx.timeout
         try:
-            if args.group == "nodes":
-                return _nodes(ctx, args, stub)
             if args.action == "add":
                 role = admin_pb2.Role.Value("ROLE_" + args.role.upper())
                 resp = stub.AddUser(
@@ -76,25 +62,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             return _out(ctx, resp3, "\n".join([*lines, f"{len(resp3.users)} user(s)"]))
         except grpc.RpcError as e:
             raise rpc_error(ctx, e) from e
-
-
-def _nodes(ctx: Context, args: argparse.Namespace, stub: admin_pb2_grpc.AdminServiceStub) -> int:
-    md, t = ctx.metadata(), ctx.timeout
-    if args.action == "register":
-        r = stub.RegisterNode(
-            admin_pb2.RegisterNodeRequest(node_id=args.node_id, camera_ids=args.camera), timeout=t, metadata=md
-        )
-        return _out(ctx, r, f"node {args.node_id}: cameras {', '.join(r.node.camera_ids)}")
-    if args.action == "revoke":
-        r2 = stub.RevokeNode(
-            admin_pb2.RevokeNodeRequest(node_id=args.node_id, reason=args.reason), timeout=t, metadata=md
-        )
-        return _out(ctx, r2, f"node {args.node_id}: revoked")
-    if args.action == "list":
-        r3 = stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=t, metadata=md)
-        lines = [f"{n.node_id:20} {'REVOKED' if n.revoked else 'active':8} {','.join(n.camera_ids)}" for n in r3.nodes]
-        return _out(ctx, r3, "\n".join([*lines, f"{len(r3.nodes)} node(s)"]))
-    raise CliError(f"unknown action {args.action}")
 
 
 def _role(v: int) -> str:

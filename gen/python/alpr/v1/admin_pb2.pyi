@@ -19,6 +19,7 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_INVESTIGATOR: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_AUDITOR: _ClassVar[Role]
+    ROLE_FLEET_OPERATOR: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_OFFICER: Role
 ROLE_DISPATCHER: Role
@@ -26,6 +27,7 @@ ROLE_SUPERVISOR: Role
 ROLE_INVESTIGATOR: Role
 ROLE_ADMIN: Role
 ROLE_AUDITOR: Role
+ROLE_FLEET_OPERATOR: Role
 
 class User(_message.Message):
     __slots__ = ("user_id", "role", "display_name", "revoked", "created_time", "created_by", "revoked_time", "revoked_by")

@@ -1,0 +1,105 @@
+"""``FleetService`` (policy 4.1, 4.8): every edge node's latest heartbeat as stored by the
+hubs in ``node_status``, for fleet operators, supervisors, admins and the dispatch bridge's
+help-desk tickets. Read-only, no read data; like the other administrative reads it is not
+written to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+
+import grpc
+from alpr.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
+
+from alpr_common.cassandra import Row
+from alpr_common.timestamps import to_timestamp
+from hub.principal import Context
+from hub.storage import ReadStore
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_KINDS = {"FIXED": reads_pb2.NODE_KIND_FIXED, "MOBILE": reads_pb2.NODE_KIND_MOBILE}
+
+
+def node_status_proto(r: Row) -> fleet_pb2.NodeStatus:
+    """A ``node_status`` row as the API's NodeStatus."""
+    try:
+        cams = json.loads(r.cameras or "[]")
+    except ValueError:
+        cams = []
+    msg = fleet_pb2.NodeStatus(
+        node_id=r.node_id,
+        node_kind=_KINDS.get(r.node_kind or "", reads_pb2.NODE_KIND_UNSPECIFIED),
+        hub_id=r.hub_id or "",
+        problems=list(r.problems or []),
+        cameras=[
+            ingest_pb2.CameraStatus(
+                camera_id=str(c.get("camera_id", "")),
+                frames_received=int(c.get("frames", 0)),
+                ok=bool(c.get("ok", True)),
+                problem=str(c.get("problem", "")),
+            )
+            for c in cams
+        ],
+        detector_ok=bool(r.detector_ok),
+        hotlist_version=r.hotlist_version or 0,
+        queue_depth=r.queue_depth or 0,
+        queue_oldest_age_s=r.queue_oldest_age_s or 0.0,
+        disk_free_bytes=r.disk_free_bytes or 0,
+        software_version=r.software_version or "",
+    )
+    if r.last_heartbeat is not None:
+        msg.last_heartbeat_time.CopyFrom(to_timestamp(r.last_heartbeat))
+    if r.hotlist_synced_time is not None:
+        msg.hotlist_synced_time.CopyFrom(to_timestamp(r.hotlist_synced_time))
+    if r.clock_skew_s is not None:
+        msg.clock_skew_s = r.clock_skew_s
+    return msg
+
+
+def has_problem(n: fleet_pb2.NodeStatus) -> bool:
+    """Whether the node's own heartbeat reports something wrong."""
+    return bool(n.problems) or not n.detector_ok or any(not c.ok for c in n.cameras)
+
+
+def _token(node_id: str) -> str:
+    return base64.urlsafe_b64encode(node_id.encode()).decode()
+
+
+def _after(token: str) -> str:
+    return base64.urlsafe_b64decode(token.encode()).decode()
+
+
+class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
+    def __init__(self, *, reads: ReadStore) -> None:
+        self.reads = reads
+
+    async def ListNodes(
+        self, request: fleet_pb2.FleetServiceListNodesRequest, context: Context
+    ) -> fleet_pb2.FleetServiceListNodesResponse:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"page_size {request.page_size} is outside 1-{MAX_PAGE_SIZE}"
+            )
+        after = ""
+        if request.page_token:
+            try:
+                after = _after(request.page_token)
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not valid; start again")
+        if request.node_id:
+            row = await self.reads.node_status(request.node_id)
+            rows = [row] if row is not None else []
+        else:
+            rows = await asyncio.get_running_loop().run_in_executor(None, self.reads.node_statuses)
+        nodes = sorted((node_status_proto(r) for r in rows if r.node_id > after), key=lambda n: n.node_id)
+        if request.problems_only:
+            nodes = [n for n in nodes if has_problem(n)]
+        page = nodes[:size]
+        more = len(nodes) > size
+        return fleet_pb2.FleetServiceListNodesResponse(
+            nodes=page, next_page_token=_token(page[-1].node_id) if more else ""
+        )
