@@ -25,7 +25,6 @@ from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, WriteTim
 from cassandra.cluster import NoHostAvailable, Session
 from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, BoundStatement
-from google.protobuf.internal import encoder as _pb_encoder
 
 from alpr_common.cassandra import CassandraStore, Row, Statement, Values, insert_cql
 from alpr_common.hotlist_model import SOURCES, HotListEntry, entry_from_proto, entry_to_proto
@@ -67,10 +66,6 @@ class Change:
     entry_id: str
     entry: HotListEntry | None = None
 
-    def entry_blob(self) -> bytes | None:
-        """The entry as stored (alpr.v1.HotListEntry without version: that is a column)."""
-        return entry_to_proto(self.entry).SerializeToString() if self.entry is not None else None
-
     def to_proto(self) -> hotlist_pb2.HotListChange:
         msg = hotlist_pb2.HotListChange(kind=self.kind, entry_id=self.entry_id)  # type: ignore[arg-type]
         if self.entry is not None:
@@ -86,18 +81,6 @@ class Prepared:
     changes: list[Change]
     blobs: list[bytes | None]
     chunk_count: int
-
-
-_VarintBytes: Callable[[int], bytes] = _pb_encoder._VarintBytes  # type: ignore[attr-defined]
-
-
-def _change_bytes(kind: int, entry_id: str, entry_blob: bytes | None) -> bytes:
-    """One ``changes`` field of an alpr.v1.HotListDelta, encoded directly (an import has a million)."""
-    eid = entry_id.encode()
-    body = b"\x08" + _VarintBytes(kind) + b"\x12" + _VarintBytes(len(eid)) + eid
-    if entry_blob is not None:
-        body += b"\x1a" + _VarintBytes(len(entry_blob)) + entry_blob
-    return b"\x12" + _VarintBytes(len(body)) + body
 
 
 @dataclass(frozen=True)
@@ -238,15 +221,19 @@ class HotListStore(CassandraStore):
         def chunk_writer(i: int) -> Callable[[], Awaitable[Any]]:
             async def run() -> None:
                 nonlocal done
-                part = []
+                # The chunk is an alpr.v1.HotListDelta (without version: a column of the log);
+                # each entry's own encoding is kept for hotlist_entries.
+                delta = hotlist_pb2.HotListDelta()
                 for j in range(i * size, min(len(changes), (i + 1) * size)):
                     c = changes[j]
-                    blobs[j] = b = c.entry_blob()
-                    part.append(_change_bytes(c.kind, c.entry_id, b))
-                await self._bulk_write(
-                    self._ins_chunk.bind({"batch_id": batch_id, "chunk": i, "changes": b"".join(part)})
-                )
-                done += len(part)
+                    change = delta.changes.add(kind=c.kind, entry_id=c.entry_id)
+                    if c.entry is not None:
+                        entry = entry_to_proto(c.entry)
+                        blobs[j] = entry.SerializeToString()
+                        change.entry.CopyFrom(entry)
+                blob = delta.SerializeToString()
+                await self._bulk_write(self._ins_chunk.bind({"batch_id": batch_id, "chunk": i, "changes": blob}))
+                done += len(delta.changes)
                 if progress:
                     progress("log", done, len(changes))
 
