@@ -169,7 +169,7 @@ def _read(p: Any) -> bytes | None:
 
 
 class _Bearer:
-    """Adds ``authorization: Bearer TOKEN`` to every call (the hub's access control, issue 7)."""
+    """Adds ``authorization: Bearer TOKEN`` to every call (the hub's access control, hub/auth.py)."""
 
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")

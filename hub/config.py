@@ -99,7 +99,7 @@ class AgenciesConfig(StrictModel):
 
 
 class AuthConfig(StrictModel):
-    """Access control (issue 7): tokens and roles on every RPC. Off by default; enable in production."""
+    """Access control (policy §3): tokens and roles on every RPC. Off by default; enable in production."""
 
     enabled: bool = False
     # The audit chain this hub appends to (default: hub_id). Each hub should have its own.

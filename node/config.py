@@ -46,7 +46,7 @@ class HubLinkConfig(StrictModel):
     heartbeat_interval_s: float = Field(10.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
-    # Mutual TLS (issue 7): the deployment CA and this node's certificate (CN = node id) from
+    # Mutual TLS (policy §3: no public access path): the deployment CA and this node's certificate (CN = node id) from
     # ``alpr certs issue NODE_ID``. Empty: plaintext (only where the hub allows it).
     tls_ca_file: str = ""
     tls_cert_file: str = ""

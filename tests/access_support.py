@@ -1,4 +1,4 @@
-"""Helpers for the issue-7 tests: an auth-enabled hub, tokens, authenticated calls."""
+"""Helpers for the access-control tests: an auth-enabled hub, tokens, authenticated calls."""
 
 from __future__ import annotations
 
