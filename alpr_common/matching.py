@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from alpr_common.hotlist_model import HotListEntry
 
@@ -62,11 +61,16 @@ class Match:
     state_mismatch: bool
 
 
+# An index slot holds one entry, or a tuple when several share the key (rare; saves memory).
+Hit = HotListEntry | tuple[HotListEntry, ...]
+Index = dict[str, Hit]
+
+
 def _diffs(a: str, b: str) -> int:
     return sum(1 for x, y in zip(a, b, strict=False) if x != y)
 
 
-def _add(index: dict[str, Any], key: str, e: HotListEntry) -> None:
+def _add(index: Index, key: str, e: HotListEntry) -> None:
     cur = index.get(key)
     if cur is None:
         index[key] = e
@@ -78,7 +82,7 @@ def _add(index: dict[str, Any], key: str, e: HotListEntry) -> None:
         index[key] = (cur, e)
 
 
-def _discard(index: dict[str, Any], key: str, entry_id: str) -> None:
+def _discard(index: Index, key: str, entry_id: str) -> None:
     cur = index.get(key)
     if cur is None:
         return
@@ -98,8 +102,8 @@ class Matcher:
     def __init__(self, options: MatchOptions | None = None, entries: Iterable[HotListEntry] = ()) -> None:
         self.options = options or MatchOptions()
         self.entries: dict[str, HotListEntry] = {}
-        self._canon: dict[str, Any] = {}  # canonical plate -> entry | tuple of entries
-        self._dels: dict[str, Any] = {}  # canonical plate minus one char -> entry | tuple
+        self._canon: Index = {}  # canonical plate -> entry | tuple of entries
+        self._dels: Index = {}  # canonical plate minus one char -> entry | tuple
         # Hot path: bound lookups and the length above which an extra character is tried.
         self._canon_get = self._canon.get
         self._dels_get = self._dels.get
@@ -167,9 +171,9 @@ class Matcher:
         plate: str,
         state: str,
         c: str,
-        found: Any,
-        missing: Any,
-        extra: list[tuple[int, Any]] | None,
+        found: Hit | None,
+        missing: Hit | None,
+        extra: list[tuple[int, Hit]] | None,
         now: datetime | None,
     ) -> list[Match]:
         opts = self.options
@@ -218,7 +222,7 @@ class Matcher:
         return sorted(best.values(), key=lambda m: (-m.score, m.entry.priority, m.entry.entry_id))
 
 
-def _iter(v: Any) -> tuple[HotListEntry, ...]:
+def _iter(v: Hit | None) -> tuple[HotListEntry, ...]:
     if v is None:
         return ()
     return v if isinstance(v, tuple) else (v,)

@@ -23,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeAlias
 
 import grpc
 from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc
@@ -137,6 +137,7 @@ class Relayer:
         return True
 
 
+WatchCall: TypeAlias = "grpc.aio.UnaryStreamCall[alert_pb2.WatchRequest, alert_pb2.WatchResponse]"
 WATCH_BACKOFF = Backoff(initial_s=0.2, max_s=5.0)  # reopening the alert stream
 
 
@@ -205,7 +206,7 @@ class AlertFollower:
                 failures += 1
                 await _backoff(failures, self.stop)
 
-    async def follow(self, call: Any) -> None:
+    async def follow(self, call: WatchCall) -> None:
         """Handle events concurrently (up to ``WINDOW`` in flight), store the position in order.
 
         The stored position only ever moves past an event once its relay (if any) is in the

@@ -30,7 +30,8 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc, alert_pb2, hotlist_pb2
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-ALPR-Signature"
 TIMESTAMP_HEADER = "X-ALPR-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+DeliverCall: TypeAlias = "grpc.aio.StreamStreamCall[agency_pb2.DeliverRequest, agency_pb2.DeliverResponse]"
 
 
 class RetryableError(Exception):
@@ -164,7 +168,7 @@ def verify_signature(secret: bytes, header: str, body: bytes, tolerance_s: float
 # --- TLS -----------------------------------------------------------------------------------
 
 
-def _read(p: Any) -> bytes | None:
+def _read(p: Path | None) -> bytes | None:
     return p.read_bytes() if p is not None else None
 
 
@@ -174,7 +178,7 @@ class _Bearer:
     def __init__(self, token: str) -> None:
         self.header = ("authorization", f"Bearer {token}")
 
-    def _details(self, d: Any) -> Any:
+    def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         md = grpc.aio.Metadata(*(tuple(d.metadata or ())), self.header)
         return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
 
@@ -207,8 +211,10 @@ def token_from_env(name: str | None) -> str | None:
 
 def grpc_channel(target: str, tls: TlsConfig | None, token: str | None = None) -> grpc.aio.Channel:
     """An asyncio channel; TLS (mTLS with a client cert) when configured; a bearer token when given."""
-    opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
-    icpt: Any = [c(token) for c in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamStream)] if token else None
+    opts: list[tuple[str, str | int]] = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
+    icpt: list[Any] | None = None  # grpc-stubs leave ClientInterceptor a must-cast placeholder
+    if token:
+        icpt = [c(token) for c in (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamStream)]
     if tls is None:
         return grpc.aio.insecure_channel(target, options=opts, interceptors=icpt)
     creds = grpc.ssl_channel_credentials(_read(tls.ca_file), _read(tls.key_file), _read(tls.cert_file))
@@ -380,7 +386,7 @@ class GrpcStreamSink:
             call = agency_pb2_grpc.DispatchReceiverServiceStub(self._channel).Deliver(requests())
             self._reader = asyncio.create_task(self._read(call))
 
-    async def _read(self, call: Any) -> None:
+    async def _read(self, call: DeliverCall) -> None:
         err: Exception = RetryableError(f"{self.cfg.target}: stream ended")
         try:
             async for resp in call:
@@ -424,7 +430,7 @@ class GrpcStreamSink:
 class AgencySink:
     """Relays to a neighbouring agency's hub, after the sharing rules allow it (AuthorizeShare on our hub)."""
 
-    def __init__(self, cfg: NeighbourConfig, hub_channel: Any, bridge_id: str) -> None:
+    def __init__(self, cfg: NeighbourConfig, hub_channel: grpc.aio.Channel, bridge_id: str) -> None:
         self.name = f"agency:{cfg.agency_id}"
         self.cfg = cfg
         self.hub = agency_pb2_grpc.AgencyExchangeServiceStub(hub_channel)
