@@ -30,6 +30,7 @@ from cassandra.util import min_uuid_from_time, uuid_from_time
 
 from alpr_common.cassandra import CassandraStore, Row, insert_cql
 from alpr_common.hotlist_model import category_value, entry_to_proto
+from alpr_common.lifecycle import cancel_task
 from alpr_common.matching import Match
 from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.audit import AuditLog
@@ -254,9 +255,7 @@ class AlertFeedTailer:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_task(self._task)
         for w in list(self.watchers):
             with contextlib.suppress(asyncio.QueueFull):
                 w.queue.put_nowait(None)
@@ -368,9 +367,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
 
     async def stop(self) -> None:
         if self._scan_task:
-            self._scan_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._scan_task
+            await cancel_task(self._scan_task)
 
     async def _scan_loop(self) -> None:
         while True:

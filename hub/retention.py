@@ -7,11 +7,11 @@ they do (an alert rule fires when it exceeds the retention).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from alpr_common.lifecycle import cancel_task
 from alpr_common.timestamps import now_utc
 from hub.storage import ReadStore
 
@@ -52,6 +52,4 @@ class RetentionMonitor:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_task(self._task)

@@ -107,6 +107,15 @@ def to_dict(msg: Message) -> dict[str, Any]:
     return MessageToDict(msg, preserving_proto_field_name=True)
 
 
+def output(ctx: Context, msg: Message, text: str) -> int:
+    """Print ``msg`` as JSON (``--json``) or ``text``; exit status 0."""
+    if ctx.json:
+        emit_json(to_dict(msg))
+    else:
+        print(text)
+    return 0
+
+
 def emit_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True), flush=True)
 

@@ -7,9 +7,8 @@ import argparse
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, reads_pb2
-from google.protobuf.message import Message
 
-from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, output, rpc_error, to_dict
 from alpr_common.timestamps import from_timestamp, now_utc
 
 
@@ -33,14 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_parser("list", parents=common, help="registered nodes")
 
 
-def _out(ctx: Context, msg: Message, text: str) -> int:
-    if ctx.json:
-        emit_json(to_dict(msg))
-    else:
-        print(text)
-    return 0
-
-
 def run(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.channel() as ch:
         try:
@@ -57,16 +48,16 @@ def _registry(ctx: Context, args: argparse.Namespace, stub: admin_pb2_grpc.Admin
         r = stub.RegisterNode(
             admin_pb2.RegisterNodeRequest(node_id=args.node_id, camera_ids=args.camera), timeout=t, metadata=md
         )
-        return _out(ctx, r, f"node {args.node_id}: cameras {', '.join(r.node.camera_ids)}")
+        return output(ctx, r, f"node {args.node_id}: cameras {', '.join(r.node.camera_ids)}")
     if args.action == "revoke":
         r2 = stub.RevokeNode(
             admin_pb2.RevokeNodeRequest(node_id=args.node_id, reason=args.reason), timeout=t, metadata=md
         )
-        return _out(ctx, r2, f"node {args.node_id}: revoked")
+        return output(ctx, r2, f"node {args.node_id}: revoked")
     if args.action == "list":
         r3 = stub.ListNodes(admin_pb2.ListNodesRequest(), timeout=t, metadata=md)
         lines = [f"{n.node_id:20} {'REVOKED' if n.revoked else 'active':8} {','.join(n.camera_ids)}" for n in r3.nodes]
-        return _out(ctx, r3, "\n".join([*lines, f"{len(r3.nodes)} node(s)"]))
+        return output(ctx, r3, "\n".join([*lines, f"{len(r3.nodes)} node(s)"]))
     raise CliError(f"unknown action {args.action}")
 
 

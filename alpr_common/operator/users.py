@@ -6,9 +6,8 @@ import argparse
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
-from google.protobuf.message import Message
 
-from alpr_common.operator.common import Context, emit_json, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import Context, leaf_options, output, rpc_error
 
 ROLES = ("officer", "dispatcher", "supervisor", "investigator", "admin", "auditor", "fleet_operator")
 
@@ -28,14 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_parser("whoami", parents=common, help="the user of --token")
 
 
-def _out(ctx: Context, msg: Message, text: str) -> int:
-    if ctx.json:
-        emit_json(to_dict(msg))
-    else:
-        print(text)
-    return 0
-
-
 def run(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.channel() as ch:
         stub = admin_pb2_grpc.AdminServiceStub(ch)
@@ -48,18 +39,18 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                     timeout=t,
                     metadata=md,
                 )
-                return _out(ctx, resp, f"user {args.user_id} ({args.role}) token (shown once):\n{resp.token}")
+                return output(ctx, resp, f"user {args.user_id} ({args.role}) token (shown once):\n{resp.token}")
             if args.action == "revoke":
                 resp2 = stub.RevokeUser(
                     admin_pb2.RevokeUserRequest(user_id=args.user_id, reason=args.reason), timeout=t, metadata=md
                 )
-                return _out(ctx, resp2, f"user {args.user_id}: every token revoked")
+                return output(ctx, resp2, f"user {args.user_id}: every token revoked")
             if args.action == "whoami":
                 me = stub.WhoAmI(admin_pb2.WhoAmIRequest(), timeout=t, metadata=md)
-                return _out(ctx, me, f"{me.user.user_id} ({_role(me.user.role)})")
+                return output(ctx, me, f"{me.user.user_id} ({_role(me.user.role)})")
             resp3 = stub.ListUsers(admin_pb2.ListUsersRequest(), timeout=t, metadata=md)
             lines = [f"{u.user_id:20} {_role(u.role):13} {'REVOKED' if u.revoked else 'active'}" for u in resp3.users]
-            return _out(ctx, resp3, "\n".join([*lines, f"{len(resp3.users)} user(s)"]))
+            return output(ctx, resp3, "\n".join([*lines, f"{len(resp3.users)} user(s)"]))
         except grpc.RpcError as e:
             raise rpc_error(ctx, e) from e
 

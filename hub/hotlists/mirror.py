@@ -7,7 +7,6 @@ versions to its subscribed nodes: nothing lives only in one hub's memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from datetime import datetime
 from alpr.v1 import hotlist_pb2
 
 from alpr_common.hotlist_model import entry_from_proto
+from alpr_common.lifecycle import cancel_task
 from alpr_common.matching import Matcher, MatchOptions
 from alpr_common.timestamps import now_utc, to_timestamp
 from hub.config import HubConfig
@@ -72,9 +72,7 @@ class HotListMirror:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_task(self._task)
 
     async def _run(self) -> None:
         last_repair = time.monotonic()

@@ -15,6 +15,7 @@ import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.hotlist_model import CATEGORIES, HotListEntry, category_name, entry_to_proto, source_name
+from alpr_common.lifecycle import cancel_task
 from alpr_common.plates import normalize_plate, plate_problem
 from alpr_common.timestamps import from_timestamp, now_utc, to_timestamp
 from hub.audit import AuditLog
@@ -56,9 +57,7 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
     async def stop(self) -> None:
         self.closing.set()
         if self._metrics_task:
-            self._metrics_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._metrics_task
+            await cancel_task(self._metrics_task)
 
     async def _metrics_loop(self) -> None:
         while True:
