@@ -172,23 +172,27 @@ def insert_cql(table: str, columns: Sequence[str], *, ttl: bool = False, if_not_
 class Statement:
     """A prepared statement bound by marker name: ``bind({"read_id": ..., "ttl": ...})``."""
 
-    __slots__ = ("names", "prepared")
+    __slots__ = ("names", "order", "prepared")
 
     def __init__(self, prepared: PreparedStatement) -> None:
         self.prepared = prepared
-        self.names = frozenset(str(c.name) for c in prepared.column_metadata)
+        self.order = tuple(str(c.name) for c in prepared.column_metadata)
+        self.names = frozenset(self.order)
 
     def bind(self, values: Values | None = None) -> BoundStatement:
         """A bound statement; every marker must get a value and no other key is allowed."""
         given = values or {}
-        if given.keys() != self.names:
-            missing = sorted(self.names - given.keys())
-            extra = sorted(given.keys() - self.names)
-            raise ValueError(
-                f"bind values do not match the statement (missing {missing}, unknown {extra}): "
-                f"{self.prepared.query_string}"
-            )
-        return self.prepared.bind(given)
+        try:
+            if len(given) == len(self.order):
+                # In marker order: the driver's own dict binding is slower on the ingest path.
+                return self.prepared.bind([given[n] for n in self.order])
+        except KeyError:
+            pass
+        missing = sorted(self.names - given.keys())
+        extra = sorted(given.keys() - self.names)
+        raise ValueError(
+            f"bind values do not match the statement (missing {missing}, unknown {extra}): {self.prepared.query_string}"
+        )
 
 
 def prepare(

@@ -303,12 +303,13 @@ class HotListStore(CassandraStore):
         for c, blob in zip(changes, blobs, strict=True):
             source = c.entry.source if c.entry is not None else c.entry_id.split(":", 1)[0]
             b = bucket_of(c.entry_id)
-            key = {"source": source, "bucket": b, "entry_id": c.entry_id, "written": version}
             stmt: tuple[Statement, Values]
             if c.kind == UPSERT and c.entry is not None:
-                stmt = (self._put_entry, {**key, "entry": blob, "plate": c.entry.plate, "version": version})
+                put = {"source": source, "bucket": b, "entry_id": c.entry_id, "entry": blob, "plate": c.entry.plate,
+                       "version": version, "written": version}  # fmt: skip
+                stmt = (self._put_entry, put)
             else:
-                stmt = (self._del_entry, key)
+                stmt = (self._del_entry, {"source": source, "bucket": b, "entry_id": c.entry_id, "written": version})
             by_part.setdefault((source, b), []).append(stmt)
         batches: list[list[tuple[Statement, Values]]] = []
         for stmts in by_part.values():
