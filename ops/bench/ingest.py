@@ -59,10 +59,10 @@ def raw_insert(config: HubConfig, reads: list[reads_pb2.PlateRead], concurrency:
     for r in reads:
         v = validate_read(r, config, now)
         rows.append(read_rows(r, v.plate, v.ttl_seconds, config.hub_id, now))
-    stmts = [bound for row in rows for bound in store.read_writes(row)]
+    total = 3 * len(rows)
     done = threading.Event()
     slots = threading.Semaphore(concurrency)
-    remaining = [len(stmts)]
+    remaining = [total]
     errors: list[BaseException] = []
     lock = threading.Lock()
 
@@ -78,9 +78,10 @@ def raw_insert(config: HubConfig, reads: list[reads_pb2.PlateRead], concurrency:
         finished()
 
     start = time.perf_counter()
-    for stmt in stmts:
-        slots.acquire()
-        session.execute_async(stmt).add_callbacks(finished, failed)
+    for row in rows:  # binding is part of the work, as it is for the hub
+        for stmt in store.read_writes(row):
+            slots.acquire()
+            session.execute_async(stmt).add_callbacks(finished, failed)
     done.wait()
     elapsed = time.perf_counter() - start
     cluster.shutdown()
