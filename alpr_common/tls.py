@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 if TYPE_CHECKING:
+    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
@@ -58,6 +59,7 @@ def init_ca(directory: Path, name: str = "ALPR deployment CA", days: int = 3650)
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -90,7 +92,9 @@ def issue(
     """Issue ``NAME.crt`` / ``NAME.key`` signed by the CA: CN = name, OU = kind (node/service).
 
     ``hosts`` (DNS names or IPs) become subjectAltNames: needed for servers (the hub).
-    Every certificate can act as TLS client and server.
+    Node certificates are TLS clients only; service certificates are client and server (the
+    hub, agency endpoints). Each carries Subject/Authority Key Identifiers and KeyUsage, so
+    strict verifiers (``openssl verify -x509_strict``, Python 3.13's defaults) accept it.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -98,6 +102,9 @@ def issue(
 
     if kind not in ("node", "service"):
         raise ValueError("kind must be node or service")
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if kind == "service":
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     ca_cert = x509.load_pem_x509_certificate((ca_dir / CA_CERT).read_bytes())
     ca_key = serialization.load_pem_private_key((ca_dir / CA_KEY).read_bytes(), password=None)
     out = out_dir or ca_dir
@@ -126,9 +133,23 @@ def issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_authority_key_id(ca_cert), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
         )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -138,6 +159,17 @@ def issue(
     _write_key(keyp, key)
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return crt, keyp
+
+
+def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The issuing CA's key identifier (from its SKI; computed for CAs made before it was added)."""
+    from cryptography import x509
+
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
 
 
 def server_credentials(

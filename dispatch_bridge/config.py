@@ -171,7 +171,8 @@ class BridgeConfig(StrictModel):
     hub_tls: TlsConfig | None = None
     # Environment variable with the bridge's service token for the hub (when hub auth is on).
     hub_token_env: str | None = None
-    metrics_host: str = "0.0.0.0"
+    # Loopback unless configured (a Prometheus elsewhere: 0.0.0.0 or an address).
+    metrics_host: str = "127.0.0.1"
     # 0 picks a free port; -1 disables the metrics endpoint.
     metrics_port: int = Field(9103, ge=-1, le=65535)
     shutdown_grace_s: float = Field(5.0, ge=0)

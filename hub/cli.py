@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.validate_config:
             cfg = load_hub_config(args.validate_config)
+            if cfg.security_problems():
+                print(f"alpr-hub: {args.validate_config}: " + "; ".join(cfg.security_problems()), file=sys.stderr)
+                return 2
             print(f"{args.validate_config}: valid (keyspace {cfg.cassandra.keyspace}, gRPC port {cfg.grpc_port})")
             return 0
         cfg = load_hub_config(args.config)
@@ -108,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from hub.server import serve
 
+    if cfg.security_problems():
+        print("alpr-hub: " + "; ".join(cfg.security_problems()), file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -99,17 +100,21 @@ class AgenciesConfig(StrictModel):
 
 
 class AuthConfig(StrictModel):
-    """Access control (policy §3): tokens and roles on every RPC. Off by default; enable in production."""
+    """Access control (policy §3): tokens and roles on every RPC. On unless ``insecure_dev``."""
 
-    enabled: bool = False
+    enabled: bool = True
     # The audit chain this hub appends to (default: hub_id). Each hub should have its own.
     audit_chain: str = ""
 
 
 class TlsConfig(StrictModel):
-    """gRPC over TLS; with a CA, clients (nodes, services) must present certificates (mutual TLS)."""
+    """gRPC over TLS; with a CA, clients (nodes, services) must present certificates (mutual TLS).
 
-    enabled: bool = False
+    On unless ``insecure_dev``; the certificate files are checked when the hub starts
+    (:meth:`HubConfig.security_problems`), so a config object can be built without them.
+    """
+
+    enabled: bool = True
     cert_file: str = ""
     key_file: str = ""
     # CA that signed node/service certificates (``alpr certs init``); empty: no client certificates.
@@ -118,14 +123,6 @@ class TlsConfig(StrictModel):
     # A node may submit reads/heartbeats only for its certificate's CN and its registered cameras.
     enforce_node_identity: bool = True
 
-    @model_validator(mode="after")
-    def _files(self) -> TlsConfig:
-        if self.enabled and not (self.cert_file and self.key_file):
-            raise ValueError("tls.enabled needs cert_file and key_file")
-        if self.enabled and self.require_client_cert and not self.ca_file:
-            raise ValueError("tls.require_client_cert needs ca_file")
-        return self
-
 
 class HubConfig(StrictModel):
     """Everything the hub process needs."""
@@ -133,7 +130,8 @@ class HubConfig(StrictModel):
     hub_id: str = Field(default_factory=socket.gethostname)
     listen_host: str = "0.0.0.0"
     grpc_port: int = Field(50051, ge=0, le=65535)
-    metrics_host: str = "0.0.0.0"
+    # Metrics stay on this machine unless configured (a scraper elsewhere: 0.0.0.0 or an address).
+    metrics_host: str = "127.0.0.1"
     # 0 picks a free port; -1 disables the metrics endpoint.
     metrics_port: int = Field(9101, ge=-1, le=65535)
     shutdown_grace_s: float = Field(10.0, ge=0)
@@ -146,6 +144,46 @@ class HubConfig(StrictModel):
     agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Development only: auth and TLS default to off, and may be off. Logged loudly at start.
+    insecure_dev: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insecure_defaults(cls, data: Any) -> Any:
+        """With ``insecure_dev: true``, auth and TLS default to off (each can still be turned on)."""
+        if isinstance(data, dict) and data.get("insecure_dev") in (True, "true", "True", "1", 1):
+            for section in ("auth", "tls"):
+                value = data.get(section)
+                if value is None:
+                    data = {**data, section: {"enabled": False}}
+                elif isinstance(value, dict) and "enabled" not in value:
+                    data = {**data, section: {**value, "enabled": False}}
+        return data
+
+    def security_problems(self) -> list[str]:
+        """Why this config may not serve (empty: it may). Checked by ``create_server`` and
+        ``alpr-hub --validate-config``: secure unless ``insecure_dev: true`` says otherwise."""
+        problems: list[str] = []
+        if not self.insecure_dev:
+            if not self.auth.enabled:
+                problems.append("auth.enabled is false: access control is off (allowed only with insecure_dev: true)")
+            if not self.tls.enabled:
+                problems.append("tls.enabled is false: gRPC in plain text (allowed only with insecure_dev: true)")
+        if self.tls.enabled and not (self.tls.cert_file and self.tls.key_file):
+            problems.append(
+                "tls.enabled needs cert_file and key_file (alpr certs issue HUB --kind service --host NAME), "
+                "or insecure_dev: true for a development hub without TLS"
+            )
+        if self.tls.enabled and self.tls.require_client_cert and not self.tls.ca_file:
+            problems.append("tls.require_client_cert needs ca_file (the deployment CA: alpr certs init)")
+        return problems
+
+    def insecure_parts(self) -> list[str]:
+        """What is switched off (for the loud start-up warning of an ``insecure_dev`` hub)."""
+        off = [name for name, on in (("access control (auth)", self.auth.enabled), ("TLS", self.tls.enabled)) if not on]
+        if self.tls.enabled and not (self.tls.ca_file and self.tls.require_client_cert):
+            off.append("client certificates (mutual TLS)")
+        return off
 
 
 ENV_PREFIX = "ALPR_HUB"

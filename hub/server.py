@@ -85,6 +85,10 @@ SERVICE_NAMES = tuple(
 )
 
 
+class InsecureConfigError(ValueError):
+    """The config would serve without auth or TLS and does not say ``insecure_dev: true``."""
+
+
 class Part(Protocol):
     """A background part of the hub: started once serving, stopped on shutdown."""
 
@@ -150,6 +154,7 @@ async def _record_start(audit: AuditLog, config: HubConfig) -> None:
         "config_sha256": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest(),
         "auth_enabled": config.auth.enabled,
         "tls_enabled": config.tls.enabled,
+        "insecure_dev": config.insecure_dev,
         "read_ttl_seconds": config.retention.read_ttl_seconds,
     }
     try:
@@ -169,6 +174,15 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     ``config.grpc_port = 0`` binds a free port; the bound port is returned. On any failure
     everything opened so far is closed again (in reverse order) before the error is raised.
     """
+    problems = config.security_problems()
+    if problems:
+        raise InsecureConfigError("the hub will not start: " + "; ".join(problems))
+    if config.insecure_dev:
+        log.warning(
+            "\n%s\nINSECURE DEVELOPMENT HUB (insecure_dev: true): %s OFF. Anyone who can reach %s:%s "
+            "can read and change data. Never run this with real reads.\n%s",
+            "!" * 78, ", ".join(config.insecure_parts()) or "nothing", config.listen_host, config.grpc_port, "!" * 78,
+        )  # fmt: skip
     registry = registry if registry is not None else CollectorRegistry()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:

@@ -143,7 +143,8 @@ class NodeConfig(StrictModel):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     hotlist: HotListConfig = Field(default_factory=HotListConfig)
     self_check: SelfCheckConfig = Field(default_factory=SelfCheckConfig)
-    metrics_host: str = "0.0.0.0"
+    # Loopback unless configured (a Prometheus elsewhere: 0.0.0.0 or an address).
+    metrics_host: str = "127.0.0.1"
     # 0 picks a free port; -1 disables
     metrics_port: int = Field(9102, ge=-1, le=65535)
 

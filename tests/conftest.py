@@ -63,8 +63,11 @@ def _drop_keyspaces(points: list[str], port: int, names: list[str]) -> None:
 
 
 def make_hub_config(cassandra: tuple[list[str], int], keyspace: str, **overrides: Any) -> HubConfig:
+    """A test hub's config: auth and TLS off (``insecure_dev``) unless the overrides turn them on;
+    tests of access control and TLS pass ``auth``/``tls`` sections or ``insecure_dev=False``."""
     points, port = cassandra
     data: dict[str, Any] = {
+        "insecure_dev": True,
         "hub_id": "test-hub",
         "listen_host": "127.0.0.1",
         "grpc_port": 0,

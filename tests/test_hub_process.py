@@ -24,6 +24,7 @@ HUB = [sys.executable, "-m", "hub.cli"]
 def write_config(tmp_path: Path, cassandra, keyspace: str, **extra) -> Path:
     points, port = cassandra
     cfg = {
+        "insecure_dev": True,  # a test of the process, not of access control
         "hub_id": "proc-hub",
         "listen_host": "127.0.0.1",
         "grpc_port": 0,
@@ -101,7 +102,7 @@ def test_migrate_command_applies_once(tmp_path, cassandra, cql):
 
 def test_hub_unreachable_cassandra_gives_clear_error(tmp_path):
     cfg = tmp_path / "hub.yaml"
-    cfg.write_text("metrics_port: -1\ncassandra:\n  port: 1\n  connect_timeout_s: 2\n")
+    cfg.write_text("insecure_dev: true\nmetrics_port: -1\ncassandra:\n  port: 1\n  connect_timeout_s: 2\n")
     res = subprocess.run([*HUB, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "cannot reach Cassandra" in res.stderr

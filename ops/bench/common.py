@@ -79,6 +79,7 @@ def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **ext
     """
     points, port = cass
     cfg: dict[str, Any] = {
+        "insecure_dev": True,  # benchmarks on loopback; the secured path is measured where a bench passes auth/tls
         "hub_id": "bench-hub",
         "listen_host": "127.0.0.1",
         "grpc_port": 0,
