@@ -108,6 +108,12 @@ class AlertsConfig(StrictModel):
     # command run on a local hot-list hit, e.g. ["aplay", "/usr/share/sounds/alert.wav"];
     # the alert is passed as JSON on stdin
     command: list[str] | None = None
+    # a command still running after this is killed (with what it started)
+    timeout_s: float = Field(5.0, gt=0, le=300)
+    # commands run at the same time, off the pipeline thread
+    workers: int = Field(2, ge=1, le=16)
+    # alerts waiting for a worker; beyond this a new one is dropped and counted
+    max_pending: int = Field(16, ge=1, le=1024)
 
 
 class HotListConfig(StrictModel):

@@ -65,4 +65,14 @@ class NodeMetrics:
         self.local_alerts = Counter(
             "alpr_node_local_alerts_total", "Hot-list hits raised on the node", registry=registry
         )
+        self.alert_hooks_dropped = Counter(
+            "alpr_node_alert_hooks_dropped_total",
+            "Local alert commands not run because too many were waiting",
+            registry=registry,
+        )
+        self.alert_hook_failures = Counter(
+            "alpr_node_alert_hook_failures_total",
+            "Local alert commands that failed, exited non-zero or were killed on timeout",
+            registry=registry,
+        )
         self.self_check_ok = Gauge("alpr_node_self_check_ok", "1 when every self-check passes", registry=registry)

@@ -10,10 +10,10 @@ import logging
 import queue as stdqueue
 import re
 import shutil
-import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from alpr_common.lifecycle import metrics_endpoint
 from alpr_common.plates import normalize_plate
 from alpr_common.retry import Backoff
 from alpr_common.tls import channel_credentials
+from node.alert_hooks import AlertHooks
 from node.config import CameraConfig, NodeConfig
 from node.gps import GpsReader
 from node.hotlist_sync import HotListSync
@@ -42,6 +43,8 @@ from node.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "0.1.0"
+# Reads kept in memory for tests and the status view: a node runs for months, so only the last few.
+RECENT_READS = 64
 
 
 class Recognizer(Protocol):
@@ -68,7 +71,7 @@ class CameraState:
 
 @dataclass
 class EmittedRead:
-    """What the node made of one vehicle pass (kept for tests and the status view)."""
+    """What the node made of one vehicle pass (the last ``RECENT_READS`` are kept in memory)."""
 
     read: reads_pb2.PlateRead
     hits: list[dict[str, Any]] = field(default_factory=list)
@@ -160,7 +163,17 @@ class NodeRuntime:
             CameraState(c, stdqueue.Queue(maxsize=4), describe(c.source) == "stream", PlateTracker(settings))
             for c in config.cameras
         ]
-        self.emitted: list[EmittedRead] = []
+        # the last reads only; the queue holds every read until the hub has it
+        self.emitted: deque[EmittedRead] = deque(maxlen=RECENT_READS)
+        self.reads_emitted = 0
+        a = config.alerts
+        self.alert_hooks: AlertHooks | None = None
+        if a.command:
+            self.alert_hooks = AlertHooks(
+                a.command, a.timeout_s, a.workers, a.max_pending,
+                on_drop=self.metrics.alert_hooks_dropped.inc, on_failure=self.metrics.alert_hook_failures.inc,
+            )  # fmt: skip
+            self._resources.callback(self.alert_hooks.stop)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics_port: int | None = None
@@ -246,7 +259,22 @@ class NodeRuntime:
             cam.error = str(e)
             log.error("camera %s: %s", c.camera_id, e)
         finally:
-            cam.frames.put(None)
+            self._end_of_source(cam)
+
+    def _end_of_source(self, cam: CameraState) -> None:
+        """Tell the pipeline this camera ended without ever blocking on a full frame queue.
+
+        While running, the marker waits for room (no frame of a file is skipped); once the
+        node is stopping, the pipeline may already be gone, so frames make room for it.
+        """
+        while True:
+            try:
+                cam.frames.put(None, timeout=0.2)
+                return
+            except stdqueue.Full:
+                if self._stop.is_set():
+                    with contextlib.suppress(stdqueue.Empty):
+                        cam.frames.get_nowait()
 
     # -- pipeline --------------------------------------------------------------------------
 
@@ -315,6 +343,7 @@ class NodeRuntime:
             self.metrics.reads_emitted.labels(cam.config.camera_id).inc()
             hits = self._match_locally(read)
             self.emitted.append(EmittedRead(read, hits))
+            self.reads_emitted += 1
             log.info(
                 "read %s %s on %s (%.2f, %d frames)",
                 read.read_id[:8],
@@ -416,13 +445,8 @@ class NodeRuntime:
                 f"*** HOT-LIST HIT: {read.plate_text} on {read.camera_id}: {json.dumps(hit, default=str)}", flush=True
             )
             log.warning("hot-list hit %s", alert)
-            if self.config.alerts.command:
-                try:
-                    subprocess.Popen(self.config.alerts.command, stdin=subprocess.PIPE).communicate(
-                        json.dumps(alert, default=str).encode(), timeout=5
-                    )
-                except (OSError, subprocess.TimeoutExpired) as e:
-                    log.error("alert command %s failed: %s", self.config.alerts.command, e)
+            if self.alert_hooks is not None:  # run off this thread: a slow siren must not stall reading
+                self.alert_hooks.submit(json.dumps(alert, default=str).encode())
         return hits
 
     # -- health ----------------------------------------------------------------------------
@@ -515,7 +539,7 @@ class NodeRuntime:
                 "clock_skew_s": self.uplink.clock_skew_s,
             },
             "detector_ok": self.detector_ok,
-            "reads_emitted": len(self.emitted),
+            "reads_emitted": self.reads_emitted,
             "metrics_port": self.metrics_port,
         }
 
