@@ -47,7 +47,7 @@ Layout and conventions
 
 Importable API (for pytest fixtures)::
 
-    from cassandractl import CassandraCluster       # with ops/ on sys.path, or load by path
+    from ops.cassandractl import CassandraCluster   # with the repository root on sys.path
     cluster = CassandraCluster("/tmp/run", nodes=3, base_port=19042, heap="768M")
     cluster.start()                       # fetches jars if needed, waits until every node is up
     cluster.contact_points, cluster.port  # ['127.0.0.1', '127.0.0.2', '127.0.0.3'], 19042

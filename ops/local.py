@@ -28,7 +28,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -41,10 +40,10 @@ NODE_ID, CAMERA_ID = "sample-pole-1", "sample-pole-1-north"
 CAD_PORT = 8089
 CAD_SECRET = "local-demo-secret"
 sys.path.insert(0, str(ROOT))
-import cassandractl  # noqa: E402  (ops/cassandractl.py, beside this file)
+from ops import cassandractl  # noqa: E402
 
 
-def _cluster() -> Any:
+def _cluster() -> cassandractl.CassandraCluster:
     return cassandractl.CassandraCluster(RUN / "cassandra", nodes=1, base_port=9042, heap="1G")
 
 

@@ -1,4 +1,4 @@
-"""Fixtures: a real Cassandra (started by ops/cassandra.py) and real hubs on loopback ports."""
+"""Fixtures: a real Cassandra (started by ops/cassandractl.py) and real hubs on loopback ports."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from alpr_common.cassandra import connect
 from hub.config import HubConfig
-from tests.support import ROOT, HubThread, load_ops_module
+from ops.cassandractl import CassandraCluster
+from tests.support import ROOT, HubThread
 
 TEST_CQL_PORT = int(os.environ.get("ALPR_TEST_CASSANDRA_PORT", "29042"))
 
@@ -30,9 +31,8 @@ def cassandra() -> Iterator[tuple[list[str], int]]:
         host, _, port = existing.rpartition(":")
         yield [host], int(port)
         return
-    ops = load_ops_module("cassandractl")
     run_dir = Path(os.environ.get("ALPR_RUN_DIR", ROOT / ".run")) / f"test-cassandra-{TEST_CQL_PORT}"
-    cluster = ops.CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="2G")
+    cluster = CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="2G")
     cluster.start()
     try:
         yield cluster.contact_points, cluster.port

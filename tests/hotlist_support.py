@@ -100,5 +100,5 @@ class Subscription:
 
     def close(self) -> None:
         self._out.put(None)
-        self._call.cancel()
+        self._call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
         self.channel.close()

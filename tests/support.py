@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import queue
-import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
@@ -22,17 +19,6 @@ from hub.config import HubConfig
 from hub.server import Hub, create_server
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_ops_module(name: str) -> ModuleType:
-    """Import ``ops/NAME.py`` (ops/ is scripts, not a package)."""
-    path = ROOT / "ops" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"ops_{name}", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class HubThread:

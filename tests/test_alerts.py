@@ -67,7 +67,7 @@ class Watcher:
         return self.events.get(timeout=timeout)
 
     def close(self) -> None:
-        self.call.cancel()
+        self.call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
 
 
 def ingest(target: str, plate: str, region: str = "IL", camera: str = "cam-1", **kw):

@@ -30,8 +30,9 @@ from hub.config import HubConfig
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.uplink import Uplink, UplinkSettings
+from ops.cassandractl import CassandraCluster
 from tests.hotlist_support import FAST, hotlist_stub
-from tests.support import ROOT, load_ops_module
+from tests.support import ROOT
 from tests.test_hub_process import HubProcess
 
 pytestmark = pytest.mark.fault
@@ -120,8 +121,7 @@ class SimNode:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
-    ops = load_ops_module("cassandractl")
-    c = ops.CassandraCluster(ROOT / ".run" / f"test-cassandra-{FAULT_PORT}", nodes=3, base_port=FAULT_PORT, heap="512M")
+    c = CassandraCluster(ROOT / ".run" / f"test-cassandra-{FAULT_PORT}", nodes=3, base_port=FAULT_PORT, heap="512M")
     c.start()
     yield c
     c.stop()

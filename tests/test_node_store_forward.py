@@ -22,7 +22,8 @@ from hub.config import HubConfig
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.uplink import Uplink, UplinkSettings
-from tests.support import ROOT, load_ops_module, stored_ids
+from ops.cassandractl import CassandraCluster
+from tests.support import ROOT, stored_ids
 from tests.test_hub_process import HubProcess, write_config
 
 SF_PORT = int(os.environ.get("ALPR_TEST_SF_CASSANDRA_PORT", "29062"))
@@ -31,8 +32,7 @@ SF_PORT = int(os.environ.get("ALPR_TEST_SF_CASSANDRA_PORT", "29062"))
 @pytest.fixture(scope="module")
 def own_cassandra():
     """A Cassandra of this module's own, so it can be killed without disturbing others."""
-    ops = load_ops_module("cassandractl")
-    cluster = ops.CassandraCluster(ROOT / ".run" / f"test-cassandra-{SF_PORT}", nodes=1, base_port=SF_PORT, heap="768M")
+    cluster = CassandraCluster(ROOT / ".run" / f"test-cassandra-{SF_PORT}", nodes=1, base_port=SF_PORT, heap="768M")
     cluster.start()
     yield cluster
     cluster.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -16,16 +15,9 @@ from typing import Any
 
 import yaml
 
+from ops.cassandractl import CassandraCluster, cql_answers
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ops_cassandra() -> Any:
-    spec = importlib.util.spec_from_file_location("ops_cassandra", ROOT / "ops" / "cassandractl.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def log(msg: str) -> None:
@@ -35,17 +27,16 @@ def log(msg: str) -> None:
 @contextmanager
 def cassandra(port: int = 39042) -> Iterator[tuple[list[str], int]]:
     """Use ALPR_BENCH_CASSANDRA=host:port, or a Cassandra answering on 9042, or start one."""
-    ops = _ops_cassandra()
     given = os.environ.get("ALPR_BENCH_CASSANDRA")
     if given:
         host, _, p = given.rpartition(":")
         yield [host], int(p)
         return
-    if ops.cql_answers("127.0.0.1", 9042):
+    if cql_answers("127.0.0.1", 9042):
         log("bench: using the Cassandra already running on 127.0.0.1:9042")
         yield ["127.0.0.1"], 9042
         return
-    cluster = ops.CassandraCluster(ROOT / ".run" / f"bench-cassandra-{port}", nodes=1, base_port=port, heap="1G",
+    cluster = CassandraCluster(ROOT / ".run" / f"bench-cassandra-{port}", nodes=1, base_port=port, heap="1G",
                                    log=log)  # fmt: skip
     cluster.start()
     try:

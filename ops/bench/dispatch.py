@@ -33,17 +33,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import grpc
 import yaml
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from common import ROOT, cassandra, hub_process, log, percentile
 
 from alpr_common.simulation import make_read
 from dispatch_bridge.sinks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 from hub.alerts import alert_id_for
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 
 SECRET = b"bench-secret"
 PLATE = "DSP1234"

@@ -2,7 +2,7 @@
 """Hot-list benchmark: import rate, in-process match rate, delta propagation latency to
 subscribed nodes, read ingested → alert on a watcher on another hub replica.
 
-    .venv/bin/python ops/bench/hotlist.py [--entries 1000000] [--nodes 50] [--deltas 20] [--alerts 200]
+    .venv/bin/python -m ops.bench.hotlist [--entries 1000000] [--nodes 50] [--deltas 20] [--alerts 200]
 
 Progress on stderr; the last line is JSON:
 {"import_entries_per_s", "matches_per_s", "delta_p99_ms", "alert_p99_ms", ...}.
@@ -30,15 +30,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2
-from common import ROOT, cassandra, hub_process, log, percentile
 
 from alpr_common.hotlist_model import HotListEntry
 from alpr_common.matching import Matcher
 from alpr_common.simulation import make_read
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 
 TEMPLATE = "601815V ILMPSTOLEN VYR/13 VMA/JEEP VMO/F15 VST/2D VCO/WHI     DOT/040216 LDS/V23A0968"
 STATES = ("IL", "IL", "IL", "IL", "WI", "IN", "MO", "IA")
@@ -120,7 +118,7 @@ class Node(threading.Thread):
         self.arrivals: dict[int, float] = {}
         self.ready = threading.Event()
         self._q: queue.Queue[hotlist_pb2.SubscribeRequest | None] = queue.Queue()
-        self.call = None
+        self.call: grpc.CallIterator[hotlist_pb2.SubscribeResponse] | None = None
 
     def run(self) -> None:
         self._q.put(hotlist_pb2.SubscribeRequest(start=hotlist_pb2.SubscribeStart(node_id=self.node_id,
@@ -131,9 +129,9 @@ class Node(threading.Thread):
                 yield m
 
         with grpc.insecure_channel(self.target) as ch:
-            self.call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(it())
+            self.call = call = hotlist_pb2_grpc.HotListServiceStub(ch).Subscribe(it())
             try:
-                for r in self.call:
+                for r in call:
                     k = r.WhichOneof("payload")
                     if k == "delta" and not r.delta.more:
                         self.arrivals[r.delta.version] = time.perf_counter()
@@ -146,7 +144,7 @@ class Node(threading.Thread):
     def stop(self) -> None:
         self._q.put(None)
         if self.call is not None:
-            self.call.cancel()
+            self.call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
 
 
 class VersionWatch(threading.Thread):
@@ -190,7 +188,7 @@ def bench_snapshot(target: str) -> tuple[int, float]:
                 break
         secs = time.perf_counter() - t0
         done.set()
-        call.cancel()
+        call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
     return entries, secs
 
 
@@ -273,7 +271,7 @@ def bench_alerts(hub_a: str, hub_b: str, n: int) -> list[float]:
     while time.time() < deadline and len([k for k in sent if k in received]) < n:
         time.sleep(0.1)
     q.put(None)
-    call.cancel()
+    call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
     lat = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
     ack_lat = [(acks[k] - t) * 1000 for k, t in sent.items() if k in acks]
     log(f"alerts: p50 {percentile(lat, 0.5):.0f} ms p99 {percentile(lat, 0.99):.0f} ms ({n - len(lat)} missing); "

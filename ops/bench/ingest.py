@@ -10,7 +10,7 @@ Prints progress on stderr and, as the last line, JSON:
 A "row" of the raw figure is one read written to all three read tables, so the two rates
 compare like with like. Starts Cassandra if none is running and stops what it started.
 
-    .venv/bin/python ops/bench/ingest.py [--reads 20000] [--nodes 8] [--window 64]
+    .venv/bin/python -m ops.bench.ingest [--reads 20000] [--nodes 8] [--window 64]
 """
 
 from __future__ import annotations
@@ -26,12 +26,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
-from common import ROOT, cassandra, hub_process, log, percentile
 
 from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
@@ -39,6 +35,7 @@ from hub.config import HubConfig
 from hub.schema import migrate
 from hub.storage import ReadStore, read_rows
 from hub.validation import validate_read
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 
 
 def make_reads(n: int, nodes: int, seed: int = 7) -> list[reads_pb2.PlateRead]:

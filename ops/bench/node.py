@@ -10,7 +10,7 @@ counts the runtime's start and final flush. ratio = pipeline_fps / detector_fps.
 Prints progress on stderr and, as the last line, JSON:
   {"pipeline_fps", "detector_fps", "ratio", "ms_per_frame_p50", "ms_per_frame_p99", ...}
 
-    .venv/bin/python ops/bench/node.py [--vehicles 12]
+    .venv/bin/python -m ops.bench.node [--vehicles 12]
 """
 
 from __future__ import annotations
@@ -25,22 +25,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-# This file is named node.py: take its folder off the path until the `node` package is
-# imported, or `import node` would find this file.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-import cv2  # noqa: E402
+import cv2
 
-from node.clips import make_clip  # noqa: E402
-from node.config import NodeConfig  # noqa: E402
-from node.recognition.loading import RecognizerConfig, load_recognizer  # noqa: E402
-from node.recognition.types import Box, Image, PlateResult  # noqa: E402
-from node.runtime import NodeRuntime  # noqa: E402
-
-sys.path.append(_HERE)
-from common import log, percentile  # noqa: E402
+from node.clips import make_clip
+from node.config import NodeConfig
+from node.recognition.loading import RecognizerConfig, load_recognizer
+from node.recognition.types import Box, Image, PlateResult
+from node.runtime import NodeRuntime
+from ops.bench.common import log, percentile
 
 
 class TimedRecognizer:

@@ -11,7 +11,7 @@ Measures ack latency, alert latency, the hub process's CPU and RSS, and reads lo
 but never acknowledged, or acknowledged but not in Cassandra). Last line JSON:
   {"reads_per_s", "ack_p99_ms", "alert_p99_ms", "hub_cpu_pct", "hub_rss_mb", "lost", ...}
 
-    .venv/bin/python ops/bench/scale.py [--entries 1000000] [--nodes 200] [--seconds 60]
+    .venv/bin/python -m ops.bench.scale [--entries 1000000] [--nodes 200] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -24,21 +24,17 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collections.abc import AsyncIterator
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from common import ROOT, cassandra, hub_process, log, percentile, process_usage
-from hotlist import _drop, bench_import, leads_file, plates
 
 from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
-
-sys.path.insert(0, str(ROOT))
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile, process_usage
+from ops.bench.hotlist import _drop, bench_import, leads_file, plates
 from tests.support import stored_ids
 
 
@@ -50,7 +46,7 @@ async def node_stream(
     async with grpc.aio.insecure_channel(target) as ch:
         stub = ingest_pb2_grpc.IngestServiceStub(ch)
 
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[ingest_pb2.IngestRequest]:
             await asyncio.sleep(rnd.uniform(0, 1 / rate))  # nodes are not in lock-step
             for _ in range(n_reads):
                 plate = rnd.choice(hot) if rnd.random() < hit_ratio else None
@@ -65,7 +61,9 @@ async def node_stream(
                 acked[resp.ack.read_id] = time.perf_counter()
 
 
-def watch_alerts(target: str, received: dict[str, float], stop: threading.Event) -> grpc.Future:
+def watch_alerts(
+    target: str, received: dict[str, float], stop: threading.Event
+) -> grpc.CallIterator[alert_pb2.WatchResponse]:
     call = alert_pb2_grpc.AlertServiceStub(grpc.insecure_channel(target)).Watch(alert_pb2.WatchRequest())
 
     def drain() -> None:
@@ -124,7 +122,7 @@ def main() -> int:
                 wall = time.perf_counter() - t0
                 cpu1, rss = process_usage(target.pid)
                 time.sleep(2.0)
-                call.cancel()
+                call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
         finally:
             stored = stored_ids(session, ks, list(sent))
             cluster.shutdown()

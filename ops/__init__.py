@@ -1,0 +1,1 @@
+"""Operations scripts: set-up helpers, local stack, Cassandra control, code generation."""
