@@ -1,8 +1,11 @@
-"""``alpr-node evaluate ANNOTATIONS.tsv``: detection recall, exact/top-1/character accuracy, ms/image.
+"""``alpr-node evaluate ANNOTATIONS.tsv``: detection recall/precision, exact/character accuracy, state, ms/image.
 
 The annotation format is that of ``shared/data/real-plates`` (``filename x y w h text``,
-images next to the file). Prints one JSON summary line last; ``--details FILE`` writes
-every plate's outcome.
+images next to the file). A crop folder's ``labels.tsv`` (``filename text [state]``) is read
+crop by crop without the detector. ``--split NAME`` scores only the files of a fixed split
+(``node/recognition/splits.json``: ``us-ucsd`` ``val``, ``us-crops`` ``heldout``). Prints
+one JSON summary line last (with the most frequent character confusions); ``--details FILE``
+writes every plate's outcome.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("annotations", type=Path, help="annotations.tsv (images in the same folder)")
     ap.add_argument("--iou", type=float, default=0.3, help="IoU for a detection to count (default 0.3)")
     ap.add_argument("--limit", type=int, help="only the first N images")
+    ap.add_argument("--split", help="only this fixed split of the set (e.g. val for us-ucsd, heldout for us-crops)")
     ap.add_argument("--details", type=Path, help="write per-plate outcomes as JSON here")
     ap.add_argument("--bench-detector", action="store_true", help="also time the detector alone on a 720p frame")
     ap.add_argument(
@@ -45,21 +49,43 @@ def main(argv: list[str]) -> int:
     if not args.annotations.exists():
         print(f"alpr-node evaluate: no such file {args.annotations}", file=sys.stderr)
         return 2
-    from node.recognition.evaluation import evaluate
+    from node.recognition.annotations import split_info, split_names
+    from node.recognition.evaluation import evaluate, evaluate_crops
     from node.recognition.loading import load_recognizer
+
+    set_name = args.annotations.resolve().parent.name
+    only = None
+    if args.split:
+        try:
+            only = split_names(set_name, args.split)
+        except KeyError as e:
+            print(f"alpr-node evaluate: {e.args[0]}", file=sys.stderr)
+            return 2
+    set_state = split_info(set_name).get("state")
 
     try:
         rec = load_recognizer(config_from_args(args))
     except (FileNotFoundError, ValueError) as e:
         print(f"alpr-node evaluate: {e}", file=sys.stderr)
         return 2
-    rep = evaluate(rec.recognize, args.annotations, iou_threshold=args.iou, limit=args.limit)
+    crops = args.annotations.name == "labels.tsv"
+    if crops:
+        rep = evaluate_crops(rec.read_crop, args.annotations, limit=args.limit, only=only)
+    else:
+        rep = evaluate(
+            rec.recognize, args.annotations, iou_threshold=args.iou, limit=args.limit, only=only,
+            state=str(set_state) if set_state else None,
+        )  # fmt: skip
     if args.details:
         args.details.write_text(json.dumps(rep.details(), indent=1))
     for o in rep.outcomes:
         mark = "ok " if o.read == o.label and o.label else ("det" if o.detected else "MISS")
-        print(f"{mark:4} {o.image:44} label={o.label or '-':9} read={o.read or '-':9} iou={o.iou}")
-    summary: dict[str, object] = {"annotations": str(args.annotations), **rep.summary(), "versions": rec.versions()}
+        state = f" state={o.state}/{o.read_state or '-'}" if o.state else ""
+        print(f"{mark:4} {o.image:44} label={o.label or '-':9} read={o.read or '-':9} iou={o.iou}{state}")
+    summary: dict[str, object] = {
+        "annotations": str(args.annotations), "split": args.split, "mode": "crops" if crops else "frames",
+        **rep.summary(), "versions": rec.versions(),
+    }  # fmt: skip
     if args.bench_detector:
         summary["detector_ms_720p"] = round(detector_ms(rec.detector), 1)
     if args.record:

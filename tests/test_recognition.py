@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from node.recognition.annotations import read_boxes
-from node.recognition.evaluation import edit_distance, evaluate, iou
+from node.recognition.evaluation import char_confusions, edit_distance, evaluate, evaluate_crops, iou
 from node.recognition.loading import MODELS_DIR, Recognizer, RecognizerConfig, load_recognizer
 from node.recognition.types import PlateResult
 from node.training.compose import paste, warp_plate
@@ -211,6 +212,50 @@ def test_evaluation_numbers_on_fixture(tmp_path: Path) -> None:
     assert s["top1_accuracy"] == 0.5
     assert s["char_accuracy"] == round((6 + 3 + 0) / (6 + 4 + 4), 4)
     assert s["false_positives"] == 1
+    assert s["detection_precision"] == round(2 / 3, 4)  # 2 matched boxes of 3 drawn
+    assert s["confusions"] == [["9", "8", 1]]
+
+
+def test_char_confusions_align_substitutions_drops_and_extras() -> None:
+    assert char_confusions("ABC123", "ABC123") == []
+    assert char_confusions("8B1", "BB1") == [("8", "B")]
+    assert char_confusions("ABC", "AC") == [("B", "")]
+    assert char_confusions("ABC", "1ABC") == [("", "1")]
+
+
+def test_state_coverage_and_accuracy_on_a_crop_set(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((30, 60, 3), np.uint8))
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("a.png\tABC123\tCA\nb.png\tXYZ9\tTX\nc.png\tQQ11\tNY\nd.png\tRR22\tNY\n")
+    answers = {  # read text, state answered
+        0: ("ABC123", "CA"),  # right, right state
+        1: ("XYZ9", "OK"),  # right, wrong state
+        2: ("QO11", None),  # one substitution, no state (unknown)
+        3: ("RR22", "NY"),
+    }
+    calls = iter(range(4))
+
+    def read(crop: np.ndarray) -> PlateResult:
+        text, state = answers[next(calls)]
+        return PlateResult((0, 0, 60, 30), 1.0, text, 0.9, state=state)
+
+    s = evaluate_crops(read, labels).summary()
+    assert s["images"] == 4 and s["detection_recall"] == 1.0
+    assert s["exact_plate_accuracy"] == 0.75
+    assert s["plates_with_state"] == 4
+    assert s["state_coverage"] == 0.75 and s["state_accuracy"] == round(2 / 3, 4)
+    assert s["confusions"] == [["Q", "O", 1]]
+    calls = iter([3])
+    only = evaluate_crops(read, labels, only={"d.png"}).summary()  # a split: only the named files
+    assert only["images"] == 1
+
+
+def test_frame_set_of_one_state_counts_missed_plates_as_unanswered(tmp_path: Path) -> None:
+    ann = _fixture(tmp_path)
+    answers = iter([[PlateResult((12, 11, 58, 29), 0.9, "ABC123", 0.9, state="CA")], []])
+    s = evaluate(lambda frame: next(answers), ann, state="CA").summary()
+    assert s["plates_with_state"] == 3 and s["state_coverage"] == round(1 / 3, 4) and s["state_accuracy"] == 1.0
 
 
 def test_evaluate_cli_prints_summary(tmp_path: Path) -> None:
@@ -226,3 +271,15 @@ def test_evaluate_cli_prints_summary(tmp_path: Path) -> None:
         summary
     )
     assert main(["evaluate", str(tmp_path / "missing.tsv")]) == 2
+    assert main(["evaluate", str(ann), "--split", "val"]) == 2  # this folder has no fixed split
+
+
+def test_committed_splits_are_disjoint_from_training_and_cover_every_state() -> None:
+    from node.recognition.annotations import split_info
+
+    ucsd, crops = split_info("us-ucsd"), split_info("us-crops")
+    assert ucsd["state"] == "CA" and 50 <= len(ucsd["val"]) <= 70
+    held = crops["heldout"]
+    assert 120 <= len(held) <= 180 and len(set(held)) == len(held)
+    states = {re.match(r"[a-z]+", n).group(0) for n in held}  # type: ignore[union-attr]
+    assert len(states) >= 45  # nearly every state has held-out crops

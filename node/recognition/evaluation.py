@@ -6,13 +6,22 @@ Metrics:
   (missed plates count as wrong), over all labelled plates;
 - top-1 accuracy: per image, the most confident read equals one of the image's labels;
 - character accuracy: 1 - edit distance / label length, summed over matched or missed plates;
+- detection precision: detections that matched a plate / all detections (false boxes lower it);
+- state coverage: plates of known state that got a state answer (missed plates count as
+  unanswered); state accuracy: answers that name the right state;
+- confusions: the most frequent character substitutions, drops and insertions (label -> read)
+  of the matched reads;
 - ms per image: wall time of ``recognize`` (image decoding excluded).
+
+Crop sets (``labels.tsv``: ``filename text [state]``) skip the detector: each crop is read
+whole, so their figures are the OCR's and the state classifier's alone.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +30,7 @@ import numpy as np
 
 from alpr_common.similarity import edit_distance as edit_distance
 from alpr_common.similarity import iou as iou
-from node.recognition.annotations import GroundTruth, read_boxes
+from node.recognition.annotations import GroundTruth, read_boxes, read_crop_labels
 from node.recognition.types import Image, PlateResult
 
 
@@ -33,6 +42,8 @@ class PlateOutcome:
     detected: bool
     read: str | None
     iou: float
+    state: str | None = None
+    read_state: str | None = None
 
 
 @dataclass
@@ -46,8 +57,29 @@ class EvalReport:
     char_correct: float = 0.0
     char_total: int = 0
     false_positives: int = 0
+    with_state: int = 0
+    state_answered: int = 0
+    state_correct: int = 0
     total_ms: float = 0.0
+    confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
     outcomes: list[PlateOutcome] = field(default_factory=list)
+
+    @property
+    def detection_precision(self) -> float:
+        boxes = self.detected + self.false_positives
+        return self.detected / boxes if boxes else 0.0
+
+    @property
+    def state_coverage(self) -> float:
+        return self.state_answered / self.with_state if self.with_state else 0.0
+
+    @property
+    def state_accuracy(self) -> float:
+        return self.state_correct / self.state_answered if self.state_answered else 0.0
+
+    def top_confusions(self, n: int = 15) -> list[list[object]]:
+        """``[label_char, read_char, count]``, most frequent first; "" marks a dropped/extra character."""
+        return [[a, b, k] for (a, b), k in self.confusions.most_common(n)]
 
     @property
     def detection_recall(self) -> float:
@@ -69,16 +101,22 @@ class EvalReport:
     def ms_per_image(self) -> float:
         return self.total_ms / self.images if self.images else 0.0
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, object]:
         return {
             "images": self.images,
             "plates": self.plates,
             "detection_recall": round(self.detection_recall, 4),
+            "detection_precision": round(self.detection_precision, 4),
             "exact_plate_accuracy": round(self.exact_accuracy, 4),
             "top1_accuracy": round(self.top1_accuracy, 4),
             "char_accuracy": round(self.char_accuracy, 4),
             "false_positives": self.false_positives,
+            "false_positives_per_image": round(self.false_positives / self.images, 3) if self.images else 0.0,
+            "plates_with_state": self.with_state,
+            "state_coverage": round(self.state_coverage, 4),
+            "state_accuracy": round(self.state_accuracy, 4),
             "ms_per_image": round(self.ms_per_image, 1),
+            "confusions": self.top_confusions(),
         }
 
     def details(self) -> list[dict[str, object]]:
@@ -91,12 +129,17 @@ def evaluate(
     images_dir: Path | None = None,
     iou_threshold: float = 0.3,
     limit: int | None = None,
+    only: Iterable[str] | None = None,
+    state: str | None = None,
 ) -> EvalReport:
-    """Run ``recognize`` over every annotated image and score it."""
-    gt = read_boxes(annotations)
+    """Run ``recognize`` over every annotated image (or those named in ``only``) and score it.
+
+    ``state``: the state of every plate of the set, when it is all of one state."""
+    gt = read_boxes(annotations, state=state)
     root = images_dir or Path(annotations).parent
     rep = EvalReport()
-    for name in sorted(gt)[:limit]:
+    names = sorted(gt) if only is None else sorted(set(gt) & set(only))
+    for name in names[:limit]:
         raw = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
         if raw is None:
             continue
@@ -121,16 +164,85 @@ def score_image(rep: EvalReport, name: str, truths: list[GroundTruth], preds: li
         cand = [(iou(t.box, p.box), i) for i, p in enumerate(preds) if i not in used]
         ov, idx = max(cand, default=(0.0, -1))
         detected = ov >= thr
-        read = None
+        read = read_state = None
         if detected:
             used.add(idx)
             rep.detected += 1
-            read = preds[idx].text
-        if t.text:
-            rep.labelled += 1
-            rep.char_total += len(t.text)
-            if read is not None:
-                rep.exact += int(read == t.text)
-                rep.char_correct += max(0, len(t.text) - edit_distance(read, t.text))
-        rep.outcomes.append(PlateOutcome(name, t.text, t.box, detected, read, round(ov, 3)))
+            read, read_state = preds[idx].text, preds[idx].state
+        score_read(rep, t.text, read, t.state, read_state)
+        rep.outcomes.append(PlateOutcome(name, t.text, t.box, detected, read, round(ov, 3), t.state, read_state))
     rep.false_positives += len(preds) - len(used)
+
+
+def score_read(rep: EvalReport, label: str | None, read: str | None, state: str | None, read_state: str | None) -> None:
+    """Text and state figures of one plate (``read`` None: not found)."""
+    if label:
+        rep.labelled += 1
+        rep.char_total += len(label)
+        if read is not None:
+            rep.exact += int(read == label)
+            rep.char_correct += max(0, len(label) - edit_distance(read, label))
+            rep.confusions.update(char_confusions(label, read))
+    if state:
+        rep.with_state += 1
+        if read_state is not None:
+            rep.state_answered += 1
+            rep.state_correct += int(read_state == state)
+
+
+def char_confusions(label: str, read: str) -> list[tuple[str, str]]:
+    """The edits of one minimal alignment of ``label`` to ``read``: (label char, read char) pairs,
+    ``("X", "")`` for a dropped and ``("", "X")`` for an extra character."""
+    n, m = len(label), len(read)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (label[i - 1] != read[j - 1]))
+    out: list[tuple[str, str]] = []
+    i, j = n, m
+    while i or j:
+        if i and j and d[i][j] == d[i - 1][j - 1] + (label[i - 1] != read[j - 1]):
+            if label[i - 1] != read[j - 1]:
+                out.append((label[i - 1], read[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and d[i][j] == d[i - 1][j] + 1:
+            out.append((label[i - 1], ""))
+            i -= 1
+        else:
+            out.append(("", read[j - 1]))
+            j -= 1
+    return out[::-1]
+
+
+def evaluate_crops(
+    read_crop: Callable[[Image], PlateResult],
+    labels: Path,
+    limit: int | None = None,
+    only: Iterable[str] | None = None,
+) -> EvalReport:
+    """Read every labelled crop whole (no detector) and score text and state."""
+    gt = read_crop_labels(labels)
+    root = Path(labels).parent
+    rep = EvalReport()
+    names = sorted(gt) if only is None else sorted(set(gt) & set(only))
+    for name in names[:limit]:
+        raw = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
+        if raw is None:
+            continue
+        crop = np.asarray(raw, dtype=np.uint8)
+        text, state = gt[name]
+        t0 = time.perf_counter()
+        pred = read_crop(crop)
+        rep.total_ms += (time.perf_counter() - t0) * 1000
+        rep.images += 1
+        rep.plates += 1
+        rep.detected += 1
+        rep.top1 += int(pred.text == text)
+        score_read(rep, text, pred.text, state, pred.state)
+        h, w = crop.shape[:2]
+        rep.outcomes.append(PlateOutcome(name, text, (0, 0, w, h), True, pred.text, 1.0, state, pred.state))
+    return rep

@@ -95,6 +95,16 @@ class Recognizer:
         out = [np.ascontiguousarray(self.crop(frame, box, mm, dy)) for mm, dy in spec]
         return [c for c in out if c.size] or out[:1]
 
+    def read_crop(self, crop: Image) -> PlateResult:
+        """Read one plate crop whole (no detector): the evaluation of crop sets."""
+        h, w = crop.shape[:2]
+        text = self.reader.read_views([np.ascontiguousarray(crop)])
+        guess = self.state.classify(crop, reuse_last=True)
+        return PlateResult(
+            box=(0, 0, w, h), detection_score=1.0, text=text.text, confidence=text.confidence,
+            char_confidences=text.char_confidences, state=guess.state, state_confidence=guess.confidence,
+        )  # fmt: skip
+
     def recognize(self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
         """Detect, crop and read every plate in the frame.
 
