@@ -13,14 +13,16 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("node.runtime_cli", "run the node: cameras → detect → OCR → reads → hub (--config FILE)"),
     "status": ("node.runtime_cli", "show the self-check of a running node"),
-    "shift-start": ("node.shift_cli", "check the node is ready for a shift (current hot list)"),
+    "shift-start": ("node.shift_cli", "start a shift: is the hot list current? (--officer ID --config FILE)"),
+    "shift-end": ("node.shift_cli", "end the shift: the unit goes off shift (--officer ID)"),
+    "report-damage": ("node.shift_cli", "report the unit damaged: a help-desk ticket (--officer ID --note TEXT)"),
     "recognize": ("node.recognize_cli", "detect and read plates in still images (--json: one object per line)"),
     "evaluate": ("node.evaluate_cli", "measure detection/OCR accuracy on an annotated image folder"),
     "train": ("node.training.cli", "generate data and train the detector / OCR / state models"),
 }
 
 USAGE = "usage: alpr-node [--validate-config FILE] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
-    f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()
+    f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()
 )
 
 

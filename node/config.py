@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from alpr_common.config import StrictModel, load_config
+from alpr_common.config import ConfigError, StrictModel, load_config
+
+if TYPE_CHECKING:
+    import grpc
 
 
 class LocationConfig(StrictModel):
@@ -51,6 +54,22 @@ class HubLinkConfig(StrictModel):
     tls_ca_file: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """Mutual-TLS credentials for the hub link (None: plaintext); a file that cannot be read
+        is a ConfigError naming the setting and the path."""
+        if not self.tls_ca_file:
+            return None
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path:
+                try:
+                    Path(path).read_bytes()
+                except OSError as e:
+                    raise ConfigError(f"hub.{name}: cannot read {path}: {e.strerror or e}") from None
+        from alpr_common.tls import channel_credentials
+
+        return channel_credentials(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
 
 class QueueConfig(StrictModel):

@@ -29,7 +29,6 @@ from prometheus_client import CollectorRegistry
 from alpr_common.lifecycle import metrics_endpoint
 from alpr_common.plates import normalize_plate
 from alpr_common.retry import Backoff
-from alpr_common.tls import channel_credentials
 from node.alert_hooks import AlertHooks
 from node.config import CameraConfig, NodeConfig
 from node.gps import GpsReader
@@ -37,6 +36,7 @@ from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.recognition.types import Image, PlateResult
+from node.shift import damage_problem, damage_report
 from node.sources import Frame, SourceError, describe, open_source
 from node.tracker import FinishedTrack, PlateTracker, TrackerSettings
 from node.uplink import Uplink, UplinkSettings
@@ -131,7 +131,7 @@ class NodeRuntime:
         # metrics endpoint, GPS, hot-list sync, uplink and threads in start()).
         self._resources = contextlib.ExitStack()
         # Mutual TLS: the uplink and the hot-list sync present the same client certificate.
-        credentials = channel_credentials(h.tls_ca_file, h.tls_cert_file, h.tls_key_file) if h.tls_ca_file else None
+        credentials = h.credentials()
         with self._resources as opened:
             self.hotlist: HotListSync | None = None
             if local_matcher is None and config.hotlist.enabled:
@@ -463,6 +463,9 @@ class NodeRuntime:
                 out.append(f"camera {cam.config.camera_id}: no frames for {now - cam.last_frame_wall:.0f} s")
         if not self.detector_ok:
             out.append(f"detector failing: {self.detector_error}")
+        damage = damage_report(self.config.state_dir)
+        if damage is not None:
+            out.append(damage_problem(damage))
         free = shutil.disk_usage(self.config.state_dir).free
         if free < sc.min_free_disk_bytes:
             out.append(f"disk almost full: {free // 2**20} MiB free in {self.config.state_dir}")

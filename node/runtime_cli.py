@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.validate_config:
             cfg = load_node_config(args.validate_config)
+            cfg.hub.credentials()  # the TLS files must be readable
             print(f"{args.validate_config}: valid (node {cfg.node_id}, {cfg.kind}, {len(cfg.cameras)} camera(s))")
             return 0
         if not args.config:
@@ -46,7 +47,11 @@ def main(argv: list[str]) -> int:
 
     from node.runtime import NodeRuntime
 
-    runtime = NodeRuntime(cfg).start()
+    try:
+        runtime = NodeRuntime(cfg).start()
+    except ConfigError as e:  # e.g. a TLS file that cannot be read
+        print(f"alpr-node: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -80,3 +80,14 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         copy.write_text(text)
         res = subprocess.run([tool, "verify", str(copy)], capture_output=True, text=True)
         assert res.returncode == 0 and "Unknown" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_boot_shift_check_uses_the_node_config() -> None:
+    """The boot-time hot-list check talks to the hubs the way the node does (its config: hubs,
+    node id, mutual-TLS certificate); tests/test_tls.py runs its command line against a TLS hub."""
+    node_unit = (DEPLOY / "systemd" / "alpr-node.service").read_text()
+    shift_unit = (DEPLOY / "systemd" / "alpr-node-shift-start.service").read_text()
+    config = "--config /etc/alpr/node.yaml"
+    assert config in node_unit
+    exec_start = next(ln for ln in shift_unit.splitlines() if ln.startswith("ExecStart="))
+    assert "shift-start" in exec_start and config in exec_start and "--hub" not in exec_start

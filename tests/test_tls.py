@@ -3,6 +3,7 @@ registered cameras only, revoked nodes refused, unknown CAs and cert-less client
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -208,3 +209,40 @@ def test_node_revoked_mid_stream_is_cut_off(thub, pki, monkeypatch):
     assert res.errors[second.read_id].code == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert "revoked" in res.errors[second.read_id].message
     assert res.status == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_boot_shift_check_passes_against_a_mutual_tls_hub(thub, pki, tmp_path, capsys):
+    """The systemd boot check's own command line, with the node's config, is READY against a
+    mutual-TLS hub; the same check without the node's certificate cannot be."""
+    import shlex
+
+    import yaml
+
+    from node.cli import main as alpr_node
+    from tests.support import ROOT
+
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({
+        "node_id": "pole-1", "state_dir": str(tmp_path / "state"), "location": {"latitude": 41.5, "longitude": -88.1},
+        "cameras": [{"camera_id": "pole-1-east", "source": "rtsp://camera.invalid/stream"}],
+        "hub": {"targets": [thub.thread.target], "tls_ca_file": str(pki / "ca" / "ca.crt"),
+                "tls_cert_file": str(pki / "pole-1.crt"), "tls_key_file": str(pki / "pole-1.key")},
+    }))  # fmt: skip
+    unit = (ROOT / "ops" / "deploy" / "systemd" / "alpr-node-shift-start.service").read_text()
+    exec_start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart=")).removeprefix("ExecStart=")
+    argv = shlex.split(exec_start.replace("/etc/alpr/node.yaml", str(config)))[1:]
+    assert alpr_node([*argv, "--timeout", "30"]) == 0, capsys.readouterr().err
+    assert "READY: officer system-boot on node pole-1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "state" / "shift.json").read_text())["on_shift"] is True
+
+    # plaintext to the same hub: refused, and the verdict says what is missing
+    rc = alpr_node(["shift-start", "--officer", "o-1", "--hub", thub.thread.target, "--node-id", "pole-1",
+                    "--state-dir", str(tmp_path / "plain"), "--timeout", "2"])  # fmt: skip
+    assert rc == 1 and "needs --config with the node's certificate" in capsys.readouterr().err
+
+    # a certificate file that is not there: one line saying which, no traceback
+    config.write_text(config.read_text().replace("pole-1.key", "pole-404.key"))
+    assert alpr_node(["shift-start", "--officer", "o-1", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "hub.tls_key_file: cannot read" in err and "pole-404.key" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
