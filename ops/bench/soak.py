@@ -17,7 +17,7 @@ longer queues (0 expected). Progress on stderr; the last line is JSON:
    "reads", "stored", "queued", "lost", "minutes", ...}
 Target: slope <= 5 MB/h after warm-up, 0 lost.
 
-    .venv/bin/python ops/bench/soak.py [--minutes 10] [--max-fps 8]
+    .venv/bin/python -m ops.bench.soak [--minutes 10] [--max-fps 8]
 """
 
 from __future__ import annotations
@@ -33,19 +33,13 @@ import time
 import uuid
 from pathlib import Path
 
-# The bench folder has a node.py: take the folder off the path until the `node` package is imported.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE]
+import grpc
+import yaml
+from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
+from cassandra.cluster import Cluster
 
-import grpc  # noqa: E402
-import yaml  # noqa: E402
-from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc  # noqa: E402
-from cassandra.cluster import Cluster  # noqa: E402
-
-from node.clips import make_clip  # noqa: E402
-
-sys.path.append(_HERE)
-from common import ROOT, cassandra, hub_process, log, process_usage  # noqa: E402
+from node.clips import make_clip
+from ops.bench.common import ROOT, cassandra, hub_process, log, process_usage
 
 TARGET_SLOPE_MB_PER_H = 5.0
 
