@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import grpc
@@ -31,7 +32,7 @@ from alpr_common.timestamps import from_timestamp, to_timestamp, utc
 from hub.audit import AuditLog
 from hub.config import HubConfig
 from hub.metrics import AgencyMetrics
-from hub.principal import Context
+from hub.principal import Context, principal_from
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +377,8 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
             if auth.get(key):
                 peer = b",".join(auth[key]).decode(errors="replace")
                 break
+        if principal_from() is not None:  # access control on: only the sending agency's own identity
+            await self._check_sender(r.origin_agency_id, auth, context)
         shared = agency_pb2.SharedAlert(relay=r, received_time=to_timestamp(now), peer_identity=peer)
         rows = await self.store.run(
             self.store.ins_shared,
@@ -396,6 +399,29 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
         self.metrics.shared_received.labels("stored").inc()
         log.info("shared alert %s from %s stored (plate %s)", r.idempotency_key, r.origin_agency_id, r.plate)
         return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=to_timestamp(now))
+
+    async def _check_sender(self, agency_id: str, auth: Mapping[str, Iterable[bytes]], context: Context) -> None:
+        """Refuse (PERMISSION_DENIED, audited) unless the peer's certificate is the TLS identity
+        registered for ``agency_id``: no one may store an alert claiming another agency."""
+        names = {v.decode(errors="replace") for k in ("x509_common_name", "x509_subject_alternative_name")
+                 for v in auth.get(k) or ()}  # fmt: skip
+        agency = await self._agency(agency_id)
+        if agency is None:
+            problem = f"agency {agency_id!r} is not registered here: alpr agencies register (policy 3.4)"
+        elif not agency.tls_identity:
+            problem = f"agency {agency_id!r} has no registered TLS identity: shared alerts from it are refused"
+        elif agency.tls_identity not in names:
+            problem = (
+                f"the client certificate ({', '.join(sorted(names)) or 'none'}) is not agency {agency_id!r}'s "
+                f"registered TLS identity {agency.tls_identity!r}"
+            )
+        else:
+            return
+        self.metrics.shared_received.labels("refused").inc()
+        await self.audit.record_call(
+            "shared.receive", details={"origin_agency_id": agency_id, "reason": problem}, outcome="refused"
+        )
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
 
     async def ListSharedAlerts(
         self, request: agency_pb2.ListSharedAlertsRequest, context: Context

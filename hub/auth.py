@@ -6,9 +6,17 @@ health checking and reflection (:data:`PUBLIC_METHODS`, which return no read dat
 
 Callers are people with a token (``authorization: Bearer <token>``; the hub stores only its
 SHA-256) or machines with a client certificate (mutual TLS): edge nodes (certificate OU
-``node``, CN = node id) and services such as the dispatch bridge (OU ``service``). Missing,
-unknown or revoked credentials → UNAUTHENTICATED; a role the method does not allow →
-PERMISSION_DENIED. Both say why.
+``node``, CN = node id) and services (OU ``service``). A certificate identifies a machine,
+not a person: people's data (alerts, reads, plates) needs a user's token. A service
+certificate gets a named service role only when ``auth.services`` lists its CN (the bridge:
+:data:`~hub.principal.BRIDGE`, the least methods it needs); any other gets ``service``,
+which reads nothing. Missing, unknown or revoked credentials → UNAUTHENTICATED; a role the
+method does not allow → PERMISSION_DENIED. Both say why.
+
+The principal is the identity: fields that name who acts (the officer deciding an alert,
+who enters, removes or imports hot-list entries, who approves an agency, who asks for a
+share) are set from the principal (:data:`IDENTITY_FIELDS`), whatever the request says; a
+node subscribes to the hot list only as its certificate's registered node id.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from hub.audit import AuditLog
 from hub.principal import (
     ADMIN,
     AUDITOR,
+    BRIDGE,
     DISPATCHER,
     FLEET_OPERATOR,
     INVESTIGATOR,
@@ -32,6 +41,7 @@ from hub.principal import (
     OFFICER,
     ROLES,
     SERVICE,
+    SERVICE_ROLES,
     SUPERVISOR,
     Context,
     Principal,
@@ -57,22 +67,24 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.HotListService/ImportList": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.HotListService/GetEntry": OPERATIONAL | {ADMIN},
     "/alpr.v1.HotListService/ListEntries": OPERATIONAL | {ADMIN},
-    # Alerts (policy 4.2-4.6)
-    "/alpr.v1.AlertService/Watch": OPERATIONAL | {SERVICE},
-    "/alpr.v1.AlertService/ListAlerts": OPERATIONAL | {SERVICE, AUDITOR},
-    "/alpr.v1.AlertService/GetAlert": OPERATIONAL | {SERVICE, AUDITOR},
+    # Alerts (policy 4.2-4.6): people's data; of the machines, only the bridge (it relays them)
+    "/alpr.v1.AlertService/Watch": OPERATIONAL | {BRIDGE},
+    "/alpr.v1.AlertService/ListAlerts": OPERATIONAL | {BRIDGE, AUDITOR},
+    "/alpr.v1.AlertService/GetAlert": OPERATIONAL | {BRIDGE, AUDITOR},
     "/alpr.v1.AlertService/DecideAlert": frozenset({OFFICER, SUPERVISOR}),
     # Agency exchange (policy 3.4-3.6, 4.7)
     "/alpr.v1.AgencyExchangeService/RegisterAgency": frozenset({SUPERVISOR, ADMIN}),
-    "/alpr.v1.AgencyExchangeService/ListAgencies": frozenset({DISPATCHER, SUPERVISOR, ADMIN, AUDITOR, SERVICE}),
+    "/alpr.v1.AgencyExchangeService/ListAgencies": frozenset({DISPATCHER, SUPERVISOR, ADMIN, AUDITOR}),
     "/alpr.v1.AgencyExchangeService/ApproveAgency": frozenset({SUPERVISOR, ADMIN}),
-    "/alpr.v1.AgencyExchangeService/AuthorizeShare": frozenset({SERVICE, SUPERVISOR}),
+    "/alpr.v1.AgencyExchangeService/AuthorizeShare": frozenset({BRIDGE, SUPERVISOR}),
     "/alpr.v1.AgencyExchangeService/ListShareAudit": frozenset({SUPERVISOR, ADMIN, AUDITOR}),
+    # Another agency's service certificate; the servicer accepts it only from the TLS identity
+    # registered for the sending agency.
     "/alpr.v1.AgencyExchangeService/ReceiveSharedAlert": frozenset({SERVICE}),
     "/alpr.v1.AgencyExchangeService/ListSharedAlerts": frozenset({OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR}),
     "/alpr.v1.BridgeAdminService/ListDeadLetters": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.BridgeAdminService/RetryDeadLetters": frozenset({SUPERVISOR, ADMIN}),
-    "/alpr.v1.DispatchReceiverService/Deliver": frozenset({SERVICE}),
+    "/alpr.v1.DispatchReceiverService/Deliver": frozenset({BRIDGE}),
     # Search and evidence (policy §1, 3.1, 5.4-5.5)
     "/alpr.v1.SearchService/Search": frozenset({OFFICER, SUPERVISOR, INVESTIGATOR}),
     "/alpr.v1.EvidenceService/ExportEvidence": frozenset({INVESTIGATOR, SUPERVISOR}),
@@ -84,12 +96,28 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AdminService/AddUser": frozenset({ADMIN}),
     "/alpr.v1.AdminService/RevokeUser": frozenset({ADMIN}),
     "/alpr.v1.AdminService/ListUsers": frozenset({ADMIN, AUDITOR}),
-    "/alpr.v1.AdminService/WhoAmI": HUMANS | {NODE, SERVICE},
+    "/alpr.v1.AdminService/WhoAmI": HUMANS | {NODE, SERVICE, *SERVICE_ROLES},
     "/alpr.v1.AdminService/RegisterNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/RevokeNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/ListNodes": frozenset({ADMIN, AUDITOR}),
     # Node health (policy 4.1, 4.8): fleet operators, supervisors, admins, the bridge's tickets
-    "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, SERVICE}),
+    "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, BRIDGE}),
+}
+
+# Request fields that name who acts, by method: (path to the field, in the request or in a
+# streamed message). With auth on they hold the principal's id, whatever the caller typed.
+IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
+    "/alpr.v1.AlertService/DecideAlert": ("officer_id",),
+    "/alpr.v1.HotListService/AddEntry": ("entered_by",),
+    "/alpr.v1.HotListService/RemoveEntry": ("removed_by",),
+    "/alpr.v1.HotListService/ImportList": ("header", "imported_by"),
+    "/alpr.v1.AgencyExchangeService/RegisterAgency": ("agency", "registered_by"),
+    "/alpr.v1.AgencyExchangeService/ApproveAgency": ("approver_id",),
+    "/alpr.v1.AgencyExchangeService/AuthorizeShare": ("requested_by",),
+}
+# A node calling these must be registered, and may name only itself (certificate CN).
+NODE_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "/alpr.v1.HotListService/Subscribe": ("start", "node_id"),
 }
 
 # No credentials needed: they return no read data.
@@ -115,9 +143,10 @@ def _token_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | Non
 class Authenticator:
     """Turns a call's credentials into a :class:`Principal` or an abort with a reason."""
 
-    def __init__(self, *, users: UserStore, audit: AuditLog | None) -> None:
+    def __init__(self, *, users: UserStore, audit: AuditLog | None, services: dict[str, str] | None = None) -> None:
         self.users = users
         self.audit = audit
+        self.services = dict(services or {})  # service certificate CN → service role
         self._seen_tokens: set[str] = set()  # token hashes already audited as a login here
 
     async def _deny(self, context: Context, code: grpc.StatusCode, message: str, actor: str, method: str) -> NoReturn:
@@ -160,7 +189,16 @@ class Authenticator:
                         context, grpc.StatusCode.UNAUTHENTICATED,
                         f"certificate of {cn!r} has been revoked ({reg.reason or 'no reason given'})", cn, method,
                     )  # fmt: skip
-                principal = Principal(SERVICE if ou == SERVICE else NODE, cn, SERVICE if ou == SERVICE else NODE)
+                if ou == SERVICE:
+                    principal = Principal(SERVICE, cn, self.services.get(cn, SERVICE))
+                else:
+                    principal = Principal(NODE, cn, NODE)
+                    if method in NODE_ID_FIELDS and reg is None:
+                        await self._deny(
+                            context, grpc.StatusCode.PERMISSION_DENIED,
+                            f"node {cn!r} is not registered: alpr nodes register {cn} --camera ID", principal.actor,
+                            method,
+                        )  # fmt: skip
         if principal is None:
             await self._deny(
                 context, grpc.StatusCode.UNAUTHENTICATED,
@@ -174,33 +212,88 @@ class Authenticator:
                 f"{method} is not in the hub's access table: denied by default", principal.actor, method,
             )  # fmt: skip
         elif principal.role not in allowed:
+            hint = ""
+            if principal.kind != "user" and allowed & HUMANS:
+                hint = " (a certificate identifies a machine, not a person: send a user's token, alpr --token)"
             await self._deny(
                 context, grpc.StatusCode.PERMISSION_DENIED,
                 f"role {principal.role!r} ({principal.actor}) may not call {method}; "
-                f"allowed: {', '.join(sorted(allowed))}", principal.actor, method,
+                f"allowed: {', '.join(sorted(allowed))}{hint}", principal.actor, method,
             )  # fmt: skip
         return principal
+
+    async def stamp(self, method: str, message: Any, principal: Principal, context: Context) -> None:
+        """Put the principal's identity into ``message`` (:data:`IDENTITY_FIELDS`), and refuse a
+        node naming another node (:data:`NODE_ID_FIELDS`)."""
+        path = IDENTITY_FIELDS.get(method)
+        where = _field(message, path) if path else None
+        if where is not None:
+            holder, name = where
+            typed = getattr(holder, name)
+            if typed and typed.strip() != principal.id:
+                log.info(
+                    "%s: %s %r typed by %s ignored: the principal is the identity", method, name, typed, principal.actor
+                )
+            setattr(holder, name, principal.id)
+        path = NODE_ID_FIELDS.get(method)
+        where = _field(message, path) if path else None
+        if where is not None and principal.kind == NODE:
+            holder, name = where
+            if getattr(holder, name).strip() != principal.id:
+                await self._deny(
+                    context, grpc.StatusCode.PERMISSION_DENIED,
+                    f"{'.'.join(path or ())} {getattr(holder, name)!r} is not this node: the client certificate is "
+                    f"for {principal.id!r}", principal.actor, method,
+                )  # fmt: skip
+
+
+async def _no_stamp(message: Any, principal: Principal, context: Context) -> None:
+    return None
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # not subscriptable at run time
 Behavior = Callable[..., Any]  # the servicer method: (request or request iterator, context)
 
 
-def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]]) -> Handler:
-    """The same handler, with ``check`` run first and the principal set for the servicer."""
+Stamp = Callable[[Any, Principal, Context], Awaitable[None]]
 
-    def unary(behavior: Behavior) -> Behavior:
+
+def _field(message: Any, path: tuple[str, ...]) -> tuple[Any, str] | None:
+    """(the message holding the field, its name) along ``path``, or None when a part is unset."""
+    for name in path[:-1]:
+        if not message.HasField(name):
+            return None
+        message = getattr(message, name)
+    return message, path[-1]
+
+
+def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]], stamp: Stamp) -> Handler:
+    """The same handler, with ``check`` run first, the principal set for the servicer, and
+    every request message passed through ``stamp`` (identity fields) before the servicer sees it."""
+
+    async def stamped(requests: AsyncIterator[Any], principal: Principal, context: Context) -> AsyncIterator[Any]:
+        async for message in requests:
+            await stamp(message, principal, context)
+            yield message
+
+    async def admit(request: Any, context: Context, streamed: bool) -> Any:
+        principal = await check(context)
+        current_principal.set(principal)
+        if streamed:
+            return stamped(request, principal, context)
+        await stamp(request, principal, context)
+        return request
+
+    def unary(behavior: Behavior, streamed: bool) -> Behavior:
         async def run(request: Any, context: Context) -> Any:
-            current_principal.set(await check(context))
-            result = behavior(request, context)
+            result = behavior(await admit(request, context, streamed), context)
             return await result if inspect.isawaitable(result) else result
 
         return run
 
-    def streaming(behavior: Behavior) -> Behavior:
+    def streaming(behavior: Behavior, streamed: bool) -> Behavior:
         async def run(request: Any, context: Context) -> AsyncIterator[Any]:
-            current_principal.set(await check(context))
-            result = behavior(request, context)
+            result = behavior(await admit(request, context, streamed), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     yield item
@@ -211,13 +304,13 @@ def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]]) ->
 
     kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kw)
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, False), **kw)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kw)
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, True), **kw)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kw)
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream, False), **kw)
     assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kw)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream, True), **kw)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -239,7 +332,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def check(context: Context) -> Principal:
             return await self.authenticator.check(method, context)
 
-        return _wrap(handler, check)
+        async def stamp(message: Any, principal: Principal, context: Context) -> None:
+            await self.authenticator.stamp(method, message, principal, context)
+
+        if method not in IDENTITY_FIELDS and method not in NODE_ID_FIELDS:
+            return _wrap(handler, check, _no_stamp)
+        return _wrap(handler, check, stamp)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):

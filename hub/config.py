@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -105,6 +105,9 @@ class AuthConfig(StrictModel):
     enabled: bool = True
     # The audit chain this hub appends to (default: hub_id). Each hub should have its own.
     audit_chain: str = ""
+    # Service certificates (OU service) by CN → their service role, e.g. {bridge: bridge}.
+    # A service certificate not listed here may call no method that returns people's data.
+    services: dict[str, Literal["bridge"]] = Field(default_factory=dict)
 
 
 class TlsConfig(StrictModel):

@@ -17,8 +17,14 @@ OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR, FLEET_OPERATOR = 
 )  # fmt: skip
 # The roles people have (a user's role in the users table).
 ROLES = (OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR, ADMIN, AUDITOR, FLEET_OPERATOR)
-# Machine principals, authenticated by client certificate only.
+# Machine principals, authenticated by client certificate only. A certificate identifies a
+# machine, never a person: people's data (alerts, reads, plates) needs a user's token.
 NODE, SERVICE = "node", "service"
+# Named service roles, given to a service certificate's CN by ``auth.services`` in the hub
+# config, each with the least methods that service needs. Any other service certificate gets
+# SERVICE, which reads no people's data.
+BRIDGE = "bridge"  # the dispatch bridge: watches alerts to relay them, asks share decisions
+SERVICE_ROLES = (BRIDGE,)
 
 # The servicer context of any RPC (request and response types vary per method).
 Context = grpc.aio.ServicerContext[Any, Any]

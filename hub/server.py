@@ -205,7 +205,8 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
 
         interceptors = []
         if config.auth.enabled:
-            interceptors.append(AuthInterceptor(authenticator=Authenticator(users=users, audit=audit)))
+            authenticator = Authenticator(users=users, audit=audit, services=dict(config.auth.services))
+            interceptors.append(AuthInterceptor(authenticator=authenticator))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

@@ -134,7 +134,9 @@ def _make_pki() -> None:
 
 def _write_hub_config() -> None:
     cfg = yaml.safe_load((ROOT / "ops/config/hub.example.yaml").read_text())
-    cfg["auth"] = {"enabled": True, "audit_chain": ""}
+    # Only the bridge's certificate reads alerts without a token; the console certificate
+    # identifies this machine, and people's data needs the operator's token.
+    cfg["auth"] = {"enabled": True, "audit_chain": "", "services": {"local-bridge": "bridge"}}
     cfg["tls"] = {
         "enabled": True, "cert_file": str(PKI / "hub-local.crt"), "key_file": str(PKI / "hub-local.key"),
         "ca_file": str(PKI / "ca" / "ca.crt"), "require_client_cert": True, "enforce_node_identity": True,

@@ -46,7 +46,7 @@ def test_every_rpc_of_every_service_is_in_the_access_table():
                     missing.append(name)
     assert missing == [], "add these methods to hub/auth.py METHOD_ROLES (denied by default until then)"
     for roles in auth.METHOD_ROLES.values():
-        assert roles <= {*principal.ROLES, principal.NODE, principal.SERVICE}
+        assert roles <= {*principal.ROLES, principal.NODE, principal.SERVICE, *principal.SERVICE_ROLES}
 
 
 def test_missing_and_unknown_tokens_are_unauthenticated(ahub):

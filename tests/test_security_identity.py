@@ -8,20 +8,42 @@ chain is keyed and anchored outside Cassandra; a hub is secure unless a config s
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
+from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agency_pb2,
+    agency_pb2_grpc,
+    alert_pb2,
+    alert_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    hotlist_pb2,
+    hotlist_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
 
 from alpr_common import tls
+from alpr_common.simulation import make_read
+from alpr_common.timestamps import to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from hub.config import HubConfig
 from hub.server import InsecureConfigError, create_server
 from node.config import NodeConfig
+from tests.access_support import AuthHub, call, rpc_code
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.support import ROOT, HubThread
 
@@ -117,3 +139,223 @@ def test_image_build_context_holds_no_secrets_and_hub_image_no_torch() -> None:
     )
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# -- identity: a certificate is a machine, the principal is the person ------------------------
+
+AGENCY_CN = "will-county.example.gov"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    tls.init_ca(d / "ca")
+    tls.issue(d / "ca", "hub-1", "service", d, ["127.0.0.1", "localhost"])
+    for name, kind in (("console", "service"), ("bridge", "service"), (AGENCY_CN, "service"),
+                       ("pole-1", "node"), ("pole-2", "node"), ("pole-3", "node")):  # fmt: skip
+        tls.issue(d / "ca", name, kind, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def shub(cassandra, cql, pki) -> Iterator[AuthHub]:
+    """A hub as deployed: no insecure_dev, mutual TLS, auth, the bridge's certificate named."""
+    h = AuthHub(
+        cassandra, cql, insecure_dev=False, auth={"enabled": True, "services": {"bridge": "bridge"}},
+        tls={"enabled": True, "cert_file": str(pki / "hub-1.crt"), "key_file": str(pki / "hub-1.key"),
+             "ca_file": str(pki / "ca" / "ca.crt")},
+        hotlists={"poll_interval_s": 0.05},
+    )  # fmt: skip
+    h.channel.close()
+    h.channel = channel(h, pki, "console")
+    admin = admin_pb2_grpc.AdminServiceStub(h.channel)
+    call(admin.RegisterNode, admin_pb2.RegisterNodeRequest(node_id="pole-1", camera_ids=["pole-1-a"]), h.admin)
+    call(admin.RegisterNode, admin_pb2.RegisterNodeRequest(node_id="pole-3", camera_ids=["pole-3-a"]), h.admin)
+    yield h
+    h.stop()
+
+
+def channel(h: AuthHub, pki: Path, name: str) -> grpc.Channel:
+    creds = tls.channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / f"{name}.crt"), str(pki / f"{name}.key"))
+    return grpc.secure_channel(h.thread.target, creds)
+
+
+def audit_entries(h: AuthHub, action: str) -> list[audit_pb2.AuditEntry]:
+    auditor = h.token("sec-auditor", "auditor")
+    stub = audit_pb2_grpc.AuditServiceStub(h.channel)
+    return [e for e in call(stub.ListAudit, audit_pb2.ListAuditRequest(limit=1000), auditor).entries
+            if e.action == action]  # fmt: skip
+
+
+def watch_code(ch: grpc.Channel, token: str | None = None) -> grpc.StatusCode:
+    """How a Watch with these credentials ends within 2 s (DEADLINE_EXCEEDED: it was serving)."""
+    md = [("authorization", f"Bearer {token}")] if token else []
+    try:
+        for _ in alert_pb2_grpc.AlertServiceStub(ch).Watch(alert_pb2.WatchRequest(), metadata=md, timeout=2):
+            pass
+    except grpc.RpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+def test_a_certificate_alone_reads_no_peoples_data(shub, pki) -> None:
+    alerts = alert_pb2_grpc.AlertServiceStub(shub.channel)  # the operators' CLI certificate
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    for fn in (
+        lambda: call(alerts.ListAlerts, alert_pb2.ListAlertsRequest()),
+        lambda: call(alerts.GetAlert, alert_pb2.GetAlertRequest(alert_id="7a6c1f3e-0000-4000-8000-000000000000")),
+        lambda: call(search_pb2_grpc.SearchServiceStub(shub.channel).Search, search_pb2.SearchRequest()),
+        lambda: call(hotlist_pb2_grpc.HotListServiceStub(shub.channel).ListEntries, hotlist_pb2.ListEntriesRequest()),
+        lambda: call(agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel).ListSharedAlerts,
+                     agency_pb2.ListSharedAlertsRequest()),
+    ):  # fmt: skip
+        code, msg = rpc_code(fn)
+        assert code == denied and "service:console" in msg and "user's token" in msg, msg
+    assert watch_code(shub.channel) == denied
+    assert any(
+        e.actor == "service:console" and "ListAlerts" in e.details_json for e in audit_entries(shub, "access.denied")
+    )
+    # The same certificate with an officer's token: the officer reads, and it is the officer.
+    officer = shub.token("ofc-cert", "officer")
+    assert call(alerts.ListAlerts, alert_pb2.ListAlertsRequest(), officer) is not None
+    me = call(admin_pb2_grpc.AdminServiceStub(shub.channel).WhoAmI, admin_pb2.WhoAmIRequest(), officer)
+    assert me.user.user_id == "ofc-cert"
+    # A revoked operator's token is refused, certificate or not.
+    call(admin_pb2_grpc.AdminServiceStub(shub.channel).RevokeUser, admin_pb2.RevokeUserRequest(user_id="ofc-cert"),
+         shub.admin)  # fmt: skip
+    assert rpc_code(lambda: call(alerts.ListAlerts, alert_pb2.ListAlertsRequest(), officer))[0] == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+def test_the_bridge_certificate_gets_the_bridge_methods_only(shub, pki) -> None:
+    with channel(shub, pki, "bridge") as ch:
+        alerts = alert_pb2_grpc.AlertServiceStub(ch)
+        assert call(alerts.ListAlerts, alert_pb2.ListAlertsRequest()) is not None
+        assert watch_code(ch) == grpc.StatusCode.DEADLINE_EXCEEDED  # admitted, nothing to send
+        me = call(admin_pb2_grpc.AdminServiceStub(ch).WhoAmI, admin_pb2.WhoAmIRequest())
+        assert me.user.user_id == "service:bridge"
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        for fn in (
+            lambda: call(search_pb2_grpc.SearchServiceStub(ch).Search, search_pb2.SearchRequest()),
+            lambda: call(hotlist_pb2_grpc.HotListServiceStub(ch).ListEntries, hotlist_pb2.ListEntriesRequest()),
+            lambda: call(alerts.DecideAlert, alert_pb2.DecideAlertRequest(alert_id="x")),
+            lambda: call(agency_pb2_grpc.AgencyExchangeServiceStub(ch).ReceiveSharedAlert,
+                         agency_pb2.ReceiveSharedAlertRequest()),
+        ):  # fmt: skip
+            assert rpc_code(fn)[0] == denied
+
+
+def _relay(origin: str, key: str) -> agency_pb2.ReceiveSharedAlertRequest:
+    return agency_pb2.ReceiveSharedAlertRequest(
+        relay=agency_pb2.Relay(
+            idempotency_key=key, origin_agency_id=origin, plate="SHR1234", reason=agency_pb2.RELAY_REASON_UNABLE_TO_ACT
+        )
+    )
+
+
+def test_shared_alerts_only_from_the_registered_agency_identity(shub, pki) -> None:
+    sup = shub.token("sup-share", "supervisor")
+    ag = agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel)
+    for agency_id, identity in (("will-county-so", AGENCY_CN), ("joliet-pd", "joliet.example.gov")):
+        agency = agency_pb2.Agency(agency_id=agency_id, name=agency_id, state="IL", endpoint="127.0.0.1:1",
+                                   tls_identity=identity, law_enforcement=True)  # fmt: skip
+        call(ag.RegisterAgency, agency_pb2.RegisterAgencyRequest(agency=agency, replace=True), sup)
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    with channel(shub, pki, AGENCY_CN) as ch:
+        peer = agency_pb2_grpc.AgencyExchangeServiceStub(ch)
+        assert not call(peer.ReceiveSharedAlert, _relay("will-county-so", "k-own")).duplicate
+        code, msg = rpc_code(lambda: call(peer.ReceiveSharedAlert, _relay("joliet-pd", "k-claim")))
+        assert code == denied and "joliet.example.gov" in msg, msg
+        code, msg = rpc_code(lambda: call(peer.ReceiveSharedAlert, _relay("nowhere-pd", "k-unreg")))
+        assert code == denied and "not registered" in msg, msg
+    code, _ = rpc_code(lambda: call(agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel).ReceiveSharedAlert,
+                                    _relay("will-county-so", "k-console")))  # fmt: skip
+    assert code == denied
+    listed = call(ag.ListSharedAlerts, agency_pb2.ListSharedAlertsRequest(), sup).alerts
+    assert [a.relay.idempotency_key for a in listed] == ["k-own"]
+    refused = audit_entries(shub, "shared.receive")
+    assert len(refused) == 3 and all(e.outcome == "refused" for e in refused)
+
+
+def test_the_principal_is_the_identity(shub, pki, cql) -> None:
+    sup = shub.token("sup-ident", "supervisor")
+    officer = shub.token("ofc-ident", "officer")
+    hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
+    entry = call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
+        plate="IDN4321", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="identity test",
+        entered_by="chief-of-police"), sup).entry  # fmt: skip
+    assert entry.entered_by == "sup-ident"
+    removed = call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
+        plate="IDN9999", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="to remove",
+        entered_by=""), sup).entry  # fmt: skip
+    assert removed.entered_by == "sup-ident"  # empty is fine: the token says who
+    call(hl.RemoveEntry, hotlist_pb2.RemoveEntryRequest(entry_id=removed.entry_id, reason="done", removed_by="x"), sup)
+    changes = [e for e in audit_entries(shub, "hotlist.change") if "IDN" in e.details_json or e.actor == "sup-ident"]
+    assert changes and all(e.actor == "sup-ident" and "on_behalf_of" not in e.details_json for e in changes)
+
+    # An alert decided by an officer carries the officer of the token, not the typed name.
+    time.sleep(0.5)  # the ingesting hub picks up the new entry
+    read = make_read(plate="IDN4321", camera_id="cam-ident")
+    read.region = "IL"
+    shub.ingest([read])
+    alerts = alert_pb2_grpc.AlertServiceStub(shub.channel)
+    deadline, found = time.monotonic() + 30, []
+    while not found and time.monotonic() < deadline:
+        listed = call(alerts.ListAlerts, alert_pb2.ListAlertsRequest(), officer).alerts
+        found = [a for a in listed if a.read_id == read.read_id]
+        time.sleep(0.2)
+    assert found, "no alert for the hot-listed read"
+    accept = alert_pb2.Acceptance(characters_verified=True, state_verified=True, leads_check=alert_pb2.LEADS_CHECK_DONE,
+                                  action=alert_pb2.ENFORCEMENT_ACTION_TAKING_ACTION)  # fmt: skip
+    decided = call(alerts.DecideAlert, alert_pb2.DecideAlertRequest(
+        alert_id=found[0].alert_id, officer_id="someone-else", accept=accept), officer)  # fmt: skip
+    assert decided.alert.disposition.officer_id == "ofc-ident"
+
+    # An out-of-state approval is the signed-in supervisor's, whatever approver_id says.
+    ag = agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel)
+    agency = agency_pb2.Agency(agency_id="kenosha-pd", name="Kenosha", state="WI", endpoint="127.0.0.1:2",
+                               tls_identity="kenosha.example.gov", law_enforcement=True)  # fmt: skip
+    call(ag.RegisterAgency, agency_pb2.RegisterAgencyRequest(agency=agency, replace=True), sup)
+    expires = to_timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+    approval = call(ag.ApproveAgency, agency_pb2.ApproveAgencyRequest(
+        agency_id="kenosha-pd", approver_id="deputy-chief", approver_role=agency_pb2.APPROVER_ROLE_DEPUTY_CHIEF_OF_INVESTIGATIONS,
+        scopes=[agency_pb2.SHARE_SCOPE_ALERTS], expires_time=expires), sup).approval  # fmt: skip
+    assert approval.approver_id == "sup-ident"
+
+
+class _Subscribe:
+    """A Subscribe stream over mutual TLS that stays open until closed."""
+
+    def __init__(self, h: AuthHub, pki: Path, cert: str, node_id: str) -> None:
+        self.stop = threading.Event()
+        self.ch = channel(h, pki, cert)
+        start = hotlist_pb2.SubscribeRequest(start=hotlist_pb2.SubscribeStart(node_id=node_id, have_version=0))
+
+        def requests() -> Iterator[hotlist_pb2.SubscribeRequest]:
+            yield start
+            self.stop.wait(30)
+
+        self.call = hotlist_pb2_grpc.HotListServiceStub(self.ch).Subscribe(requests(), timeout=20)
+
+    def first(self) -> grpc.StatusCode | hotlist_pb2.SubscribeResponse:
+        try:
+            return next(self.call)
+        except grpc.RpcError as e:
+            return e.code()
+        finally:
+            self.stop.set()
+            self.call.cancel()
+            self.ch.close()
+
+
+def test_nodes_subscribe_only_as_their_registered_certificate(shub, pki) -> None:
+    ok = _Subscribe(shub, pki, "pole-1", "pole-1").first()
+    assert isinstance(ok, hotlist_pb2.SubscribeResponse)
+    assert _Subscribe(shub, pki, "pole-1", "pole-3").first() == grpc.StatusCode.PERMISSION_DENIED  # posing
+    assert _Subscribe(shub, pki, "pole-2", "pole-2").first() == grpc.StatusCode.PERMISSION_DENIED  # unregistered
+    call(admin_pb2_grpc.AdminServiceStub(shub.channel).RevokeNode,
+         admin_pb2.RevokeNodeRequest(node_id="pole-3", reason="stolen unit"), shub.admin)  # fmt: skip
+    assert _Subscribe(shub, pki, "pole-3", "pole-3").first() == grpc.StatusCode.UNAUTHENTICATED
+    denied = [e for e in audit_entries(shub, "access.denied") if e.actor in ("node:pole-1", "node:pole-2")]
+    assert {e.actor for e in denied} == {"node:pole-1", "node:pole-2"}

@@ -120,7 +120,9 @@ class AgencyExchangeServiceServicer:
 
     def ReceiveSharedAlert(self, request, context):
         """Receiving side: another agency's bridge delivers a relay. Deduplicated by
-        idempotency_key: a resend is acknowledged with duplicate = true.
+        idempotency_key: a resend is acknowledged with duplicate = true. With access
+        control on, accepted only over mutual TLS from the certificate whose CN or SAN is
+        the tls_identity registered for relay.origin_agency_id (else PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

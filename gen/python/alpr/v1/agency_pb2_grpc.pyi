@@ -51,7 +51,9 @@ class AgencyExchangeServiceStub:
     """Sharing decisions, newest first."""
     ReceiveSharedAlert: _grpc.UnaryUnaryMultiCallable[_agency_pb2.ReceiveSharedAlertRequest, _agency_pb2.ReceiveSharedAlertResponse]
     """Receiving side: another agency's bridge delivers a relay. Deduplicated by
-    idempotency_key: a resend is acknowledged with duplicate = true.
+    idempotency_key: a resend is acknowledged with duplicate = true. With access
+    control on, accepted only over mutual TLS from the certificate whose CN or SAN is
+    the tls_identity registered for relay.origin_agency_id (else PERMISSION_DENIED).
     """
     ListSharedAlerts: _grpc.UnaryUnaryMultiCallable[_agency_pb2.ListSharedAlertsRequest, _agency_pb2.ListSharedAlertsResponse]
     """Receiving side: relays received from other agencies, newest first."""
@@ -79,7 +81,9 @@ class AgencyExchangeServiceAsyncStub(AgencyExchangeServiceStub):
     """Sharing decisions, newest first."""
     ReceiveSharedAlert: _aio.UnaryUnaryMultiCallable[_agency_pb2.ReceiveSharedAlertRequest, _agency_pb2.ReceiveSharedAlertResponse]  # type: ignore[assignment]
     """Receiving side: another agency's bridge delivers a relay. Deduplicated by
-    idempotency_key: a resend is acknowledged with duplicate = true.
+    idempotency_key: a resend is acknowledged with duplicate = true. With access
+    control on, accepted only over mutual TLS from the certificate whose CN or SAN is
+    the tls_identity registered for relay.origin_agency_id (else PERMISSION_DENIED).
     """
     ListSharedAlerts: _aio.UnaryUnaryMultiCallable[_agency_pb2.ListSharedAlertsRequest, _agency_pb2.ListSharedAlertsResponse]  # type: ignore[assignment]
     """Receiving side: relays received from other agencies, newest first."""
@@ -140,7 +144,9 @@ class AgencyExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agency_pb2.ReceiveSharedAlertResponse, _abc.Awaitable[_agency_pb2.ReceiveSharedAlertResponse]]:
         """Receiving side: another agency's bridge delivers a relay. Deduplicated by
-        idempotency_key: a resend is acknowledged with duplicate = true.
+        idempotency_key: a resend is acknowledged with duplicate = true. With access
+        control on, accepted only over mutual TLS from the certificate whose CN or SAN is
+        the tls_identity registered for relay.origin_agency_id (else PERMISSION_DENIED).
         """
 
     @_abc_1.abstractmethod
