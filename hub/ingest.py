@@ -21,10 +21,11 @@ from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
 
 from alpr_common.timestamps import now_utc, to_timestamp
 from hub.alerts import Alerter
+from hub.audit import AuditLog
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
 from hub.node_identity import NodeGate, NodeIdentity
-from hub.storage import ReadStore, read_rows
+from hub.storage import ReadConflict, ReadStore, read_rows
 from hub.validation import ReadRejected, ValidRead, validate_read
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         metrics: HubMetrics,
         alerter: Alerter,
         identity: NodeIdentity | None = None,
+        audit: AuditLog | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         """``alerter`` matches every stored read and stores its alert before the ack; ``identity``
-        (mutual TLS) lets a node submit only its own reads."""
+        (mutual TLS) lets a node submit only its own reads; ``audit`` records attempts to
+        overwrite a stored read."""
         self.store = store
         self.config = config
         self.metrics = metrics
         self.alerter = alerter
         self.identity = identity
+        self.audit = audit
         self.clock = clock
         self._global = asyncio.Semaphore(config.ingest.max_in_flight_total)
         self._readers: set[asyncio.Task[None]] = set()
@@ -175,6 +179,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             await self.store.write_read(rows)
             # Before the ack: an acked read that matched always has its alert stored.
             await self.alerter.on_read_stored(read, valid, now)
+        except ReadConflict as conflict:
+            await self._refuse_overwrite(read, conflict, out)
         except Exception as exc:
             self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
             self.metrics.reads_rejected.labels("storage_unavailable").inc()
@@ -200,6 +206,31 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             self.metrics.in_flight.dec()
             self._global.release()
             stream_slots.release()
+
+    async def _refuse_overwrite(
+        self, read: reads_pb2.PlateRead, conflict: ReadConflict, out: asyncio.Queue[object]
+    ) -> None:
+        """A read id that is stored with other content: refused for good (reads are write-once) and audited."""
+        self.metrics.reads_rejected.labels("already_exists").inc()
+        log.warning("read %s refused: stored with different %s", read.read_id, ", ".join(conflict.fields))
+        if self.audit is not None:
+            try:
+                await self.audit.record(
+                    f"node:{read.node_id}", "ingest.overwrite_refused", outcome="refused",
+                    details={"read_id": read.read_id, "camera_id": read.camera_id, "fields": conflict.fields},
+                )  # fmt: skip
+            except Exception as exc:  # the refusal stands; the audit outage is logged
+                log.error("audit of refused read %s failed: %r", read.read_id, exc)
+        out.put_nowait(
+            _error(
+                read.read_id,
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"read {read.read_id} is already stored with different {', '.join(conflict.fields)}; stored reads "
+                "are never changed: give a new read a new UUID",
+                "read_id",
+                False,
+            )
+        )
 
     def _accept_heartbeat(
         self,

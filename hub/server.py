@@ -222,7 +222,9 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         if config.tls.enabled and config.tls.ca_file and config.tls.enforce_node_identity:
             identity = NodeIdentity(users=users)
         alerter = Alerter(mirror=mirror, store=alert_store, config=config, metrics=hl_metrics)
-        ingest = IngestServicer(store=reads, config=config, metrics=metrics, alerter=alerter, identity=identity)
+        ingest = IngestServicer(
+            store=reads, config=config, metrics=metrics, alerter=alerter, identity=identity, audit=audit
+        )
         hotlists = HotListServicer(store=hl_store, mirror=mirror, config=config, metrics=hl_metrics, audit=audit)
         feed = AlertFeedTailer(store=alert_store, config=config, metrics=hl_metrics)
         alerts = AlertServicer(store=alert_store, tailer=feed, config=config, metrics=hl_metrics, audit=audit)

@@ -120,10 +120,11 @@ def test_a_consistently_rewritten_package_fails_against_the_hub(ehub, tmp_path):
     (out / "manifest.sha256").write_text(f"{hashlib.sha256(blob).hexdigest()}  manifest.json\n")
 
     assert verify_package(out) == []  # consistent forgery: the package alone cannot tell
-    problems = compare_with_hub(out, call(
+    held = call(
         evidence_pb2_grpc.EvidenceServiceStub(ehub.channel).GetEvidence,
         evidence_pb2.GetEvidenceRequest(case_number="C-80"), ehub.inv,
-    ).reads)  # fmt: skip
+    )  # fmt: skip
+    problems = compare_with_hub(out, list(held.reads), list(held.exports))
     assert any("plate_text differs" in p for p in problems), problems
     assert any("plate_crop image differs" in p for p in problems), problems
     assert alpr([*base, "--against-hub"]) == 1

@@ -35,16 +35,32 @@ class EvidenceRead(_message.Message):
     def __init__(self, case_number: _Optional[str] = ..., read: _Optional[_Union[_reads_pb2.PlateRead, _Mapping]] = ..., exported_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exported_by: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ExportEvidenceResponse(_message.Message):
-    __slots__ = ("reads", "missing_read_ids", "exported_by", "exported_time")
+    __slots__ = ("reads", "missing_read_ids", "exported_by", "exported_time", "export_id")
     READS_FIELD_NUMBER: _ClassVar[int]
     MISSING_READ_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_BY_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_ID_FIELD_NUMBER: _ClassVar[int]
     reads: _containers.RepeatedCompositeFieldContainer[EvidenceRead]
     missing_read_ids: _containers.RepeatedScalarFieldContainer[str]
     exported_by: str
     exported_time: _timestamp_pb2.Timestamp
-    def __init__(self, reads: _Optional[_Iterable[_Union[EvidenceRead, _Mapping]]] = ..., missing_read_ids: _Optional[_Iterable[str]] = ..., exported_by: _Optional[str] = ..., exported_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    export_id: str
+    def __init__(self, reads: _Optional[_Iterable[_Union[EvidenceRead, _Mapping]]] = ..., missing_read_ids: _Optional[_Iterable[str]] = ..., exported_by: _Optional[str] = ..., exported_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., export_id: _Optional[str] = ...) -> None: ...
+
+class EvidenceExport(_message.Message):
+    __slots__ = ("export_id", "read_ids", "exported_by", "purpose", "exported_time")
+    EXPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPORTED_BY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    EXPORTED_TIME_FIELD_NUMBER: _ClassVar[int]
+    export_id: str
+    read_ids: _containers.RepeatedScalarFieldContainer[str]
+    exported_by: str
+    purpose: str
+    exported_time: _timestamp_pb2.Timestamp
+    def __init__(self, export_id: _Optional[str] = ..., read_ids: _Optional[_Iterable[str]] = ..., exported_by: _Optional[str] = ..., purpose: _Optional[str] = ..., exported_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetEvidenceRequest(_message.Message):
     __slots__ = ("case_number",)
@@ -53,7 +69,9 @@ class GetEvidenceRequest(_message.Message):
     def __init__(self, case_number: _Optional[str] = ...) -> None: ...
 
 class GetEvidenceResponse(_message.Message):
-    __slots__ = ("reads",)
+    __slots__ = ("reads", "exports")
     READS_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_FIELD_NUMBER: _ClassVar[int]
     reads: _containers.RepeatedCompositeFieldContainer[EvidenceRead]
-    def __init__(self, reads: _Optional[_Iterable[_Union[EvidenceRead, _Mapping]]] = ...) -> None: ...
+    exports: _containers.RepeatedCompositeFieldContainer[EvidenceExport]
+    def __init__(self, reads: _Optional[_Iterable[_Union[EvidenceRead, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[EvidenceExport, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,211 @@
+"""Hostile and careless input against a real hub on loopback with a real Cassandra.
+
+Stored reads are write-once, evidence is append-only, evidence packages cannot point outside
+themselves and are compared with the hub's whole record of their export.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2
+
+from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
+from alpr_common.operator_cli import main as alpr
+from alpr_common.simulation import make_read, noise_jpeg
+from tests.access_support import AuthHub, call, slow_ok
+from tests.conftest import make_hub_config
+from tests.support import HubThread, PacedStream, read_request, run_stream
+
+pytestmark = pytest.mark.security
+
+
+class SecHub(AuthHub):
+    """An access-controlled hub plus an ingest hub (standing in for a node's hub) on one keyspace."""
+
+    def __init__(self, cassandra: tuple[list[str], int], cql: Any) -> None:
+        super().__init__(cassandra, cql)
+        self.ingest_hub = HubThread(
+            slow_ok(make_hub_config(cassandra, self.keyspace, hub_id="ingest-hub"))
+        ).start()
+        self._open = self.ingest_hub
+        self.inv = self.token("det-1", "investigator")
+
+    def audit_actions(self, action: str) -> list[dict[str, Any]]:
+        rows = self.cql.execute(f"SELECT action, outcome, details_json FROM {self.keyspace}.audit_log")
+        return [json.loads(r.details_json or "{}") | {"outcome": r.outcome} for r in rows if r.action == action]
+
+
+@pytest.fixture(scope="module")
+def sec(cassandra: tuple[list[str], int], cql: Any) -> Iterator[SecHub]:
+    h = SecHub(cassandra, cql)
+    yield h
+    h.stop()
+
+
+def _evidence(h: SecHub, case: str) -> evidence_pb2.GetEvidenceResponse:
+    stub = evidence_pb2_grpc.EvidenceServiceStub(h.channel)
+    resp: evidence_pb2.GetEvidenceResponse = call(
+        stub.GetEvidence, evidence_pb2.GetEvidenceRequest(case_number=case), h.inv
+    )
+    return resp
+
+
+# -- stored reads are write-once ---------------------------------------------------------
+
+
+def test_a_stored_read_cannot_be_overwritten_and_the_attempt_is_audited(sec: SecHub) -> None:
+    rnd = random.Random(11)
+    original = make_read("n-w1", "cam-w1", "WRITE01", rnd=rnd)
+    first = run_stream(sec.ingest_hub.target, [read_request(original)])
+    assert set(first.acks) == {original.read_id}
+
+    resend = reads_pb2.PlateRead()
+    resend.CopyFrom(original)
+    forged = reads_pb2.PlateRead()
+    forged.CopyFrom(original)
+    forged.plate_text = "FORGED1"
+    forged.char_confidences[:] = [0.9] * 7
+    later = make_read("n-w1", "cam-w1", "WRITE02", rnd=rnd)
+    stream = PacedStream(sec.ingest_hub.target)
+    stream.send(read_request(resend))  # identical: acked as before
+    stream.send(read_request(forged))  # same id, other content: refused
+    stream.send(read_request(later))  # the stream lives on
+    result = stream.close()
+
+    assert result.status == grpc.StatusCode.OK, result
+    assert original.read_id in result.acks
+    err = result.errors[original.read_id]
+    assert err.code == grpc.StatusCode.ALREADY_EXISTS.value[0] and not err.retryable, err
+    assert "plate" in err.message, err.message
+    assert later.read_id in result.acks
+    row = sec.cql.execute(
+        f"SELECT plate FROM {sec.keyspace}.reads_by_id WHERE read_id = %s", [uuid.UUID(original.read_id)]
+    ).one()
+    assert row.plate == "WRITE01"
+    forged_index = sec.cql.execute(
+        f"SELECT read_id FROM {sec.keyspace}.reads_by_plate WHERE plate = 'FORGED1' AND day = %s",
+        [original.capture_time.ToDatetime().date()],
+    ).all()
+    assert forged_index == []
+    refusals = sec.audit_actions("ingest.overwrite_refused")
+    assert any(r["read_id"] == original.read_id and "plate" in r["fields"] for r in refusals), refusals
+    assert sec.ingest_hub.metric("alpr_hub_reads_rejected_total", {"reason": "already_exists"}) >= 1
+
+
+def test_re_export_keeps_the_first_copy_exporter_and_purpose(sec: SecHub) -> None:
+    read = make_read("n-w2", "cam-w2", "EVID01", rnd=random.Random(12))
+    sec.ingest([read])
+    stub = evidence_pb2_grpc.EvidenceServiceStub(sec.channel)
+    req = evidence_pb2.ExportEvidenceRequest(case_number="SEC-1", purpose="first purpose", read_ids=[read.read_id])
+    first = call(stub.ExportEvidence, req, sec.inv)
+    other = sec.token("det-2", "investigator")
+    again = call(
+        stub.ExportEvidence,
+        evidence_pb2.ExportEvidenceRequest(case_number="SEC-1", purpose="second purpose", read_ids=[read.read_id]),
+        other,
+    )
+    assert first.export_id and again.export_id and first.export_id != again.export_id
+    assert again.exported_by == "det-2"
+    assert again.reads[0].exported_by == "det-1" and again.reads[0].purpose == "first purpose"
+
+    row = sec.cql.execute(
+        f"SELECT exported_by, purpose FROM {sec.keyspace}.evidence_reads WHERE case_number = 'SEC-1'"
+    ).one()
+    assert (row.exported_by, row.purpose) == ("det-1", "first purpose")
+    held = _evidence(sec, "SEC-1")
+    assert [(x.exported_by, x.purpose) for x in held.exports] == [
+        ("det-1", "first purpose"),
+        ("det-2", "second purpose"),
+    ]
+    assert all(list(x.read_ids) == [read.read_id] for x in held.exports)
+
+
+# -- evidence packages ------------------------------------------------------------------
+
+
+def _export(sec: SecHub, case: str, reads: list[reads_pb2.PlateRead], out: Path) -> None:
+    ids = [r.read_id for r in reads]
+    args = ["--hub", sec.thread.target, "--token", sec.inv]
+    assert alpr([*args, "export", "--case", case, "--read", *ids, "--out", str(out)]) == 0
+
+
+def _rewrite(out: Path, manifest: dict[str, Any]) -> None:
+    """Rewrite the manifest and its digest consistently (what a forger would do)."""
+    blob = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    (out / MANIFEST).write_bytes(blob)
+    (out / MANIFEST_DIGEST).write_text(f"{sha256(blob)}  {MANIFEST}\n")
+
+
+def test_a_manifest_cannot_point_outside_the_package(sec: SecHub, tmp_path: Path) -> None:
+    read = make_read("n-w3", "cam-w3", "PATH01", rnd=random.Random(13), crop_jpeg=noise_jpeg(96, 32, 5))
+    sec.ingest([read])
+    out = tmp_path / "pkg"
+    _export(sec, "SEC-2", [read], out)
+    assert verify_package(out) == []
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"not evidence")
+    manifest = json.loads((out / MANIFEST).read_text())
+    crop = manifest["reads"][0]["images"]["plate_crop"]
+    for hostile in ("../../etc/hostname", "../secret.txt", str(outside), "images/../../secret.txt", "/etc/hostname"):
+        crop["file"], crop["sha256"] = hostile, sha256(outside.read_bytes())
+        _rewrite(out, manifest)
+        problems = verify_package(out)
+        assert any("outside the package" in p for p in problems), (hostile, problems)
+    assert alpr(["export", "verify", str(out)]) == 1
+
+    # A symbolic link inside the package, pointing out of it, is refused too.
+    manifest["reads"][0]["images"]["plate_crop"] = {"file": "images/link.jpg", "sha256": sha256(b"not evidence")}
+    (out / "images" / "link.jpg").symlink_to(outside)
+    _rewrite(out, manifest)
+    assert any("link" in p for p in verify_package(out))
+
+
+def test_against_hub_notices_a_dropped_read_and_every_rewritten_field(sec: SecHub, tmp_path: Path) -> None:
+    rnd = random.Random(14)
+    reads = [make_read("n-w4", "cam-w4", f"DROP0{i}", rnd=rnd, crop_jpeg=noise_jpeg(96, 32, 20 + i)) for i in range(3)]
+    sec.ingest(reads)
+    out = tmp_path / "pkg"
+    _export(sec, "SEC-3", reads, out)
+    base = ["--hub", sec.thread.target, "--token", sec.inv, "export", "verify", str(out), "--against-hub"]
+    assert alpr(base) == 0
+    held = _evidence(sec, "SEC-3")
+    pristine = json.loads((out / MANIFEST).read_text())
+
+    # A read dropped consistently (entry, image and digests): the package alone is intact.
+    dropped = json.loads(json.dumps(pristine))
+    gone = dropped["reads"].pop(0)
+    for img in gone["images"].values():
+        (out / img["file"]).unlink()
+    _rewrite(out, dropped)
+    assert verify_package(out) == []
+    problems = compare_with_hub(out, list(held.reads), list(held.exports))
+    assert any(gone["read"]["read_id"] in p and "lacks" in p for p in problems), problems
+    assert alpr(base) == 1
+
+    # Fields the old comparison skipped: confidence, box, per-read and package exporter.
+    for path, value in (
+        (("read", "confidence"), 0.1),
+        (("read", "plate_box"), {"x1": 1, "y1": 2, "x2": 3, "y2": 4}),
+        (("read", "char_confidences"), [0.1]),
+        (("exported_by",), "someone-else"),
+    ):
+        forged = json.loads(json.dumps(pristine))
+        target = forged["reads"][1]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        _rewrite(out, forged)
+        problems = compare_with_hub(out, list(held.reads), list(held.exports))
+        assert any(f"{path[-1]} differs" in p for p in problems), (path, problems)
+    forged = json.loads(json.dumps(pristine))
+    forged["purpose"] = "a better-sounding purpose"
+    _rewrite(out, forged)
+    assert any("purpose differs" in p for p in compare_with_hub(out, list(held.reads), list(held.exports)))
