@@ -17,6 +17,7 @@ import alpr_common.operator.evidence as export_cli
 import alpr_common.operator.nodes as nodes_cli
 import alpr_common.operator.search as search_cli
 import alpr_common.operator.users as users_cli
+from alpr_common.cli_support import add_version, run_cli
 from alpr_common.operator import agencies, alerts, bridge, hotlist
 from alpr_common.operator.common import CliError, add_global_options, context_from, fail
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="alpr", description="ALPR platform: the operator CLI (hot lists, alerts, search, export, nodes)."
     )
     add_global_options(parser)
+    add_version(parser, "alpr")
     sub = parser.add_subparsers(dest="group", required=True)
     for mod in GROUPS.values():
         mod.register(sub)
@@ -37,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("alpr", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(GROUPS[args.group].run(context_from(args), args))

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from alpr_common.cli_support import add_version, run_cli
 from alpr_common.config import ConfigError
 from dispatch_bridge.config import load_bridge_config
 
@@ -21,6 +22,10 @@ Dead letters: `alpr bridge dead-letters` (and `alpr bridge retry`) on the operat
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("alpr-bridge", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="alpr-bridge",
         description="ALPR dispatch bridge: relays valid, unactioned and unattended hits to dispatch and "
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", "-c", metavar="FILE", help="bridge config file (YAML)")
     parser.add_argument("--validate-config", metavar="FILE", help="check FILE (plus environment) and exit: 0 if valid")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    add_version(parser, "alpr-bridge")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from alpr_common.cli_support import add_version, run_cli
 from alpr_common.config import ConfigError
 from hub.config import load_hub_config
 
@@ -22,6 +23,10 @@ e.g. ALPR_HUB__CASSANDRA__CONTACT_POINTS=10.0.0.5,10.0.0.6. See ops/config/hub.e
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("alpr-hub", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="alpr-hub",
         description="ALPR hub: stores every read in Cassandra for 60 days and serves the node and operator APIs.",
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         help="add-user: officer, dispatcher, supervisor, investigator, admin, auditor, fleet_operator",
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    add_version(parser, "alpr-hub")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

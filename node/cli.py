@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from alpr_common.cli_support import run_cli, version_line
+
 # subcommand -> (module with a ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("node.runtime_cli", "run the node: cameras → detect → OCR → reads → hub (--config FILE)"),
@@ -21,13 +23,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("node.training.cli", "generate data and train the detector / OCR / state models"),
 }
 
-USAGE = "usage: alpr-node [--validate-config FILE] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
+USAGE = "usage: alpr-node [--version] [--validate-config FILE] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
     f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()
 )
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_cli("alpr-node", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args[: args.index("--") if "--" in args else len(args)]:  # on every subcommand too
+        print(version_line("alpr-node"))
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(USAGE + "\n\n`alpr-node COMMAND --help` explains each command.")
         return 0 if args else 2

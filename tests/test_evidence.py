@@ -36,7 +36,7 @@ def test_export_writes_a_verifiable_package_and_an_evidence_copy(ehub, tmp_path,
     ids = [r.read_id for r in ehub.reads]
     out = tmp_path / "pkg"
     rc = alpr(
-        ["--hub", ehub.thread.target, "--token", ehub.inv, "--json", "export", "--case", "C-77", "--read", *ids,
+        ["--hub", ehub.thread.target, "--token", ehub.inv, "--json", "export", "--case", "C-77", "--purpose", "court", "--read", *ids,
          "--out", str(out)]
     )  # fmt: skip
     assert rc == 0, capsys.readouterr().err
@@ -73,7 +73,7 @@ def test_export_writes_a_verifiable_package_and_an_evidence_copy(ehub, tmp_path,
 def test_tampered_packages_are_detected(ehub, tmp_path):
     out = tmp_path / "pkg"
     assert (
-        alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-78", "--read",
+        alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-78", "--purpose", "court", "--read",
               ehub.reads[0].read_id, "--out", str(out)])
         == 0
     )  # fmt: skip
@@ -102,7 +102,7 @@ def test_a_consistently_rewritten_package_fails_against_the_hub(ehub, tmp_path):
     comparison with the hub's evidence copy does not."""
     out = tmp_path / "pkg-forged"
     rid = ehub.reads[1].read_id
-    assert alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-80", "--read", rid,
+    assert alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-80", "--purpose", "court", "--read", rid,
                  "--out", str(out)]) == 0  # fmt: skip
     base = ["--hub", ehub.thread.target, "--token", ehub.inv, "export", "verify", str(out)]
     assert alpr([*base, "--against-hub"]) == 0

@@ -13,6 +13,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from alpr_common.cli_support import version_line
+
 DEFAULT_HUB = "127.0.0.1:50051"
 
 # gRPC itself retries the read-only calls when a hub is briefly unavailable (a restart, a
@@ -69,7 +71,14 @@ class Context:
             from alpr_common.tls import channel_credentials
 
             env = os.environ
-            creds = channel_credentials(env["ALPR_TLS_CA"], env.get("ALPR_TLS_CERT", ""), env.get("ALPR_TLS_KEY", ""))
+            try:
+                creds = channel_credentials(
+                    env["ALPR_TLS_CA"], env.get("ALPR_TLS_CERT", ""), env.get("ALPR_TLS_KEY", "")
+                )
+            except OSError as e:
+                raise CliError(
+                    f"cannot read TLS file {e.filename}: {e.strerror} (ALPR_TLS_CA, ALPR_TLS_CERT, ALPR_TLS_KEY)"
+                ) from None
             return grpc.secure_channel(self.hub, creds, options=options)
         return grpc.insecure_channel(self.hub, options=options)
 
@@ -96,6 +105,7 @@ def leaf_options() -> argparse.ArgumentParser:
     p.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
     p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=version_line("alpr"), help=argparse.SUPPRESS)
     return p
 
 

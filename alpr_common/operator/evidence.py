@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("dir", nargs="?", type=Path, help="package directory (with verify)")
     p.add_argument("--case", help="case number")
     p.add_argument("--read", nargs="+", action="extend", default=[], help="read ids")
-    p.add_argument("--purpose", help="why (default: 'evidence for case N')")
+    p.add_argument("--purpose", help="why the reads are exported (required: the policy asks for a stated purpose)")
     p.add_argument("--out", type=Path, help="directory to write the package to (must not exist or be empty)")
     p.add_argument(
         "--against-hub",
@@ -244,9 +244,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 print(p)
             print(f"{args.dir}: {'intact' if not problems else 'CHANGED'}")
         return 0 if not problems else 1
-    if not args.case or not args.read or not args.out:
-        raise CliError("usage: alpr export --case N --read ID... --out DIR")
-    purpose = args.purpose or f"evidence for case {args.case}"
+    if not args.case or not args.read or not args.out or not (args.purpose or "").strip():
+        raise CliError("usage: alpr export --case N --purpose TEXT --read ID... --out DIR (case and purpose required)")
+    purpose = args.purpose.strip()
     with ctx.channel() as ch:
         stub = evidence_pb2_grpc.EvidenceServiceStub(ch)
         try:
