@@ -67,3 +67,74 @@ def test_train_samples_command(tmp_path: Path) -> None:
         train_main(["train", "samples", "--n", "3", "--out", str(tmp_path), "--data-root", str(tmp_path / "none")]) == 0
     )
     assert len(list(tmp_path.glob("*.png"))) == 6
+
+
+def test_ucsd_boxes_widen_from_the_character_row_to_the_whole_plate() -> None:
+    from node.training.real_ocr_data import ucsd_plate_box
+
+    x1, y1, x2, y2 = ucsd_plate_box((100, 200, 176, 225))  # a 76x25 character-row box
+    assert x1 < 100 and x2 > 176 and y1 < 200 and y2 > 225
+    assert 1.8 <= (x2 - x1) / (y2 - y1) <= 2.2  # a US plate's shape
+
+
+def test_reframed_tight_crops_are_plate_shaped_and_small() -> None:
+    import numpy as np
+
+    from node.training.real_ocr_data import reframe_tight_crop
+
+    rng = np.random.default_rng(1)
+    crop = np.full((150, 320, 3), 200, np.uint8)
+    for _ in range(20):
+        out = reframe_tight_crop(crop, rng)
+        h, w = out.shape[:2]
+        assert 30 <= w <= 320 and 1.3 <= w / h <= 3.2
+
+
+@needs_data
+def test_real_ocr_dataset_never_uses_the_evaluation_splits(tmp_path: Path) -> None:
+    from node.recognition.annotations import split_names
+    from node.training.real_ocr_data import RealOcrDataParams, build_real_ocr_dataset
+
+    params = RealOcrDataParams(crops_copies=1, ucsd_copies=1, br_copies=0, eu_copies=0, synthetic=2)
+    info = build_real_ocr_dataset(DEFAULT_DATA_ROOT, tmp_path, params, log=lambda m: None)
+    counts = info["counts"]
+    assert isinstance(counts, dict) and counts["train_us-crops"] > 400 and counts["train_us-ucsd"] > 120
+    with (tmp_path / "train.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    states = {r["plate_region"] for r in rows}
+    assert len(states) >= 45  # every state's real plates (and OTHER / CA)
+    # no crop of a held-out plate text (same plate, same text) reached training
+    from node.recognition.annotations import read_crop_labels
+
+    labels = read_crop_labels(DEFAULT_DATA_ROOT / "us-crops" / "labels.tsv")
+    held_texts = {labels[n][0] for n in split_names("us-crops", "heldout")}
+    ucsd = read_boxes_texts("us-ucsd")
+    val_texts = {ucsd[n] for n in split_names("us-ucsd", "val")}
+    train_texts = {r["plate_text"] for r in rows if not r["image_path"].startswith("img/syn")}
+    assert not (train_texts & held_texts) and not (train_texts & val_texts)
+
+
+def read_boxes_texts(set_name: str) -> dict[str, str]:
+    from node.recognition.annotations import read_boxes
+
+    return {n: t[0].text or "" for n, t in read_boxes(DEFAULT_DATA_ROOT / set_name / "annotations.tsv").items()}
+
+
+@pytest.mark.timeout(600)
+def test_ocr_warm_start_from_the_shipped_onnx_reproduces_it(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import os
+    import subprocess
+    import sys
+
+    from node.recognition.loading import MODELS_DIR
+    from node.training.train_ocr import CONFIG_DIR
+
+    out = tmp_path / "init.weights.h5"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run(
+        [sys.executable, "-m", "node.training.onnx_weights", str(MODELS_DIR / "plate_ocr.onnx"),
+         str(CONFIG_DIR / "cct_xs_us.yaml"), str(MODELS_DIR / "plate_config.yaml"), str(out)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert float(res.stdout.strip().splitlines()[-1]) < 1e-3 and out.stat().st_size > 100_000

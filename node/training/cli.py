@@ -6,6 +6,8 @@ Subcommands (all deterministic for a given ``--seed``; logs go to stdout):
   detector-data  build the YOLO dataset (tiles of real + synthetic frames)
   detector       train YOLO from yaml and export ONNX
   ocr-data       build the OCR crop set (synthetic + br-crops + eu)
+  ocr-real-data  build the OCR crop set around real US plates (us-crops, us-ucsd; splits left out)
+  splits         (re)write node/recognition/splits.json (fixed evaluation splits; seeded)
   ocr            train fast-plate-ocr (TensorFlow backend) and export ONNX
   install        copy trained models into node/models and write manifest.json
   all            everything above in order (about 1.5-2 h on a 2-core CPU)
@@ -108,10 +110,37 @@ def cmd_ocr_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ocr_real_data(args: argparse.Namespace) -> int:
+    from node.training.real_ocr_data import RealOcrDataParams, build_real_ocr_dataset
+
+    out = Path(args.out or WORK / "ocr_real_data")
+    shutil.rmtree(out, ignore_errors=True)
+    params = RealOcrDataParams(seed=args.seed, synthetic=args.synthetic)
+    info = build_real_ocr_dataset(Path(args.data_root), out, params, log=_log)
+    (out / "params.json").write_text(json.dumps(asdict(params)))
+    _log(f"real ocr data: {info['counts']} in {out}")
+    return 0
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from node.training.splits import write_splits
+
+    splits = write_splits(Path(args.data_root), seed=args.seed)
+    sets = splits["sets"]
+    assert isinstance(sets, dict)
+    _log(f"splits: { {k: {s: len(v) for s, v in d.items() if isinstance(v, list)} for k, d in sets.items()} }")
+    return 0
+
+
 def cmd_ocr(args: argparse.Namespace) -> int:
+    from node.training.real_ocr_data import REAL_REGIONS
     from node.training.train_ocr import OcrTrainParams, train_ocr
 
-    params = OcrTrainParams(epochs=args.epochs, seed=args.seed, lr=args.lr, weights_path=args.weights)
+    params = OcrTrainParams(
+        epochs=args.epochs, seed=args.seed, lr=args.lr, weights_path=args.weights, init_onnx=args.init_onnx,
+        regions=REAL_REGIONS if args.us_regions else None,
+        warmup_fraction=args.warmup_fraction,
+    )  # fmt: skip
     train_ocr(Path(args.data or WORK / "ocr_data"), Path(args.out or WORK / "ocr_out"), params, log=_log)
     return 0
 
@@ -211,7 +240,10 @@ def main(argv: list[str]) -> int:
     common(p)
     p.add_argument("--n", type=int, default=20)
     p.set_defaults(fn=cmd_samples)
-    for name, fn in (("detector-data", cmd_detector_data), ("ocr-data", cmd_ocr_data)):
+    for name, fn in (
+        ("detector-data", cmd_detector_data), ("ocr-data", cmd_ocr_data), ("ocr-real-data", cmd_ocr_real_data),
+        ("splits", cmd_splits),
+    ):  # fmt: skip
         p = sub.add_parser(name)
         common(p)
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
@@ -231,6 +263,9 @@ def main(argv: list[str]) -> int:
         p.add_argument("--export-imgsz", type=int, default=640, help="detector ONNX input size")
         p.add_argument("--lr", type=float, default=0.002, help="OCR learning rate")
         p.add_argument("--weights", help="OCR warm start (.keras)")
+        p.add_argument("--init-onnx", help="OCR warm start from an exported model (plate_config.yaml beside it)")
+        p.add_argument("--us-regions", action="store_true", help="state head over all 50 states + DC + OTHER")
+        p.add_argument("--warmup-fraction", type=float, default=0.06, help="OCR learning-rate warm-up share")
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
         p.add_argument("--detector-weights", default=None, help=argparse.SUPPRESS)
         p.add_argument("--ocr-keras", default=None, help=argparse.SUPPRESS)

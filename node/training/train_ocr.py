@@ -36,7 +36,9 @@ class OcrTrainParams:
     img_height: int = 64
     img_width: int = 128
     region_head: bool = True
-    weights_path: str | None = None  # warm start from a previous .keras
+    weights_path: str | None = None  # warm start from a previous .keras / .weights.h5
+    init_onnx: str | None = None  # warm start from an exported model (its plate config beside it)
+    regions: tuple[str, ...] | None = None  # state head classes; None: the generator's looks + OTHER
 
 
 def write_plate_config(path: Path, params: OcrTrainParams) -> Path:
@@ -53,7 +55,7 @@ def write_plate_config(path: Path, params: OcrTrainParams) -> Path:
         "padding_color": 114,
     }
     if params.region_head:
-        cfg["plate_regions"] = list(REGIONS)
+        cfg["plate_regions"] = list(params.regions or REGIONS)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -99,6 +101,15 @@ def train_ocr(data_dir: Path, out_dir: Path, params: OcrTrainParams, log=print) 
         "--early-stopping-patience", "1000",
         "--workers", "1",
     ]  # fmt: skip
+    if params.init_onnx and not params.weights_path:
+        onnx_path = Path(params.init_onnx)
+        params.weights_path = str(out_dir / "init_from_onnx.weights.h5")
+        subprocess.run(
+            [sys.executable, "-m", "node.training.onnx_weights", str(onnx_path), params.model_config,
+             str(onnx_path.parent / "plate_config.yaml"), params.weights_path],
+            check=True, env=_env("tensorflow"),
+        )  # fmt: skip
+        log(f"ocr: warm start from {onnx_path} via {params.weights_path}")
     if params.weights_path:
         cmd += ["--weights-path", params.weights_path]
     log("ocr: " + " ".join(cmd))
