@@ -86,7 +86,13 @@ def build_alert(
         node_kind=read.node_kind,
         hub_id=hub_id,
         read_confidence=read.confidence,
+        frame_width=read.frame_width,
+        frame_height=read.frame_height,
+        char_confidences=read.char_confidences,
+        region_confidence=read.region_confidence,
     )
+    if read.HasField("plate_box"):
+        a.plate_box.CopyFrom(read.plate_box)
     if read.HasField("location"):
         a.location.CopyFrom(read.location)
     cats: list[int] = []

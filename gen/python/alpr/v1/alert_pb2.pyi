@@ -93,7 +93,7 @@ class AlertMatch(_message.Message):
     def __init__(self, entry: _Optional[_Union[_hotlist_pb2.HotListEntry, _Mapping]] = ..., kind: _Optional[_Union[MatchKind, str]] = ..., score: _Optional[float] = ..., state_mismatch: _Optional[bool] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("alert_id", "read_id", "status", "plate", "region", "capture_time", "created_time", "node_id", "camera_id", "node_kind", "location", "matches", "categories", "unattended", "disposition", "hub_id", "read_confidence")
+    __slots__ = ("alert_id", "read_id", "status", "plate", "region", "capture_time", "created_time", "node_id", "camera_id", "node_kind", "location", "matches", "categories", "unattended", "disposition", "hub_id", "read_confidence", "plate_box", "frame_width", "frame_height", "char_confidences", "region_confidence")
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     READ_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,11 @@ class Alert(_message.Message):
     DISPOSITION_FIELD_NUMBER: _ClassVar[int]
     HUB_ID_FIELD_NUMBER: _ClassVar[int]
     READ_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PLATE_BOX_FIELD_NUMBER: _ClassVar[int]
+    FRAME_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CHAR_CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    REGION_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     alert_id: str
     read_id: str
     status: AlertStatus
@@ -128,7 +133,12 @@ class Alert(_message.Message):
     disposition: Disposition
     hub_id: str
     read_confidence: float
-    def __init__(self, alert_id: _Optional[str] = ..., read_id: _Optional[str] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., plate: _Optional[str] = ..., region: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., node_kind: _Optional[_Union[_reads_pb2.NodeKind, str]] = ..., location: _Optional[_Union[_reads_pb2.GeoPoint, _Mapping]] = ..., matches: _Optional[_Iterable[_Union[AlertMatch, _Mapping]]] = ..., categories: _Optional[_Iterable[_Union[_hotlist_pb2.HotListCategory, str]]] = ..., unattended: _Optional[bool] = ..., disposition: _Optional[_Union[Disposition, _Mapping]] = ..., hub_id: _Optional[str] = ..., read_confidence: _Optional[float] = ...) -> None: ...
+    plate_box: _reads_pb2.BoundingBox
+    frame_width: int
+    frame_height: int
+    char_confidences: _containers.RepeatedScalarFieldContainer[float]
+    region_confidence: float
+    def __init__(self, alert_id: _Optional[str] = ..., read_id: _Optional[str] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., plate: _Optional[str] = ..., region: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., node_kind: _Optional[_Union[_reads_pb2.NodeKind, str]] = ..., location: _Optional[_Union[_reads_pb2.GeoPoint, _Mapping]] = ..., matches: _Optional[_Iterable[_Union[AlertMatch, _Mapping]]] = ..., categories: _Optional[_Iterable[_Union[_hotlist_pb2.HotListCategory, str]]] = ..., unattended: _Optional[bool] = ..., disposition: _Optional[_Union[Disposition, _Mapping]] = ..., hub_id: _Optional[str] = ..., read_confidence: _Optional[float] = ..., plate_box: _Optional[_Union[_reads_pb2.BoundingBox, _Mapping]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., char_confidences: _Optional[_Iterable[float]] = ..., region_confidence: _Optional[float] = ...) -> None: ...
 
 class Acceptance(_message.Message):
     __slots__ = ("characters_verified", "state_verified", "leads_check", "action", "on_other_assignment", "supervisor_notified")
