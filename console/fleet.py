@@ -1,0 +1,103 @@
+"""The fleet page (fleet operators, supervisors, admins): every node and camera from the
+hub's FleetService, failing units first."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from alpr.v1 import fleet_pb2, hotlist_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from console.sessions import Session
+from console.web import Console, page
+
+# A node whose last heartbeat is older than this is shown as silent.
+SILENT_AFTER_S = 120.0
+# Clock skew beyond this is a problem (read times would be off).
+SKEW_LIMIT_S = 2.0
+
+
+def console_of(request: Request) -> Console:
+    c: Console = request.app.state.console
+    return c
+
+
+@dataclass
+class NodeView:
+    n: fleet_pb2.NodeStatus
+    age_s: float
+    findings: list[str]
+    hotlist_lag: int
+    synced_age_s: float | None
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.findings)
+
+
+def view(n: fleet_pb2.NodeStatus, now: float, current_version: int) -> NodeView:
+    age = now - n.last_heartbeat_time.seconds - n.last_heartbeat_time.nanos / 1e9
+    findings = list(n.problems)
+    if age > SILENT_AFTER_S:
+        findings.insert(0, f"silent for {fmt_age(age)}")
+    if not n.detector_ok:
+        findings.append("detector not working")
+    findings += [f"camera {c.camera_id}: {c.problem or 'not ok'}" for c in n.cameras if not c.ok]
+    if n.HasField("clock_skew_s") and abs(n.clock_skew_s) > SKEW_LIMIT_S:
+        findings.append(f"clock off by {n.clock_skew_s:+.1f} s")
+    synced = n.hotlist_synced_time.seconds if n.HasField("hotlist_synced_time") else 0
+    return NodeView(n, age, findings, max(0, current_version - n.hotlist_version), now - synced if synced else None)
+
+
+def fmt_age(s: float | None) -> str:
+    if s is None:
+        return "never"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.0f} d"
+
+
+def fmt_bytes(n: int) -> str:
+    x = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if x < 1024:
+            return f"{x:.0f} {unit}"
+        x /= 1024
+    return f"{x:.1f} TB"
+
+
+@page(console_of)
+async def fleet(request: Request, s: Session) -> Response:
+    c = console_of(request)
+    md, t = c.md(s), c.settings.rpc_timeout_s
+    problems_only = request.query_params.get("problems") == "1"
+    nodes: list[fleet_pb2.NodeStatus] = []
+    token = ""
+    while True:
+        resp = await c.hub.fleet.ListNodes(
+            fleet_pb2.FleetServiceListNodesRequest(problems_only=problems_only, page_size=1000, page_token=token),
+            metadata=md, timeout=t,
+        )  # fmt: skip
+        nodes.extend(resp.nodes)
+        token = resp.next_page_token
+        if not token or len(nodes) >= 10_000:
+            break
+    version = (await c.hub.hotlists.GetVersion(hotlist_pb2.GetVersionRequest(), metadata=md, timeout=t)).version
+    now = time.time()
+    views = sorted((view(n, now, version) for n in nodes), key=lambda v: (not v.failing, v.n.node_id))
+    ctx: dict[str, Any] = {
+        "views": views, "version": version, "problems_only": problems_only,
+        "failing": sum(v.failing for v in views), "age": fmt_age, "size": fmt_bytes,
+    }  # fmt: skip
+    return c.render(request, "fleet.html", **ctx)
+
+
+ROUTES = [Route("/fleet", fleet)]

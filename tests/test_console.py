@@ -1,0 +1,310 @@
+"""The web console against a real, auth-enabled hub and Cassandra: sign-in and sessions,
+CSRF and security headers, the live queue (server-sent events from AlertService.Watch),
+hit review and decisions. Browser-driven checks are in test_console_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from alpr.v1 import alert_pb2, alert_pb2_grpc
+
+from alpr_common.simulation import make_read, noise_jpeg
+from tests.access_support import AuthHub, call
+from tests.console_support import (
+    Browserless,
+    ConsoleServer,
+    add_entry,
+    problem_of,
+    secured_hub,
+    settings_for,
+    wait_until,
+)
+
+
+class Stack:
+    def __init__(self, hub: AuthHub, console: ConsoleServer) -> None:
+        self.hub = hub
+        self.console = console
+        self.officer = hub.token("ofc-1", "officer")
+        self.dispatcher = hub.token("disp-1", "dispatcher")
+        self.fleet = hub.token("fleet-1", "fleet_operator")
+        self.auditor = hub.token("aud-1", "auditor")
+        self.supervisor = hub.token("sup-1", "supervisor")
+        self.alerts = alert_pb2_grpc.AlertServiceStub(hub.channel)
+
+    def client(self, token: str | None = None) -> Browserless:
+        b = Browserless(self.console.url)
+        if token:
+            assert b.sign_in(token).status_code == 303
+        return b
+
+    def hit(self, plate: str = "ABC1234", camera: str = "cam-1") -> str:
+        """Ingest a read that matches the hot list; returns its alert id."""
+        read = make_read(plate=plate, camera_id=camera, crop_jpeg=noise_jpeg(120, 40, seed=1),
+                         frame_jpeg=noise_jpeg(640, 360, seed=2))  # fmt: skip
+        read.frame_width, read.frame_height = 640, 360
+        self.hub.ingest([read])
+        from hub.alerts import alert_id_for
+
+        return str(alert_id_for(read.read_id))
+
+    def alert(self, alert_id: str) -> alert_pb2.GetAlertResponse:
+        got: alert_pb2.GetAlertResponse = call(
+            self.alerts.GetAlert, alert_pb2.GetAlertRequest(alert_id=alert_id), self.supervisor
+        )
+        return got
+
+
+@pytest.fixture(scope="module")
+def stack(cassandra, cql) -> Iterator[Stack]:
+    hub = secured_hub(cassandra, cql)
+    console = ConsoleServer(settings_for(hub)).start()
+    try:
+        for plate in ("ABC1234", "QRS5678", "XYZ9876"):
+            add_entry(hub, hub.admin, plate)
+        hub.ingest([make_read(plate="NOHIT12")])  # starts the stand-in node path before any timing
+        yield Stack(hub, console)
+    finally:
+        console.stop()
+        hub.stop()
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_security_headers(stack):
+    b = Browserless(stack.console.url)
+    try:
+        form = b.get("/signin")
+        csp = form.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert form.headers["x-frame-options"] == "DENY" and form.headers["cache-control"] == "no-store"
+        r = b.sign_in(stack.officer)
+        assert r.status_code == 303 and r.headers["location"] == "/queue"
+        cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("alpr_console=")).lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        # The cookie holds a random session id, not the token.
+        assert stack.officer not in cookie
+        page = b.get("/queue")
+        assert page.status_code == 200 and "ofc-1" in page.text
+    finally:
+        b.close()
+
+
+def test_unknown_token_is_refused_with_the_hubs_message(stack):
+    b = Browserless(stack.console.url)
+    try:
+        r = b.sign_in("not-a-token")
+        assert r.status_code == 401
+        assert "unknown access token" in problem_of(r.text)
+    finally:
+        b.close()
+
+
+def test_sign_in_form_needs_its_own_csrf_value(stack):
+    with httpx.Client(base_url=stack.console.url) as h:
+        r = h.post("/signin", data={"csrf": "forged", "token": stack.officer})
+        assert r.status_code == 403 and "alpr_console=" not in r.headers.get("set-cookie", "")
+
+
+def test_pages_need_a_session(stack):
+    with httpx.Client(base_url=stack.console.url) as h:
+        r = h.get("/queue")
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=%2Fqueue")
+        assert h.post("/alerts/x/decide", data={}).status_code == 401
+        assert h.get("/queue/events").status_code == 401
+
+
+def events(b: Browserless, query: str = "", last_event_id: str = "", stop_when=None, timeout: float = 10.0):
+    """Read the queue's event stream until ``stop_when(events)`` holds; returns the events."""
+    headers = {"last-event-id": last_event_id} if last_event_id else {}
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    with b.http.stream("GET", "/queue/events" + query, headers=headers, timeout=timeout) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        ev: dict[str, Any] = {}
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                ev["event"] = line[7:]
+            elif line.startswith("id: "):
+                ev["id"] = line[4:]
+            elif line.startswith("data: "):
+                ev["data"] = json.loads(line[6:])
+            elif line == "" and ev:
+                ev["at"] = time.monotonic()
+                got.append(ev)
+                ev = {}
+                if stop_when and stop_when(got):
+                    return got
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"the stream did not deliver in time: {got}")
+
+
+def test_a_new_hit_reaches_the_open_queue_within_two_seconds_and_resumes_by_event_id(stack):
+    import threading
+
+    b = stack.client(stack.dispatcher)
+    try:
+        box: dict[str, Any] = {}
+
+        def ingest_soon():
+            time.sleep(1.0)
+            box["t0"] = time.monotonic()
+            box["id"] = stack.hit("QRS5678", camera="cam-q")
+
+        threading.Thread(target=ingest_soon, daemon=True).start()
+        got = events(b, "?camera=cam-q", stop_when=lambda evs: any(e["data"].get("kind") == "created" for e in evs))
+        created = next(e for e in got if e["data"]["kind"] == "created")
+        assert created["data"]["alert_id"] == box["id"]
+        assert created["at"] - box["t0"] < 2.0  # acked read → event at the console's client
+        assert "QRS5678" in created["data"]["html"] and created["data"]["pending"]
+        # A drop: what happens meanwhile comes on reconnect with Last-Event-ID.
+        missed = stack.hit("QRS5678", camera="cam-q")
+        again = events(b, "?camera=cam-q", last_event_id=created["id"],
+                       stop_when=lambda evs: any(e["data"]["alert_id"] == missed for e in evs))  # fmt: skip
+        assert next(e for e in again if e["data"]["alert_id"] == missed)["data"]["kind"] == "created"
+        assert all(e["data"]["alert_id"] != box["id"] for e in again)  # nothing before the resume point
+    finally:
+        b.close()
+
+
+def test_queue_lists_hits_filtered_and_pending_first(stack):
+    aid = stack.hit("XYZ9876", camera="cam-x")
+    b = stack.client(stack.officer)
+    try:
+        page = wait_until(lambda: (p := b.get("/queue?camera=cam-x")).status_code == 200 and aid in p.text and p)
+        assert "XYZ9876" in page.text and "cam-q" not in page.text
+        other = b.get("/queue?camera=cam-none")
+        assert aid not in other.text
+        bad = b.get("/queue?category=bogus")
+        assert bad.status_code == 400 and "unknown category" in problem_of(bad.text)
+    finally:
+        b.close()
+
+
+def test_review_shows_both_images_the_box_confidences_and_a_look_alike_as_not_exact(stack):
+    aid = stack.hit("A8C1234")  # B/8 look-alike of ABC1234
+    b = stack.client(stack.officer)
+    try:
+        t0 = time.monotonic()
+        page = b.get(f"/alerts/{aid}")
+        assert time.monotonic() - t0 < 0.5
+        assert page.status_code == 200
+        t = page.text
+        assert 'id="crop" src="data:image/jpeg;base64,' in t
+        assert '<svg id="frame" viewBox="0 0 640 360"' in t and 'href="data:image/jpeg;base64,' in t
+        assert re.search(r'<rect class="box" x="100" y="200" width="120" height="40"', t)
+        assert t.count('class="ch c-hi"') == 7 and "90%" in t  # per-character confidence
+        assert "NOT EXACT: lookalike" in t and "ABC1234" in t
+        assert "41.52500, -88.08170" in t
+    finally:
+        b.close()
+
+
+def test_accept_with_sign_offs_records_the_signed_in_officer(stack):
+    aid = stack.hit("ABC1234")
+    b = stack.client(stack.officer)
+    try:
+        r = b.post(f"/alerts/{aid}/decide", {
+            "decision": "accept", "characters_verified": "on", "state_verified": "on",
+            "leads": "done", "action": "taking_action", "officer_id": "someone-else",
+        })  # fmt: skip
+        assert r.status_code == 303, problem_of(r.text)
+        page = b.get(r.headers["location"])
+        assert "Decision stored: accepted" in page.text and 'class="officer">ofc-1<' in page.text
+        got = stack.alert(aid)
+        assert got.alert.status == alert_pb2.ALERT_STATUS_ACCEPTED
+        assert got.alert.disposition.officer_id == "ofc-1"  # the session, not a form field
+        # Amending needs a note (the hub's rule, shown on the page).
+        r = b.post(f"/alerts/{aid}/decide", {"decision": "reject", "reason": "misread", "amend": "1"})
+        assert r.status_code == 400 and "amendment needs a note" in problem_of(r.text)
+        r = b.post(
+            f"/alerts/{aid}/decide", {"decision": "reject", "reason": "misread", "amend": "1", "note": "second look"}
+        )
+        assert r.status_code == 303
+        assert [d.status for d in stack.alert(aid).history] == [
+            alert_pb2.ALERT_STATUS_ACCEPTED,
+            alert_pb2.ALERT_STATUS_REJECTED,
+        ]
+    finally:
+        b.close()
+
+
+def test_incomplete_decisions_are_refused_with_the_hubs_reason(stack):
+    aid = stack.hit("ABC1234")
+    b = stack.client(stack.officer)
+    try:
+        r = b.post(f"/alerts/{aid}/decide", {"decision": "reject"})
+        assert r.status_code == 400 and "reject.reason is required" in problem_of(r.text)
+        r = b.post(f"/alerts/{aid}/decide", {"decision": "accept", "leads": "done", "action": "taking_action"})
+        assert r.status_code == 400 and "policy 4.2" in problem_of(r.text)
+        assert stack.alert(aid).alert.status == alert_pb2.ALERT_STATUS_PENDING
+    finally:
+        b.close()
+
+
+def test_a_form_without_the_csrf_token_or_from_another_origin_is_refused(stack):
+    aid = stack.hit("ABC1234")
+    b = stack.client(stack.officer)
+    try:
+        form = {"decision": "reject", "reason": "misread"}
+        r = b.post(f"/alerts/{aid}/decide", form, csrf=False)
+        assert r.status_code == 403 and "did not come from the console" in problem_of(r.text)
+        r = b.post(f"/alerts/{aid}/decide", form, headers={"origin": "https://evil.example"})
+        assert r.status_code == 403
+        assert stack.alert(aid).alert.status == alert_pb2.ALERT_STATUS_PENDING
+    finally:
+        b.close()
+
+
+def test_a_role_the_hub_refuses_gets_403_from_the_console(stack):
+    b = stack.client(stack.fleet)
+    try:
+        page = b.get("/fleet")
+        assert page.status_code == 200 and 'href="/queue"' not in page.text  # not offered...
+        r = b.get("/queue")  # ...and refused by the hub when asked for anyway
+        assert r.status_code == 403 and "may not call /alpr.v1.AlertService/ListAlerts" in problem_of(r.text)
+        assert b.get("/queue/events").status_code == 200  # the stream reports the refusal as an event
+    finally:
+        b.close()
+
+
+def test_dispatcher_may_watch_but_not_decide(stack):
+    aid = stack.hit("ABC1234")
+    b = stack.client(stack.dispatcher)
+    try:
+        assert b.get(f"/alerts/{aid}").status_code == 200
+        r = b.post(f"/alerts/{aid}/decide", {"decision": "reject", "reason": "misread"})
+        assert r.status_code == 403 and "DecideAlert" in problem_of(r.text)
+    finally:
+        b.close()
+
+
+def test_sign_out_ends_the_session(stack):
+    b = stack.client(stack.officer)
+    try:
+        cookie = b.http.cookies.get("alpr_console")
+        r = b.post("/signout")
+        assert r.status_code == 303
+        with httpx.Client(base_url=stack.console.url, cookies={"alpr_console": cookie}) as h:
+            assert h.get("/queue").status_code == 303  # the old cookie opens nothing
+    finally:
+        b.close()
+
+
+def test_sessions_expire_when_idle(stack):
+    console = ConsoleServer(settings_for(stack.hub, session_idle_s=1.0, session_max_s=60.0)).start()
+    b = Browserless(console.url)
+    try:
+        assert b.sign_in(stack.officer).status_code == 303
+        assert b.get("/queue").status_code == 200
+        time.sleep(1.3)
+        r = b.get("/queue")
+        assert r.status_code == 303 and "session+has+ended" in r.headers["location"].replace("%20", "+")
+    finally:
+        b.close()
+        console.stop()
