@@ -86,7 +86,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.BridgeAdminService/RetryDeadLetters": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.DispatchReceiverService/Deliver": frozenset({BRIDGE}),
     # Search and evidence (policy §1, 3.1, 5.4-5.5)
-    "/alpr.v1.SearchService/Search": frozenset({OFFICER, SUPERVISOR, INVESTIGATOR}),
+    # Dispatchers run the LEADS/dispatch check on a plate (policy 4.2B); purpose and case still required
+    "/alpr.v1.SearchService/Search": frozenset({OFFICER, DISPATCHER, SUPERVISOR, INVESTIGATOR}),
     "/alpr.v1.EvidenceService/ExportEvidence": frozenset({INVESTIGATOR, SUPERVISOR}),
     "/alpr.v1.EvidenceService/GetEvidence": frozenset({INVESTIGATOR, SUPERVISOR, AUDITOR}),
     # Audit log

@@ -122,8 +122,23 @@ def test_time_camera_area_and_paging(shub):
 def test_roles(shub):
     officer = shub.token("ofc-s", "officer")
     assert plates(search(shub, officer, plate="XYZ9876")) == ["XYZ9876"]
-    code, msg = rpc_code(lambda: search(shub, shub.token("disp-s", "dispatcher"), plate="XYZ9876"))
-    assert code == grpc.StatusCode.PERMISSION_DENIED and "dispatcher" in msg
+    # dispatchers check a plate for a call (policy 4.2B): purpose and case required, audited as dispatcher
+    dispatcher = shub.token("disp-s", "dispatcher")
+    code, msg = rpc_code(lambda: search(shub, dispatcher, plate="XYZ9876", purpose=""))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "purpose" in msg
+    resp = search(shub, dispatcher, plate="XYZ9876", purpose="dispatch check: traffic stop", case_number="CAD-771")
+    assert plates(resp) == ["XYZ9876"]
+    chain, seq = resp.audit_ref.split("/")
+    entry = call(
+        audit_pb2_grpc.AuditServiceStub(shub.channel).ListAudit,
+        audit_pb2.ListAuditRequest(chain=chain, after_seq=int(seq) - 1, limit=1),
+        shub.token("aud-d", "auditor"),
+    ).entries[0]
+    assert (entry.actor, entry.role, entry.purpose, entry.case_number) == (
+        "disp-s", "dispatcher", "dispatch check: traffic stop", "CAD-771",
+    )  # fmt: skip
+    code, msg = rpc_code(lambda: search(shub, shub.token("aud-s2", "auditor"), plate="XYZ9876"))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "auditor" in msg
 
 
 def test_cli_search_json(shub, capsys):
