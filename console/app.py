@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console import alerts, fleet
+from console import alerts, fleet, hotlists, records
 from console.hubclient import HubClient, failure
 from console.sessions import COOKIE, PRE_COOKIE
 from console.settings import ConsoleSettings
@@ -129,6 +129,8 @@ def create_app(settings: ConsoleSettings, hub: HubClient | None = None) -> Starl
         Route("/whoami", whoami),
         *alerts.ROUTES,
         *fleet.ROUTES,
+        *records.ROUTES,
+        *hotlists.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

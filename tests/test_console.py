@@ -308,3 +308,130 @@ def test_sessions_expire_when_idle(stack):
     finally:
         b.close()
         console.stop()
+
+
+# Search, evidence export, hot lists, audit, dead letters.
+
+
+def search_form(**kw: str) -> dict[str, str]:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    base = {
+        "start": (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+        "end": (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
+        "mode": "exact",
+    }
+    base.update(kw)
+    return base
+
+
+def test_search_without_purpose_is_refused_with_the_hubs_message(stack):
+    b = stack.client(stack.officer)
+    try:
+        r = b.post("/search", search_form(plate="ABC1234", case_number="2026-0042"))
+        assert r.status_code == 400 and "purpose is required" in problem_of(r.text)
+    finally:
+        b.close()
+
+
+def test_search_then_export_selected_reads_to_a_package_that_verifies(stack, tmp_path):
+    import io
+    import zipfile
+
+    from alpr_common.operator.evidence import verify_package
+
+    stack.hit("XYZ9876", camera="cam-s")
+    inv = stack.hub.token("inv-1", "investigator")
+    b = stack.client(inv)
+    try:
+        r = b.post(
+            "/search", search_form(plate="XYZ9876", purpose="stolen vehicle investigation", case_number="2026-0042")
+        )
+        assert r.status_code == 200, problem_of(r.text)
+        ids = re.findall(r'name="read_id" value="([^"]+)"', r.text)
+        assert ids and "XYZ9876" in r.text and "audit log as" in r.text
+        z = b.post(
+            "/export", {"case_number": "2026-0042", "purpose": "stolen vehicle investigation", "read_id": ids[:1]}
+        )
+        assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+        assert 'filename="evidence-2026-0042.zip"' in z.headers["content-disposition"]
+        zipfile.ZipFile(io.BytesIO(z.content)).extractall(tmp_path / "pkg")
+        assert verify_package(tmp_path / "pkg") == []
+        manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+        assert manifest["case_number"] == "2026-0042" and len(manifest["reads"]) == 1
+    finally:
+        b.close()
+
+
+def test_hot_list_add_remove_and_import_with_preview(stack):
+    from datetime import UTC, datetime, timedelta
+
+    officer, sup = stack.client(stack.officer), stack.client(stack.supervisor)
+    try:
+        page = officer.get("/hotlists?plate=ABC1234")
+        assert page.status_code == 200 and "ABC1234" in page.text and 'id="add-form"' not in page.text
+        # Not offered to an officer, and refused by the hub when sent anyway.
+        expires = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d")
+        entry = {"plate": "MAN0001", "state": "IL", "category": "stolen_vehicle", "reason": "BOLO from shift briefing"}
+        r = officer.post("/hotlists/add", {**entry, "expires": expires})
+        assert r.status_code == 403 and "AddEntry" in problem_of(r.text)
+        r = sup.post("/hotlists/add", entry)
+        assert r.status_code == 400 and "expiry" in problem_of(r.text)
+        r = sup.post("/hotlists/add", {**entry, "expires": expires, "reason": ""})
+        assert r.status_code == 400 and "reason" in problem_of(r.text)
+        r = sup.post("/hotlists/add", {**entry, "expires": expires})
+        assert r.status_code == 303
+        page = sup.get(r.headers["location"])
+        assert "MAN0001" in page.text and "sup-1" in page.text  # entered by the signed-in person
+        entry_id = re.search(r'name="entry_id" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        r = sup.post("/hotlists/remove", {"entry_id": entry_id, "reason": ""})
+        assert r.status_code == 400 and "reason" in problem_of(r.text)
+        assert sup.post("/hotlists/remove", {"entry_id": entry_id, "reason": "vehicle recovered"}).status_code == 303
+        assert "MAN0001" not in sup.get("/hotlists?plate=MAN0001").text.split('id="entries"')[1]
+        # Import: a dry run shows the delta, the commit applies exactly that file.
+        csv = b"plate,state,category,reason,expires_at\nCSV0001,IL,stolen_vehicle,stolen,2027-01-01\nCSV0002,IL,stolen_plate,stolen,2027-01-01\n"
+        files = {"file": ("list.csv", csv, "text/csv")}
+        form = {"csrf": sup.csrf, "format": "csv", "source": "other_agency"}
+        assert (
+            officer.http.post("/hotlists/import", data={**form, "csrf": officer.csrf}, files=files).status_code == 403
+        )
+        r = sup.http.post("/hotlists/import", data=form, files=files)
+        assert r.status_code == 200, problem_of(r.text)
+        assert re.search(r'id="added">2<', r.text) and "Preview" in r.text
+        assert "CSV0001" not in sup.get("/hotlists?plate=CSV0001").text.split('id="entries"')[1]
+        commit = re.search(r'name="commit" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+        r = sup.post("/hotlists/import", {"commit": commit})
+        assert r.status_code == 200 and "Committed as hot-list version" in r.text
+        assert "CSV0001" in sup.get("/hotlists?plate=CSV0001").text.split('id="entries"')[1]
+        assert sup.post("/hotlists/import", {"commit": commit}).status_code == 410  # used once
+    finally:
+        officer.close()
+        sup.close()
+
+
+def test_audit_view_and_chain_verification_for_auditors_only(stack):
+    aud, officer = stack.client(stack.auditor), stack.client(stack.officer)
+    try:
+        page = aud.get("/audit?action=login")
+        assert page.status_code == 200 and "ofc-1" in page.text
+        r = aud.post("/audit", {})
+        assert r.status_code == 200 and "Every chain verifies" in r.text
+        r = officer.get("/audit")
+        assert r.status_code == 403 and "ListAudit" in problem_of(r.text)
+    finally:
+        aud.close()
+        officer.close()
+
+
+def test_dead_letters_page(stack):
+    sup, disp = stack.client(stack.supervisor), stack.client(stack.dispatcher)
+    try:
+        page = sup.get("/deadletters")
+        assert page.status_code == 200 and "None in the last 24 h" in page.text
+        r = sup.post("/deadletters", {"hours": "24"})
+        assert r.status_code == 400 and "select the dead letters" in problem_of(r.text)
+        assert disp.get("/deadletters").status_code == 403
+    finally:
+        sup.close()
+        disp.close()
