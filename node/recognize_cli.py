@@ -40,6 +40,8 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--hub-ocr-model", help="fast-plate-ocr hub model name (downloads; needs network)")
     ap.add_argument("--ocr-views", type=int, help="crops read per plate and averaged, 1-5 (default 5)")
     ap.add_argument("--format-min-ratio", type=float, help="plate-format-guided decoding, 0 = off (default 0.1)")
+    ap.add_argument("--min-plate-chars", type=int, help="drop boxes read with fewer characters (0 = keep all)")
+    ap.add_argument("--min-read-confidence", type=float, help="drop boxes read less surely than this (0 = keep all)")
 
 
 def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -55,6 +57,8 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ("hub_ocr_model", "hub_ocr_model"),
         ("ocr_views", "ocr_views"),
         ("format_min_ratio", "format_min_ratio"),
+        ("min_plate_chars", "min_plate_chars"),
+        ("min_read_confidence", "min_read_confidence"),
     ):
         v = getattr(args, attr, None)
         if v is not None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from node.recognition.annotations import read_boxes
 from node.recognition.evaluation import char_confusions, edit_distance, evaluate, evaluate_crops, iou
 from node.recognition.loading import MODELS_DIR, Recognizer, RecognizerConfig, load_recognizer
-from node.recognition.types import PlateResult
+from node.recognition.types import PlateDetection, PlateResult, PlateText, StateGuess
 from node.training.compose import paste, warp_plate
 from node.training.ocr_data import synthetic_crop
 from node.training.plates import STATE_CODES, render_plate
@@ -275,11 +275,46 @@ def test_evaluate_cli_prints_summary(tmp_path: Path) -> None:
 
 
 def test_committed_splits_are_disjoint_from_training_and_cover_every_state() -> None:
-    from node.recognition.annotations import split_info
+    from node.recognition.annotations import split_info, split_names
 
-    ucsd, crops = split_info("us-ucsd"), split_info("us-crops")
-    assert ucsd["state"] == "CA" and 50 <= len(ucsd["val"]) <= 70
-    held = crops["heldout"]
-    assert 120 <= len(held) <= 180 and len(set(held)) == len(held)
-    states = {re.match(r"[a-z]+", n).group(0) for n in held}  # type: ignore[union-attr]
+    assert split_info("us-ucsd")["state"] == "CA" and 50 <= len(split_names("us-ucsd", "val")) <= 70
+    held = split_names("us-crops", "heldout")
+    assert 120 <= len(held) <= 180
+    states = {n[: re.match(r"[a-z]+", n).end()] for n in held}  # type: ignore[union-attr]
     assert len(states) >= 45  # nearly every state has held-out crops
+
+
+class _FakeDetector:
+    version = "fake"
+
+    def detect(self, frame: np.ndarray) -> list[PlateDetection]:
+        return [PlateDetection((10, 10, 90, 40), 0.9), PlateDetection((100, 10, 180, 40), 0.3)]
+
+
+class _FakeReader:
+    """Reads the left box as a sure plate, the right one as an unsure short string."""
+
+    version = "fake"
+
+    def read_views(self, views: list[np.ndarray]) -> PlateText:
+        sure = float(views[0][0, 0, 0]) > 100
+        return PlateText("ABC1234", 0.9) if sure else PlateText("7L", 0.1)
+
+
+class _FakeState:
+    version = "none"
+
+    def classify(self, crop: np.ndarray, *, reuse_last: bool = False) -> StateGuess:
+        return StateGuess(None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("over", "texts"),
+    [({}, ["ABC1234", "7L"]), ({"min_plate_chars": 4}, ["ABC1234"]), ({"min_read_confidence": 0.5}, ["ABC1234"])],
+)
+def test_boxes_the_ocr_reads_as_no_plate_are_dropped_when_asked(over: dict[str, float], texts: list[str]) -> None:
+    frame = np.zeros((60, 200, 3), np.uint8)
+    frame[:, :95] = 200  # the left box is bright: the fake reader's sure plate
+    cfg = RecognizerConfig(**over)
+    rec = Recognizer(_FakeDetector(), _FakeReader(), _FakeState(), cfg)  # type: ignore[arg-type]
+    assert [p.text for p in rec.recognize(frame)] == texts

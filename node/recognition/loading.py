@@ -53,6 +53,14 @@ class RecognizerConfig(BaseModel):
         default=5, ge=1, le=5, description="crops read per plate and averaged (1: the box with crop_margin only)"
     )
     min_plate_width: int = Field(default=8, ge=1)
+    min_plate_chars: int = Field(
+        default=0, ge=0, le=8,
+        description="drop a box whose read has fewer characters (not a plate: a grille, a sign, a badge); 0 = keep all",
+    )  # fmt: skip
+    min_read_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="drop a box whose read is less sure than this (the OCR reads no plate there); 0 = keep all",
+    )  # fmt: skip
     keep_crops: bool = Field(default=True, description="attach the plate crop to each PlateResult")
 
 
@@ -127,6 +135,9 @@ class Recognizer:
             views = self.views(frame_bgr, det.box)
             crop = views[0]
             text = self.reader.read_views(views)
+            if len(text.text) < self.cfg.min_plate_chars or text.confidence < self.cfg.min_read_confidence:
+                self.last_ocr_s.append(time.perf_counter() - t1)
+                continue
             guess = self.state.classify(crop, reuse_last=True)
             results.append(
                 PlateResult(
