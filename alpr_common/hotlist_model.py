@@ -39,7 +39,9 @@ def category_value(name: str) -> int:
 
 
 def category_name(value: int) -> str:
-    return hotlist_pb2.HotListCategory.Name(value).removeprefix("HOT_LIST_CATEGORY_")
+    return hotlist_pb2.HotListCategory.Name(hotlist_pb2.HotListCategory.ValueType(value)).removeprefix(
+        "HOT_LIST_CATEGORY_"
+    )
 
 
 def source_value(name: str) -> int:
@@ -47,7 +49,7 @@ def source_value(name: str) -> int:
 
 
 def source_name(value: int) -> str:
-    return hotlist_pb2.HotListSource.Name(value).removeprefix("HOT_LIST_SOURCE_")
+    return hotlist_pb2.HotListSource.Name(hotlist_pb2.HotListSource.ValueType(value)).removeprefix("HOT_LIST_SOURCE_")
 
 
 def make_entry_id(source: str, state: str, plate: str, record: str) -> str:

@@ -52,7 +52,7 @@ def make_read(
     rnd: random.Random | None = None,
     crop_jpeg: bytes = TINY_JPEG,
     frame_jpeg: bytes = b"",
-    kind: reads_pb2.NodeKind = reads_pb2.NODE_KIND_FIXED,
+    kind: reads_pb2.NodeKind.ValueType = reads_pb2.NODE_KIND_FIXED,
 ) -> reads_pb2.PlateRead:
     """A valid read with a fresh UUID; every field the hub checks is plausible."""
     rnd = rnd or random.Random()

@@ -65,7 +65,7 @@ class QueueFilter:
         for c in self.categories:
             if c not in CATEGORIES:
                 raise ValueError(f"unknown category {c.lower()!r}")
-            f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + c))  # type: ignore[arg-type]
+            f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + c))
         if self.area:
             try:
                 a, b, c2, d = (float(x) for x in self.area.split(","))

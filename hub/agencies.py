@@ -52,7 +52,7 @@ def _days(now: datetime, hours: int) -> list[date]:
 
 
 def _scope_name(s: int) -> str:
-    return agency_pb2.ShareScope.Name(s).removeprefix("SHARE_SCOPE_").lower()
+    return agency_pb2.ShareScope.Name(agency_pb2.ShareScope.ValueType(s)).removeprefix("SHARE_SCOPE_").lower()
 
 
 class AgencyStore(CassandraStore):

@@ -120,7 +120,7 @@ class UserStore(CassandraStore):
 def user_proto(r: Row) -> admin_pb2.User:
     return admin_pb2.User(
         user_id=r.user_id,
-        role=admin_pb2.Role.Value("ROLE_" + (r.role or "unspecified").upper()),  # type: ignore[arg-type]
+        role=admin_pb2.Role.Value("ROLE_" + (r.role or "unspecified").upper()),
         display_name=r.display_name or "",
         revoked=bool(r.revoked),
         created_time=to_timestamp_or_none(r.created_time),

@@ -50,13 +50,16 @@ def generate(out_root: Path) -> list[Path]:
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"--python_out={out_root}",
-        f"--pyi_out={out_root}",
+        f"--mypy_out={out_root}",
         f"--grpc_python_out={out_root}",
+        f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"--mypy_grpc_out={out_root}",
         *[str(p.relative_to(PROTO_ROOT)) for p in protos],
     ]
-    subprocess.run(cmd, check=True, cwd=PROTO_ROOT)
+    done = subprocess.run(cmd, cwd=PROTO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:  # the plugins' progress lines are noise; their errors are not
+        sys.exit(f"codegen: protoc failed:\n{done.stdout}{done.stderr}")
     # Packages for every directory that holds generated modules (alpr/, alpr/v1/).
     for d in {p.parent for p in out_root.rglob("*_pb2.py")}:
         while d != out_root:

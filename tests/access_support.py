@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -12,6 +12,9 @@ from hub.config import HubConfig
 from hub.users import UserStore
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.support import HubThread, read_request, run_stream
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
 
 
 def slow_ok(cfg: HubConfig) -> HubConfig:
@@ -58,8 +61,13 @@ class AuthHub:
         drop_keyspace(self.cql, self.keyspace)
 
 
-def call(method: Callable[..., Any], request: Any, token: str | None = None, timeout: float = 30) -> Any:
-    md = [("authorization", f"Bearer {token}")] if token else []
+def call(
+    method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],
+    request: RequestT,
+    token: str | None = None,
+    timeout: float = 30,
+) -> ResponseT:
+    md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
     return method(request, metadata=md, timeout=timeout)
 
 

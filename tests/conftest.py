@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cassandra.cluster import Session
 
 from alpr_common.cassandra import connect
 from hub.config import HubConfig
@@ -112,7 +113,7 @@ def session_hub(cassandra: tuple[list[str], int], keyspace: str) -> Iterator[Hub
 
 
 @pytest.fixture(scope="session")
-def cql(cassandra: tuple[list[str], int]) -> Iterator[Any]:
+def cql(cassandra: tuple[list[str], int]) -> Iterator[Session]:
     """A plain driver session for checking what the hub stored."""
     points, port = cassandra
     cluster, session = connect(

@@ -59,7 +59,7 @@ def secured_hub(cassandra: Any, cql: Any) -> AuthHub:
 
 
 def add_entry(
-    hub: AuthHub, token: str, plate: str, category: hotlist_pb2.HotListCategory = STOLEN, priority: int = 0
+    hub: AuthHub, token: str, plate: str, category: hotlist_pb2.HotListCategory.ValueType = STOLEN, priority: int = 0
 ) -> int:
     stub = hotlist_pb2_grpc.HotListServiceStub(hub.channel)
     req = hotlist_pb2.AddEntryRequest(

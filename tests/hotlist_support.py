@@ -5,10 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
+from alpr.v1.hotlist_pb2 import HotListSource, ImportFormat
 
 SAMPLES = Path("/work/shared/data/hotlists")
 if not SAMPLES.exists():  # the layout the repo documents: ../shared next to the checkout
@@ -27,8 +30,8 @@ def hotlist_stub(target: str) -> hotlist_pb2_grpc.HotListServiceStub:
 def import_file(
     target: str,
     data: bytes,
-    fmt: int,
-    source: int,
+    fmt: ImportFormat.ValueType,
+    source: HotListSource.ValueType,
     skip_bad: bool = False,
     dry_run: bool = False,
     by: str = "tester",
@@ -40,7 +43,7 @@ def import_file(
                 source=source,
                 skip_bad=skip_bad,
                 dry_run=dry_run,
-                imported_by=by,  # type: ignore[arg-type]
+                imported_by=by,
             )
         )
         for i in range(0, len(data), 65536):
@@ -55,6 +58,32 @@ def import_file(
         except grpc.RpcError as e:
             return result, e
     return result, None
+
+
+def import_ok(
+    target: str, data: bytes, fmt: ImportFormat.ValueType, source: HotListSource.ValueType, **kw: Any
+) -> hotlist_pb2.ImportResult:
+    """The result of an import that must succeed."""
+    result, err = import_file(target, data, fmt, source, **kw)
+    assert err is None, err
+    assert result is not None, "the hub sent no result"
+    return result
+
+
+@dataclass
+class Refusal:
+    code: grpc.StatusCode
+    details: str
+    result: hotlist_pb2.ImportResult | None  # the report the hub sent before refusing, if any
+
+
+def import_refused(
+    target: str, data: bytes, fmt: ImportFormat.ValueType, source: HotListSource.ValueType, **kw: Any
+) -> Refusal:
+    """How an import that must fail was refused."""
+    result, err = import_file(target, data, fmt, source, **kw)
+    assert err is not None, f"the import succeeded: {result}"
+    return Refusal(err.code(), err.details() or "", result)
 
 
 class Subscription:

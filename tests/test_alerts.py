@@ -8,10 +8,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
+from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
 from tests.conftest import fresh_keyspace, make_hub_config
@@ -23,7 +25,7 @@ WANTED = hotlist_pb2.HOT_LIST_CATEGORY_WANTED_PERSON
 
 
 @pytest.fixture(scope="module")
-def hubs(cassandra) -> Iterator[tuple[HubThread, HubThread]]:
+def hubs(cassandra: tuple[list[str], int]) -> Iterator[tuple[HubThread, HubThread]]:
     ks = fresh_keyspace("al")
     a = HubThread(make_hub_config(cassandra, ks, hub_id="hub-a", **FAST)).start()
     b = HubThread(make_hub_config(cassandra, ks, hub_id="hub-b", **FAST)).start()
@@ -49,7 +51,7 @@ def stub(target: str) -> alert_pb2_grpc.AlertServiceStub:
 
 
 class Watcher:
-    def __init__(self, target: str, **kw) -> None:
+    def __init__(self, target: str, **kw: Any) -> None:
         self.events: queue.Queue[alert_pb2.WatchResponse] = queue.Queue()
         self.error: grpc.RpcError | None = None
         self.call = stub(target).Watch(alert_pb2.WatchRequest(**kw))
@@ -70,7 +72,7 @@ class Watcher:
         self.call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
 
 
-def ingest(target: str, plate: str, region: str = "IL", camera: str = "cam-1", **kw):
+def ingest(target: str, plate: str, region: str = "IL", camera: str = "cam-1", **kw: Any) -> reads_pb2.PlateRead:
     read = make_read(plate=plate, camera_id=camera, **kw)
     read.region = region
     res = run_stream(target, [read_request(read)])
@@ -78,8 +80,8 @@ def ingest(target: str, plate: str, region: str = "IL", camera: str = "cam-1", *
     return read
 
 
-def accept(**kw) -> alert_pb2.Acceptance:
-    base = dict(
+def accept(**kw: Any) -> alert_pb2.Acceptance:
+    base: dict[str, Any] = dict(
         characters_verified=True,
         state_verified=True,
         leads_check=alert_pb2.LEADS_CHECK_DONE,
@@ -89,7 +91,7 @@ def accept(**kw) -> alert_pb2.Acceptance:
     return alert_pb2.Acceptance(**base)
 
 
-def test_alert_raised_on_one_hub_reaches_watcher_on_the_other(hubs):
+def test_alert_raised_on_one_hub_reaches_watcher_on_the_other(hubs: tuple[HubThread, HubThread]) -> None:
     a, b = hubs
     w = Watcher(b.target)
     other_cam = Watcher(b.target, filter=alert_pb2.AlertFilter(camera_ids=["cam-elsewhere"]))
@@ -123,7 +125,7 @@ def test_alert_raised_on_one_hub_reaches_watcher_on_the_other(hubs):
         wanted_only.close()
 
 
-def test_no_alert_for_unlisted_plate_and_resend_is_idempotent(hubs, cql):
+def test_no_alert_for_unlisted_plate_and_resend_is_idempotent(hubs: tuple[HubThread, HubThread], cql: Session) -> None:
     a, _ = hubs
     ks = a.config.cassandra.keyspace
     read = ingest(a.target, "ZZZ9999X")
@@ -138,7 +140,7 @@ def test_no_alert_for_unlisted_plate_and_resend_is_idempotent(hubs, cql):
     assert len(rows) == 1
 
 
-def test_disposition_rules_and_history(hubs):
+def test_disposition_rules_and_history(hubs: tuple[HubThread, HubThread]) -> None:
     a, b = hubs
     w = Watcher(a.target, filter=alert_pb2.AlertFilter(camera_ids=["cam-disp"]))
     try:
@@ -147,14 +149,14 @@ def test_disposition_rules_and_history(hubs):
         aid = created.alert.alert_id
         sa, sb = stub(a.target), stub(b.target)
 
-        def decide(s, **kw):
+        def decide(s: alert_pb2_grpc.AlertServiceStub, **kw: Any) -> alert_pb2.DecideAlertResponse:
             return s.DecideAlert(alert_pb2.DecideAlertRequest(alert_id=aid, **kw))
 
-        def refused(code, text, s=sa, **kw):
+        def refused(code: grpc.StatusCode, text: str, s: alert_pb2_grpc.AlertServiceStub = sa, **kw: Any) -> None:
             with pytest.raises(grpc.RpcError) as e:
                 decide(s, **kw)
             assert e.value.code() == code, e.value.details()
-            assert text in e.value.details()
+            assert text in (e.value.details() or "")
 
         inv = grpc.StatusCode.INVALID_ARGUMENT
         refused(inv, "officer_id", accept=accept())
@@ -210,7 +212,7 @@ def test_disposition_rules_and_history(hubs):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_watch_resumes_from_an_event_and_unattended_alerts_are_counted(hubs):
+def test_watch_resumes_from_an_event_and_unattended_alerts_are_counted(hubs: tuple[HubThread, HubThread]) -> None:
     a, b = hubs
     w = Watcher(a.target, filter=alert_pb2.AlertFilter(camera_ids=["cam-resume"]))
     ingest(a.target, "ABC1234", camera="cam-resume")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import itertools
 import pkgutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import alpr.v1
 import grpc
@@ -19,6 +21,7 @@ from alpr.v1 import (
     hotlist_pb2,
     hotlist_pb2_grpc,
 )
+from cassandra.cluster import Session
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator_cli import main as alpr_cli
@@ -27,13 +30,13 @@ from tests.access_support import AuthHub, call, rpc_code
 
 
 @pytest.fixture(scope="module")
-def ahub(cassandra, cql):
+def ahub(cassandra: tuple[list[str], int], cql: Session) -> Iterator[AuthHub]:
     h = AuthHub(cassandra, cql)
     yield h
     h.stop()
 
 
-def test_every_rpc_of_every_service_is_in_the_access_table():
+def test_every_rpc_of_every_service_is_in_the_access_table() -> None:
     missing = []
     for mod in pkgutil.iter_modules(alpr.v1.__path__):
         if not mod.name.endswith("_pb2"):
@@ -49,7 +52,7 @@ def test_every_rpc_of_every_service_is_in_the_access_table():
         assert roles <= {*principal.ROLES, principal.NODE, principal.SERVICE, *principal.SERVICE_ROLES}
 
 
-def test_missing_and_unknown_tokens_are_unauthenticated(ahub):
+def test_missing_and_unknown_tokens_are_unauthenticated(ahub: AuthHub) -> None:
     stub = admin_pb2_grpc.AdminServiceStub(ahub.channel)
     code, msg = rpc_code(lambda: call(stub.WhoAmI, admin_pb2.WhoAmIRequest()))
     assert code == grpc.StatusCode.UNAUTHENTICATED and "no credentials" in msg
@@ -61,12 +64,12 @@ def test_missing_and_unknown_tokens_are_unauthenticated(ahub):
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_health_stays_public(ahub):
+def test_health_stays_public(ahub: AuthHub) -> None:
     resp = health_pb2_grpc.HealthStub(ahub.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_roles_and_revocation(ahub):
+def test_roles_and_revocation(ahub: AuthHub) -> None:
     admin = admin_pb2_grpc.AdminServiceStub(ahub.channel)
     added = call(admin.AddUser, admin_pb2.AddUserRequest(user_id="ofc-1", role=admin_pb2.ROLE_OFFICER), ahub.admin)
     token = added.token
@@ -77,7 +80,9 @@ def test_roles_and_revocation(ahub):
     me = call(admin.WhoAmI, admin_pb2.WhoAmIRequest(), token)
     assert me.user.user_id == "ofc-1"
 
-    code, msg = rpc_code(lambda: call(admin.AddUser, admin_pb2.AddUserRequest(user_id="x", role=1), token))
+    code, msg = rpc_code(
+        lambda: call(admin.AddUser, admin_pb2.AddUserRequest(user_id="x", role=admin_pb2.ROLE_OFFICER), token)
+    )
     assert code == grpc.StatusCode.PERMISSION_DENIED and "'officer'" in msg and "AddUser" in msg
     audit = audit_pb2_grpc.AuditServiceStub(ahub.channel)
     code, _ = rpc_code(lambda: call(audit.VerifyAudit, audit_pb2.VerifyAuditRequest(), token))
@@ -93,14 +98,14 @@ def test_roles_and_revocation(ahub):
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_a_method_missing_from_the_table_is_denied(ahub, monkeypatch):
+def test_a_method_missing_from_the_table_is_denied(ahub: AuthHub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(auth.METHOD_ROLES, "/alpr.v1.AdminService/ListUsers")
     admin = admin_pb2_grpc.AdminServiceStub(ahub.channel)
     code, msg = rpc_code(lambda: call(admin.ListUsers, admin_pb2.ListUsersRequest(), ahub.admin))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "denied by default" in msg
 
 
-def test_audit_chain_records_and_detects_tampering(ahub):
+def test_audit_chain_records_and_detects_tampering(ahub: AuthHub) -> None:
     admin = admin_pb2_grpc.AdminServiceStub(ahub.channel)
     auditor = ahub.token("aud-1", "auditor")
     for i in range(3):
@@ -156,7 +161,9 @@ def test_audit_chain_records_and_detects_tampering(ahub):
     assert alpr_cli([*cli, "verify"]) == 1
 
 
-def test_alpr_hub_add_user_bootstraps_an_admin(ahub, tmp_path, capsys):
+def test_alpr_hub_add_user_bootstraps_an_admin(
+    ahub: AuthHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     from hub.cli import main as alpr_hub
@@ -170,7 +177,7 @@ def test_alpr_hub_add_user_bootstraps_an_admin(ahub, tmp_path, capsys):
     assert alpr_hub(["add-user", "--config", str(cfg), "--user", "x", "--role", "mayor"]) == 2
 
 
-def test_hotlist_changes_shares_and_hub_start_are_audited(ahub):
+def test_hotlist_changes_shares_and_hub_start_are_audited(ahub: AuthHub) -> None:
     sup = ahub.token("sup-1", "supervisor")
     hl = hotlist_pb2_grpc.HotListServiceStub(ahub.channel)
     call(

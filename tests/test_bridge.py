@@ -7,6 +7,8 @@ import base64
 import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,6 +20,7 @@ from tests import bridge_support
 from tests.bridge_support import (
     BridgeProcess,
     BridgeThread,
+    Hubs,
     WebhookReceiver,
     accept,
     bridge_config,
@@ -55,7 +58,7 @@ def _shared_on_b(hubs: Any, alert_id: str) -> list[agency_pb2.SharedAlert]:
     return [s for s in got.alerts if s.relay.alert_id == alert_id]
 
 
-def test_relay_rules_payload_and_signature(cassandra, agency_hubs):
+def test_relay_rules_payload_and_signature(cassandra: tuple[list[str], int], agency_hubs: Hubs) -> None:
     hubs = agency_hubs
     _register_b(hubs, "will-county-so", "IL")
     cad = WebhookReceiver()
@@ -112,7 +115,7 @@ def test_relay_rules_payload_and_signature(cassandra, agency_hubs):
         cad.stop()
 
 
-def test_webhook_down_then_back_nothing_lost(cassandra, agency_hubs):
+def test_webhook_down_then_back_nothing_lost(cassandra: tuple[list[str], int], agency_hubs: Hubs) -> None:
     hubs = agency_hubs
     cad = WebhookReceiver()
     port = cad.port
@@ -140,7 +143,7 @@ def test_webhook_down_then_back_nothing_lost(cassandra, agency_hubs):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ALPR_SLOW_TESTS"), reason="60 s outage: set ALPR_SLOW_TESTS=1")
-def test_webhook_down_for_60_s(cassandra, agency_hubs):
+def test_webhook_down_for_60_s(cassandra: tuple[list[str], int], agency_hubs: Hubs) -> None:
     """The issue's scenario at full length (``-m slow``)."""
     hubs = agency_hubs
     cad = WebhookReceiver()
@@ -161,7 +164,9 @@ def test_webhook_down_for_60_s(cassandra, agency_hubs):
         cad.stop()
 
 
-def test_bridge_killed_mid_delivery_resumes_without_gap_or_repeat(cassandra, agency_hubs, tmp_path):
+def test_bridge_killed_mid_delivery_resumes_without_gap_or_repeat(
+    cassandra: tuple[list[str], int], agency_hubs: Hubs, tmp_path: Path
+) -> None:
     hubs = agency_hubs
     cad = WebhookReceiver()
     cfg = bridge_config(cassandra, hubs, "killed", dispatch=[webhook_sink(cad.url)], metrics_port=-1)
@@ -196,7 +201,7 @@ def test_bridge_killed_mid_delivery_resumes_without_gap_or_repeat(cassandra, age
         cad.stop()
 
 
-def test_refused_relay_is_dead_lettered_and_can_be_retried(cassandra, agency_hubs):
+def test_refused_relay_is_dead_lettered_and_can_be_retried(cassandra: tuple[list[str], int], agency_hubs: Hubs) -> None:
     hubs = agency_hubs
     cad = WebhookReceiver()
     cad.status_for = lambda doc: 400  # the CAD refuses it (e.g. a schema problem)
@@ -230,8 +235,10 @@ class _Cad(agency_pb2_grpc.DispatchReceiverServiceServicer):
         self.relays: dict[str, agency_pb2.Relay] = {}
         self.auth: list[str] = []
 
-    def Deliver(self, request_iterator, context):
-        self.auth.append(dict(context.invocation_metadata()).get("authorization", ""))
+    def Deliver(
+        self, request_iterator: Iterator[agency_pb2.DeliverRequest], context: grpc.ServicerContext
+    ) -> Iterator[agency_pb2.DeliverResponse]:
+        self.auth.append(str(dict(context.invocation_metadata()).get("authorization", "")))
         for req in request_iterator:
             k = req.relay.idempotency_key
             self.keys.append(k)
@@ -240,7 +247,7 @@ class _Cad(agency_pb2_grpc.DispatchReceiverServiceServicer):
             yield agency_pb2.DeliverResponse(idempotency_key=k, duplicate=dup)
 
 
-def test_grpc_stream_sink(cassandra, agency_hubs, monkeypatch):
+def test_grpc_stream_sink(cassandra: tuple[list[str], int], agency_hubs: Hubs, monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent import futures
 
     hubs = agency_hubs
@@ -266,7 +273,7 @@ def test_grpc_stream_sink(cassandra, agency_hubs, monkeypatch):
         server.stop(0)
 
 
-def test_config_is_strict_and_example_valid(tmp_path, monkeypatch):
+def test_config_is_strict_and_example_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
     import sys
 
@@ -294,7 +301,7 @@ def test_config_is_strict_and_example_valid(tmp_path, monkeypatch):
     assert r.returncode == 2 and "unknown key" in r.stderr
 
 
-def test_signature_verification():
+def test_signature_verification() -> None:
     from dispatch_bridge.sinks import sign, verify_signature
 
     body = b'{"plate": "ABC123"}'
@@ -306,7 +313,9 @@ def test_signature_verification():
     assert not verify_signature(b"k", old, body)  # replayed an hour later
 
 
-def test_reconciliation_relays_what_the_stream_did_not_bring(cassandra, agency_hubs):
+def test_reconciliation_relays_what_the_stream_did_not_bring(
+    cassandra: tuple[list[str], int], agency_hubs: Hubs
+) -> None:
     """A decision made before this bridge ever started (its stream starts at 'now') is still
     relayed, by the reconciliation scan of recently accepted alerts."""
     hubs = agency_hubs

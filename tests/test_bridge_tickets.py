@@ -16,7 +16,7 @@ from alpr_common.timestamps import to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.tickets import problems_of
 from tests import bridge_support
-from tests.bridge_support import BridgeThread, WebhookReceiver, bridge_config, wait_for, webhook_sink
+from tests.bridge_support import BridgeThread, Hubs, WebhookReceiver, bridge_config, wait_for, webhook_sink
 from tests.support import run_stream
 
 agency_hubs = bridge_support.agency_hubs  # the session fixture
@@ -40,7 +40,7 @@ def events(path: Path, node: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["node_id"] == node]
 
 
-def test_one_ticket_per_unit_per_incident(cassandra, agency_hubs, tmp_path):
+def test_one_ticket_per_unit_per_incident(cassandra: tuple[list[str], int], agency_hubs: Hubs, tmp_path: Path) -> None:
     hubs = agency_hubs
     desk = WebhookReceiver()
     path = tmp_path / "tickets.jsonl"
@@ -101,7 +101,7 @@ def test_one_ticket_per_unit_per_incident(cassandra, agency_hubs, tmp_path):
         again.stop()
 
 
-def test_problem_rules():
+def test_problem_rules() -> None:
     cfg = BridgeConfig.model_validate({"tickets": {"no_heartbeat_after_s": 60, "min_disk_free_bytes": 100}})
     now = datetime.now(UTC)
     node = fleet_pb2.NodeStatus(node_id="car-1", last_heartbeat_time=to_timestamp(now), detector_ok=True,

@@ -25,11 +25,11 @@ from alpr_common.cassandra import Statement, insert_cql, is_idempotent_cql
         ("UPDATE ks.t SET tags = :more + tags WHERE k = :k", False),
     ],
 )
-def test_lightweight_transactions_and_increments_are_not_idempotent(cql, idempotent):
+def test_lightweight_transactions_and_increments_are_not_idempotent(cql: str, idempotent: bool) -> None:
     assert is_idempotent_cql(cql) is idempotent
 
 
-def test_insert_cql_names_its_markers_after_the_columns():
+def test_insert_cql_names_its_markers_after_the_columns() -> None:
     assert insert_cql("ks.t", ("a", "b"), ttl=True) == "INSERT INTO ks.t (a, b) VALUES (:a, :b) USING TTL :ttl"
     assert insert_cql("ks.t", ("a",), if_not_exists=True) == "INSERT INTO ks.t (a) VALUES (:a) IF NOT EXISTS"
 
@@ -49,7 +49,7 @@ class _Prepared:
         return values
 
 
-def test_named_binds_go_in_marker_order_and_refuse_missing_or_unknown_keys():
+def test_named_binds_go_in_marker_order_and_refuse_missing_or_unknown_keys() -> None:
     st = Statement(_Prepared())
     assert st.bind({"b": 2, "a": 1}) == [1, 2]
     for bad, words in (({"a": 1}, "missing ['b']"), ({"a": 1, "c": 2}, "unknown ['c']"),

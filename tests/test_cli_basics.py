@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from alpr_common.operator_cli import main as alpr
 from dispatch_bridge.cli import main as alpr_bridge
 from hub.cli import main as alpr_hub
 from node.cli import main as alpr_node
+from tests.support import HubThread
 
 BIN = os.path.dirname(sys.executable)
 
@@ -32,7 +35,10 @@ BIN = os.path.dirname(sys.executable)
         (alpr_node, ["shift-start", "--version"], "alpr-node"),
     ],
 )
-def test_version_everywhere(main, argv, prog, capsys):
+def test_version_everywhere(
+    main: Callable[[list[str]], int], argv: list[str], prog: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc: str | int | None
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse's version action
@@ -54,13 +60,13 @@ def _to_closed_pipe(argv: list[str], env: dict[str, str] | None = None) -> subpr
 
 
 @pytest.mark.parametrize("command", ["alpr", "alpr-hub", "alpr-bridge", "alpr-node"])
-def test_closed_pipe_is_a_quiet_exit(command):
+def test_closed_pipe_is_a_quiet_exit(command: str) -> None:
     res = _to_closed_pipe([os.path.join(BIN, command), "--help"])
     assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
     assert res.returncode == 0
 
 
-def test_closed_pipe_mid_listing(tmp_path):
+def test_closed_pipe_mid_listing(tmp_path: Path) -> None:
     """A listing cut short (here a node's status) ends quietly too."""
     status = {"node_id": "n1", "kind": "FIXED", "time": time.time(), "ok": True, "problems": [],
               "cameras": {f"cam-{i}": {"last_frame_age_s": 0.1, "finished": False, "error": None} for i in range(5000)},
@@ -71,21 +77,23 @@ def test_closed_pipe_mid_listing(tmp_path):
     assert res.stderr == "" and res.returncode == 0
 
 
-def test_missing_tls_file_is_one_line(tmp_path, capsys, monkeypatch):
+def test_missing_tls_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ALPR_TLS_CA", str(tmp_path / "nope" / "ca.crt"))
     assert alpr(["--hub", "127.0.0.1:1", "alerts", "list"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read TLS file" in err and "nope/ca.crt" in err
 
 
-def test_export_needs_a_stated_purpose(tmp_path, capsys):
+def test_export_needs_a_stated_purpose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--hub", "127.0.0.1:1", "export", "--case", "C-1", "--read", "r1", "--out", str(tmp_path / "o")]
     assert alpr(argv) == 1
     assert "purpose" in capsys.readouterr().err
     assert alpr([*argv, "--purpose", "  "]) == 1
 
 
-def test_alerts_list_into_a_closed_pipe(session_hub):
+def test_alerts_list_into_a_closed_pipe(session_hub: HubThread) -> None:
     """The case operators hit: ``alpr alerts list | head -2``, against a real hub."""
     res = _to_closed_pipe([os.path.join(BIN, "alpr"), "--hub", session_hub.target, "alerts", "list"])
     assert res.stderr == "" and res.returncode == 0

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
 
 from alpr_common.config import ConfigError, load_config
 from hub.config import HubConfig, RetentionConfig
@@ -78,7 +79,9 @@ def test_no_delete_of_read_data_anywhere() -> None:
     assert offenders == []
 
 
-def test_migrate_records_checksums_and_refuses_edited_migrations(cassandra, cql, monkeypatch) -> None:
+def test_migrate_records_checksums_and_refuses_edited_migrations(
+    cassandra: tuple[list[str], int], cql: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ks = f"alpr_mig_{uuid.uuid4().hex[:8]}"
     cfg = make_hub_config(cassandra, ks)
     try:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from alpr.v1 import alert_pb2, alert_pb2_grpc
+from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
 from tests.access_support import AuthHub, call
@@ -62,7 +64,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(cassandra, cql) -> Iterator[Stack]:
+def stack(cassandra: tuple[list[str], int], cql: Session) -> Iterator[Stack]:
     hub = secured_hub(cassandra, cql)
     console = ConsoleServer(settings_for(hub)).start()
     try:
@@ -75,7 +77,7 @@ def stack(cassandra, cql) -> Iterator[Stack]:
         hub.stop()
 
 
-def test_sign_in_sets_a_strict_http_only_cookie_and_security_headers(stack):
+def test_sign_in_sets_a_strict_http_only_cookie_and_security_headers(stack: Stack) -> None:
     b = Browserless(stack.console.url)
     try:
         form = b.get("/signin")
@@ -94,7 +96,7 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_security_headers(stack):
         b.close()
 
 
-def test_unknown_token_is_refused_with_the_hubs_message(stack):
+def test_unknown_token_is_refused_with_the_hubs_message(stack: Stack) -> None:
     b = Browserless(stack.console.url)
     try:
         r = b.sign_in("not-a-token")
@@ -104,13 +106,13 @@ def test_unknown_token_is_refused_with_the_hubs_message(stack):
         b.close()
 
 
-def test_sign_in_form_needs_its_own_csrf_value(stack):
+def test_sign_in_form_needs_its_own_csrf_value(stack: Stack) -> None:
     with httpx.Client(base_url=stack.console.url) as h:
         r = h.post("/signin", data={"csrf": "forged", "token": stack.officer})
         assert r.status_code == 403 and "alpr_console=" not in r.headers.get("set-cookie", "")
 
 
-def test_pages_need_a_session(stack):
+def test_pages_need_a_session(stack: Stack) -> None:
     with httpx.Client(base_url=stack.console.url) as h:
         r = h.get("/queue")
         assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=%2Fqueue")
@@ -118,7 +120,13 @@ def test_pages_need_a_session(stack):
         assert h.get("/queue/events").status_code == 401
 
 
-def events(b: Browserless, query: str = "", last_event_id: str = "", stop_when=None, timeout: float = 10.0):
+def events(
+    b: Browserless,
+    query: str = "",
+    last_event_id: str = "",
+    stop_when: Callable[[list[dict[str, Any]]], bool] | None = None,
+    timeout: float = 10.0,
+) -> list[dict[str, Any]]:
     """Read the queue's event stream until ``stop_when(events)`` holds; returns the events."""
     headers = {"last-event-id": last_event_id} if last_event_id else {}
     got: list[dict[str, Any]] = []
@@ -144,14 +152,14 @@ def events(b: Browserless, query: str = "", last_event_id: str = "", stop_when=N
     raise AssertionError(f"the stream did not deliver in time: {got}")
 
 
-def test_a_new_hit_reaches_the_open_queue_within_two_seconds_and_resumes_by_event_id(stack):
+def test_a_new_hit_reaches_the_open_queue_within_two_seconds_and_resumes_by_event_id(stack: Stack) -> None:
     import threading
 
     b = stack.client(stack.dispatcher)
     try:
         box: dict[str, Any] = {}
 
-        def ingest_soon():
+        def ingest_soon() -> None:
             time.sleep(1.0)
             box["t0"] = time.monotonic()
             box["id"] = stack.hit("QRS5678", camera="cam-q")
@@ -172,7 +180,7 @@ def test_a_new_hit_reaches_the_open_queue_within_two_seconds_and_resumes_by_even
         b.close()
 
 
-def test_queue_lists_hits_filtered_and_pending_first(stack):
+def test_queue_lists_hits_filtered_and_pending_first(stack: Stack) -> None:
     aid = stack.hit("XYZ9876", camera="cam-x")
     b = stack.client(stack.officer)
     try:
@@ -186,7 +194,7 @@ def test_queue_lists_hits_filtered_and_pending_first(stack):
         b.close()
 
 
-def test_review_shows_both_images_the_box_confidences_and_a_look_alike_as_not_exact(stack):
+def test_review_shows_both_images_the_box_confidences_and_a_look_alike_as_not_exact(stack: Stack) -> None:
     aid = stack.hit("A8C1234")  # B/8 look-alike of ABC1234
     b = stack.client(stack.officer)
     try:
@@ -205,7 +213,7 @@ def test_review_shows_both_images_the_box_confidences_and_a_look_alike_as_not_ex
         b.close()
 
 
-def test_accept_with_sign_offs_records_the_signed_in_officer(stack):
+def test_accept_with_sign_offs_records_the_signed_in_officer(stack: Stack) -> None:
     aid = stack.hit("ABC1234")
     b = stack.client(stack.officer)
     try:
@@ -234,7 +242,7 @@ def test_accept_with_sign_offs_records_the_signed_in_officer(stack):
         b.close()
 
 
-def test_incomplete_decisions_are_refused_with_the_hubs_reason(stack):
+def test_incomplete_decisions_are_refused_with_the_hubs_reason(stack: Stack) -> None:
     aid = stack.hit("ABC1234")
     b = stack.client(stack.officer)
     try:
@@ -247,7 +255,7 @@ def test_incomplete_decisions_are_refused_with_the_hubs_reason(stack):
         b.close()
 
 
-def test_a_form_without_the_csrf_token_or_from_another_origin_is_refused(stack):
+def test_a_form_without_the_csrf_token_or_from_another_origin_is_refused(stack: Stack) -> None:
     aid = stack.hit("ABC1234")
     b = stack.client(stack.officer)
     try:
@@ -261,7 +269,7 @@ def test_a_form_without_the_csrf_token_or_from_another_origin_is_refused(stack):
         b.close()
 
 
-def test_a_role_the_hub_refuses_gets_403_from_the_console(stack):
+def test_a_role_the_hub_refuses_gets_403_from_the_console(stack: Stack) -> None:
     b = stack.client(stack.fleet)
     try:
         page = b.get("/fleet")
@@ -273,7 +281,7 @@ def test_a_role_the_hub_refuses_gets_403_from_the_console(stack):
         b.close()
 
 
-def test_dispatcher_may_watch_but_not_decide(stack):
+def test_dispatcher_may_watch_but_not_decide(stack: Stack) -> None:
     aid = stack.hit("ABC1234")
     b = stack.client(stack.dispatcher)
     try:
@@ -284,10 +292,11 @@ def test_dispatcher_may_watch_but_not_decide(stack):
         b.close()
 
 
-def test_sign_out_ends_the_session(stack):
+def test_sign_out_ends_the_session(stack: Stack) -> None:
     b = stack.client(stack.officer)
     try:
         cookie = b.http.cookies.get("alpr_console")
+        assert cookie is not None
         r = b.post("/signout")
         assert r.status_code == 303
         with httpx.Client(base_url=stack.console.url, cookies={"alpr_console": cookie}) as h:
@@ -296,7 +305,7 @@ def test_sign_out_ends_the_session(stack):
         b.close()
 
 
-def test_sessions_expire_when_idle(stack):
+def test_sessions_expire_when_idle(stack: Stack) -> None:
     console = ConsoleServer(settings_for(stack.hub, session_idle_s=1.0, session_max_s=60.0)).start()
     b = Browserless(console.url)
     try:
@@ -326,7 +335,7 @@ def search_form(**kw: str) -> dict[str, str]:
     return base
 
 
-def test_search_without_purpose_is_refused_with_the_hubs_message(stack):
+def test_search_without_purpose_is_refused_with_the_hubs_message(stack: Stack) -> None:
     b = stack.client(stack.officer)
     try:
         r = b.post("/search", search_form(plate="ABC1234", case_number="2026-0042"))
@@ -335,7 +344,7 @@ def test_search_without_purpose_is_refused_with_the_hubs_message(stack):
         b.close()
 
 
-def test_search_then_export_selected_reads_to_a_package_that_verifies(stack, tmp_path):
+def test_search_then_export_selected_reads_to_a_package_that_verifies(stack: Stack, tmp_path: Path) -> None:
     import io
     import zipfile
 
@@ -364,7 +373,7 @@ def test_search_then_export_selected_reads_to_a_package_that_verifies(stack, tmp
         b.close()
 
 
-def test_hot_list_add_remove_and_import_with_preview(stack):
+def test_hot_list_add_remove_and_import_with_preview(stack: Stack) -> None:
     from datetime import UTC, datetime, timedelta
 
     officer, sup = stack.client(stack.officer), stack.client(stack.supervisor)
@@ -410,7 +419,7 @@ def test_hot_list_add_remove_and_import_with_preview(stack):
         sup.close()
 
 
-def test_audit_view_and_chain_verification_for_auditors_only(stack):
+def test_audit_view_and_chain_verification_for_auditors_only(stack: Stack) -> None:
     aud, officer = stack.client(stack.auditor), stack.client(stack.officer)
     try:
         page = aud.get("/audit?action=login")
@@ -424,7 +433,7 @@ def test_audit_view_and_chain_verification_for_auditors_only(stack):
         officer.close()
 
 
-def test_dead_letters_page(stack):
+def test_dead_letters_page(stack: Stack) -> None:
     sup, disp = stack.client(stack.supervisor), stack.client(stack.dispatcher)
     try:
         page = sup.get("/deadletters")

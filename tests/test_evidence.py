@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
-from alpr.v1 import audit_pb2, audit_pb2_grpc, evidence_pb2, evidence_pb2_grpc
+from alpr.v1 import audit_pb2, audit_pb2_grpc, evidence_pb2, evidence_pb2_grpc, reads_pb2
+from cassandra.cluster import Session
 
 from alpr_common.operator.evidence import compare_with_hub, verify_package
 from alpr_common.operator_cli import main as alpr
@@ -16,23 +19,32 @@ from alpr_common.simulation import make_read, noise_jpeg
 from tests.access_support import AuthHub, call, rpc_code
 
 
+class EvidenceHub(AuthHub):
+    """The secured hub with two ingested reads (one with a frame) and an investigator's token."""
+
+    reads: list[reads_pb2.PlateRead]
+    inv: str
+
+
 @pytest.fixture(scope="module")
-def ehub(cassandra, cql):
-    h = AuthHub(cassandra, cql)
+def ehub(cassandra: tuple[list[str], int], cql: Session) -> Iterator[EvidenceHub]:
+    h = EvidenceHub(cassandra, cql)
     rnd = random.Random(3)
-    h.reads = [  # type: ignore[attr-defined]
+    h.reads = [
         make_read(
             "n1", "cam-e", "EVI1001", rnd=rnd, crop_jpeg=noise_jpeg(96, 32, 1), frame_jpeg=noise_jpeg(160, 90, 2)
         ),
         make_read("n1", "cam-e", "EVI1002", rnd=rnd, crop_jpeg=noise_jpeg(96, 32, 3)),
     ]
-    h.ingest(h.reads)  # type: ignore[attr-defined]
-    h.inv = h.token("det-1", "investigator")  # type: ignore[attr-defined]
+    h.ingest(h.reads)
+    h.inv = h.token("det-1", "investigator")
     yield h
     h.stop()
 
 
-def test_export_writes_a_verifiable_package_and_an_evidence_copy(ehub, tmp_path, capsys):
+def test_export_writes_a_verifiable_package_and_an_evidence_copy(
+    ehub: EvidenceHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = [r.read_id for r in ehub.reads]
     out = tmp_path / "pkg"
     rc = alpr(
@@ -70,7 +82,7 @@ def test_export_writes_a_verifiable_package_and_an_evidence_copy(ehub, tmp_path,
     assert any(e.case_number == "C-77" and e.actor == "det-1" and e.result_count == 2 for e in entries)
 
 
-def test_tampered_packages_are_detected(ehub, tmp_path):
+def test_tampered_packages_are_detected(ehub: EvidenceHub, tmp_path: Path) -> None:
     out = tmp_path / "pkg"
     assert (
         alpr(["--hub", ehub.thread.target, "--token", ehub.inv, "export", "--case", "C-78", "--purpose", "court", "--read",
@@ -97,7 +109,7 @@ def test_tampered_packages_are_detected(ehub, tmp_path):
     assert any("missing" in p for p in verify_package(out))
 
 
-def test_a_consistently_rewritten_package_fails_against_the_hub(ehub, tmp_path):
+def test_a_consistently_rewritten_package_fails_against_the_hub(ehub: EvidenceHub, tmp_path: Path) -> None:
     """Images, manifest and manifest digest all rewritten: the offline check passes, the
     comparison with the hub's evidence copy does not."""
     out = tmp_path / "pkg-forged"
@@ -130,7 +142,7 @@ def test_a_consistently_rewritten_package_fails_against_the_hub(ehub, tmp_path):
     assert alpr([*base, "--against-hub"]) == 1
 
 
-def test_export_requires_case_and_role(ehub):
+def test_export_requires_case_and_role(ehub: EvidenceHub) -> None:
     stub = evidence_pb2_grpc.EvidenceServiceStub(ehub.channel)
     rid = ehub.reads[0].read_id
     code, msg = rpc_code(

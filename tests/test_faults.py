@@ -8,6 +8,7 @@ Each scenario prints sent / stored / duplicated / lost; all must end with nothin
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -120,7 +122,7 @@ class SimNode:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
+def cluster() -> Iterator[CassandraCluster]:
     c = CassandraCluster(ROOT / ".run" / f"test-cassandra-{FAULT_PORT}", nodes=3, base_port=FAULT_PORT, heap="512M")
     c.start()
     yield c
@@ -128,11 +130,11 @@ def cluster() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def stack(cluster, tmp_path_factory) -> Iterator[dict]:
+def stack(cluster: CassandraCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("fault")
     keyspace = f"alpr_fault_{uuid.uuid4().hex[:8]}"
     ports = [free_port(), free_port()]
-    hubs = []
+    hubs: list[dict[str, Any]] = []
     for name, port in zip(("a", "b"), ports, strict=True):
         cfg = tmp / f"hub-{name}.yaml"
         cfg.write_text(
@@ -161,7 +163,7 @@ def start_nodes(tmp: Path, targets_for: list[list[str]], tag: str) -> list[SimNo
         up = Uplink(
             UplinkSettings(targets, window=16, heartbeat_interval_s=2.0, backoff=Backoff(0.1, 1.0),
                            connect_timeout_s=2.0),
-            q, lambda i=i: ingest_pb2.Heartbeat(node_id=f"{tag}-{i}"), NodeMetrics(CollectorRegistry()),
+            q, functools.partial(ingest_pb2.Heartbeat, node_id=f"{tag}-{i}"), NodeMetrics(CollectorRegistry()),
         )  # fmt: skip
         up.start()
         nodes.append(SimNode(f"{tag}-{i}", q, up, []))
@@ -185,7 +187,9 @@ def produce(nodes: list[SimNode], seconds: float, per_second: float, tag: str) -
     return th
 
 
-def settle_and_count(stack: dict, nodes: list[SimNode], scenario: str, timeout: float = 120) -> dict[str, int]:
+def settle_and_count(
+    stack: dict[str, Any], nodes: list[SimNode], scenario: str, timeout: float = 120
+) -> dict[str, int]:
     deadline = time.time() + timeout
     while any(n.queue.depth() for n in nodes) and time.time() < deadline:
         time.sleep(0.2)
@@ -214,7 +218,7 @@ def settle_and_count(stack: dict, nodes: list[SimNode], scenario: str, timeout: 
     return counts
 
 
-def test_kill_one_cassandra_node_during_ingest(cluster, stack) -> None:
+def test_kill_one_cassandra_node_during_ingest(cluster: CassandraCluster, stack: dict[str, Any]) -> None:
     targets = [f"127.0.0.1:{h['port']}" for h in stack["hubs"]]
     nodes = start_nodes(stack["tmp"], [targets, targets[::-1], targets], "cass")
     producer = produce(nodes, seconds=6, per_second=20, tag="ca")
@@ -226,7 +230,7 @@ def test_kill_one_cassandra_node_during_ingest(cluster, stack) -> None:
     assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["sent"] > 100
 
 
-def test_kill_a_hub_nodes_fail_over(stack) -> None:
+def test_kill_a_hub_nodes_fail_over(stack: dict[str, Any]) -> None:
     a, b = stack["hubs"]
     targets = [f"127.0.0.1:{a['port']}", f"127.0.0.1:{b['port']}"]
     nodes = start_nodes(stack["tmp"], [targets, targets, targets], "hub")
@@ -240,7 +244,7 @@ def test_kill_a_hub_nodes_fail_over(stack) -> None:
     assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["sent"] > 100
 
 
-def test_cut_node_hub_link_backlog_drains(stack) -> None:
+def test_cut_node_hub_link_backlog_drains(stack: dict[str, Any]) -> None:
     b = stack["hubs"][1]
     proxy = CuttableProxy(b["port"])
     try:
@@ -260,7 +264,7 @@ def test_cut_node_hub_link_backlog_drains(stack) -> None:
         proxy.close()
 
 
-def test_kill_the_bridge_relays_delivered_after_restart(cluster, stack) -> None:
+def test_kill_the_bridge_relays_delivered_after_restart(cluster: CassandraCluster, stack: dict[str, Any]) -> None:
     from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
 
     from tests.bridge_support import HOT_PLATE, BridgeProcess, WebhookReceiver, raise_alert, webhook_sink

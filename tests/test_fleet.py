@@ -7,6 +7,7 @@ import functools
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import grpc
 import pytest
 from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
+from cassandra.cluster import Session
 
 from alpr_common.operator.common import READ_ONLY_METHODS
 from alpr_common.operator_cli import main as alpr_cli
 from alpr_common.timestamps import from_timestamp, to_timestamp
 from hub.auth import METHOD_ROLES
 from tests.access_support import AuthHub, call, rpc_code
-from tests.support import run_stream
+from tests.support import HubThread, run_stream
 
 
 def heartbeat(node: str, **kw: Any) -> ingest_pb2.IngestRequest:
@@ -52,7 +54,7 @@ def list_all(stub: fleet_pb2_grpc.FleetServiceStub, prefix: str, **kw: Any) -> l
 
 
 @pytest.fixture(scope="module")
-def fleet(session_hub):
+def fleet(session_hub: HubThread) -> str:
     """Three nodes: one healthy, one with self-check problems, one with a camera down."""
     p = f"fleet-{uuid.uuid4().hex[:6]}-"
     send(
@@ -65,7 +67,7 @@ def fleet(session_hub):
     return p
 
 
-def test_list_nodes_returns_what_the_latest_heartbeat_said(session_hub, fleet):
+def test_list_nodes_returns_what_the_latest_heartbeat_said(session_hub: HubThread, fleet: str) -> None:
     stub = fleet_pb2_grpc.FleetServiceStub(grpc.insecure_channel(session_hub.target))
     nodes = list_all(stub, fleet)
     assert [n.node_id for n in nodes] == [fleet + "a", fleet + "b", fleet + "c"]
@@ -84,7 +86,7 @@ def test_list_nodes_returns_what_the_latest_heartbeat_said(session_hub, fleet):
     assert [(x.camera_id, x.ok, x.problem) for x in c.cameras] == [("c-rear", False, "no frames")]
 
 
-def test_filters_and_paging(session_hub, fleet):
+def test_filters_and_paging(session_hub: HubThread, fleet: str) -> None:
     stub = fleet_pb2_grpc.FleetServiceStub(grpc.insecure_channel(session_hub.target))
     assert [n.node_id for n in list_all(stub, fleet, problems_only=True)] == [fleet + "b", fleet + "c"]
     one = stub.ListNodes(fleet_pb2.FleetServiceListNodesRequest(node_id=fleet + "b"), timeout=30)
@@ -109,7 +111,7 @@ def test_filters_and_paging(session_hub, fleet):
         assert code == grpc.StatusCode.INVALID_ARGUMENT and details
 
 
-def test_a_newer_heartbeat_replaces_the_status(session_hub, fleet):
+def test_a_newer_heartbeat_replaces_the_status(session_hub: HubThread, fleet: str) -> None:
     send(session_hub.target, heartbeat(fleet + "b"))
     stub = fleet_pb2_grpc.FleetServiceStub(grpc.insecure_channel(session_hub.target))
     (b,) = list_all(stub, fleet, node_id=fleet + "b")
@@ -117,7 +119,7 @@ def test_a_newer_heartbeat_replaces_the_status(session_hub, fleet):
     assert fleet + "b" not in [n.node_id for n in list_all(stub, fleet, problems_only=True)]
 
 
-def test_alpr_nodes_status(session_hub, fleet, capsys):
+def test_alpr_nodes_status(session_hub: HubThread, fleet: str, capsys: pytest.CaptureFixture[str]) -> None:
     hub = ["--hub", session_hub.target]
     assert alpr_cli([*hub, "nodes", "status", "--json"]) == 0
     docs = [d for d in json.loads(capsys.readouterr().out) if d["node_id"].startswith(fleet)]
@@ -131,13 +133,13 @@ def test_alpr_nodes_status(session_hub, fleet, capsys):
 
 
 @pytest.fixture(scope="module")
-def ahub(cassandra, cql):
+def ahub(cassandra: tuple[list[str], int], cql: Session) -> Iterator[AuthHub]:
     h = AuthHub(cassandra, cql)
     yield h
     h.stop()
 
 
-def test_who_may_see_the_fleet(ahub):
+def test_who_may_see_the_fleet(ahub: AuthHub) -> None:
     stub = fleet_pb2_grpc.FleetServiceStub(ahub.channel)
     req = fleet_pb2.FleetServiceListNodesRequest()
     for role in ("fleet_operator", "supervisor", "admin"):
@@ -151,7 +153,7 @@ def test_who_may_see_the_fleet(ahub):
     assert me.user.role == admin_pb2.ROLE_FLEET_OPERATOR
 
 
-def test_cli_retry_policy_names_only_read_only_methods():
+def test_cli_retry_policy_names_only_read_only_methods() -> None:
     for service, methods in READ_ONLY_METHODS.items():
         for m in methods:
             assert f"/{service}/{m}" in METHOD_ROLES, f"{service}/{m} is not an RPC of the hub"
@@ -183,7 +185,7 @@ class FlakyAdmin(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.RevokeUserResponse(user=admin_pb2.User(user_id=request.user_id, revoked=True))
 
 
-def test_cli_retries_read_only_calls_but_never_changes(capsys):
+def test_cli_retries_read_only_calls_but_never_changes(capsys: pytest.CaptureFixture[str]) -> None:
     servicer = FlakyAdmin(failures=2)  # type: ignore[abstract]  # two methods are all this test calls
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)

@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,13 +18,13 @@ from tests.support import ROOT
 GRAFANA = ROOT / "ops" / "grafana"
 
 
-def dashboards() -> list[dict]:
+def dashboards() -> list[dict[str, Any]]:
     files = sorted((GRAFANA / "dashboards").glob("*.json"))
     assert {f.stem for f in files} == {"alpr-fleet", "alpr-ops"}
     return [json.loads(f.read_text()) for f in files]
 
 
-def test_committed_dashboards_match_the_generator(tmp_path) -> None:
+def test_committed_dashboards_match_the_generator(tmp_path: Path) -> None:
     before = {p.name: p.read_text() for p in (GRAFANA / "dashboards").glob("*.json")}
     subprocess.run([sys.executable, str(GRAFANA / "build_dashboards.py")], check=True, capture_output=True)
     after = {p.name: p.read_text() for p in (GRAFANA / "dashboards").glob("*.json")}
@@ -38,7 +40,7 @@ def test_dashboards_have_grafana_shape() -> None:
             assert p["type"] in {"timeseries", "table", "stat"} and p["targets"] and p["gridPos"]["w"] <= 24
 
 
-def test_every_query_is_valid_promql_about_exported_metrics(tmp_path) -> None:
+def test_every_query_is_valid_promql_about_exported_metrics(tmp_path: Path) -> None:
     exprs = [t["expr"] for d in dashboards() for p in d["panels"] for t in p["targets"]]
     code = "".join(p.read_text() for d in ("hub", "node", "dispatch_bridge") for p in (ROOT / d).rglob("*.py"))
     used = {m for e in exprs for m in re.findall(r"\b(alpr_[a-z_]+?)(?:_bucket|_count|_sum)?\b(?=[{\[\s)])", e)}

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from alpr.v1 import hotlist_pb2
+from cassandra.cluster import Session
 
 from tests.conftest import fresh_keyspace, make_hub_config
-from tests.hotlist_support import FAST, SAMPLES, Subscription, hotlist_stub, import_file
+from tests.hotlist_support import FAST, SAMPLES, Subscription, hotlist_stub, import_ok, import_refused
 from tests.support import HubThread
 
 LEADS = hotlist_pb2.IMPORT_FORMAT_IL_LEADS
@@ -24,7 +27,7 @@ SRC_SCOFF = hotlist_pb2.HOT_LIST_SOURCE_SCOFFLAW
 
 
 @pytest.fixture(scope="module")
-def hubs(cassandra) -> Iterator[tuple[HubThread, HubThread]]:
+def hubs(cassandra: tuple[list[str], int]) -> Iterator[tuple[HubThread, HubThread]]:
     ks = fresh_keyspace("hl")
     a = HubThread(make_hub_config(cassandra, ks, hub_id="hub-a", **FAST)).start()
     b = HubThread(make_hub_config(cassandra, ks, hub_id="hub-b", **FAST)).start()
@@ -37,7 +40,7 @@ def version(target: str) -> int:
     return hotlist_stub(target).GetVersion(hotlist_pb2.GetVersionRequest()).version
 
 
-def add(target: str, plate: str, **kw) -> hotlist_pb2.AddEntryResponse:
+def add(target: str, plate: str, **kw: Any) -> hotlist_pb2.AddEntryResponse:
     req = hotlist_pb2.AddEntryRequest(
         plate=plate,
         state=kw.pop("state", "IL"),
@@ -49,22 +52,22 @@ def add(target: str, plate: str, **kw) -> hotlist_pb2.AddEntryResponse:
     return hotlist_stub(target).AddEntry(req)
 
 
-def test_import_reports_bad_rows_and_imports_nothing_without_skip_bad(hubs):
+def test_import_reports_bad_rows_and_imports_nothing_without_skip_bad(hubs: tuple[HubThread, HubThread]) -> None:
     a, _ = hubs
     before = version(a.target)
-    result, err = import_file(a.target, (SAMPLES / "il_leads_sample.txt").read_bytes(), LEADS, SRC_LEADS)
-    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "--skip-bad" in err.details() and "line 34" in err.details()
+    err = import_refused(a.target, (SAMPLES / "il_leads_sample.txt").read_bytes(), LEADS, SRC_LEADS)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "--skip-bad" in err.details and "line 34" in err.details
+    result = err.result
     assert result is not None and [b.line for b in result.bad_rows] == [34, 46] and result.version == 0
     assert version(a.target) == before
 
 
-def test_full_import_then_delta(hubs, tmp_path):
+def test_full_import_then_delta(hubs: tuple[HubThread, HubThread], tmp_path: Path) -> None:
     a, b = hubs
     data = (SAMPLES / "il_leads_sample.txt").read_bytes()
     before = version(a.target)
-    result, err = import_file(a.target, data, LEADS, SRC_LEADS, skip_bad=True)
-    assert err is None, err
+    result = import_ok(a.target, data, LEADS, SRC_LEADS, skip_bad=True)
     assert (result.rows, result.added, result.changed, result.removed) == (62, 60, 0, 0)
     assert result.version == before + 1 and len(result.bad_rows) == 2
     # The entry keeps the vehicle description and the record number; visible on the other replica.
@@ -73,8 +76,8 @@ def test_full_import_then_delta(hubs, tmp_path):
     assert e.category == hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE and e.version == result.version
 
     # Same file again: nothing to do, no new version.
-    again, err = import_file(b.target, data, LEADS, SRC_LEADS, skip_bad=True)
-    assert err is None and (again.unchanged, again.added, again.changed, again.removed, again.version) == (
+    again = import_ok(b.target, data, LEADS, SRC_LEADS, skip_bad=True)
+    assert (again.unchanged, again.added, again.changed, again.removed, again.version) == (
         60, 0, 0, 0, 0,
     )  # fmt: skip
 
@@ -83,10 +86,9 @@ def test_full_import_then_delta(hubs, tmp_path):
     kept = [ln for ln in lines if not ln.startswith(("HX90996", "Y219935"))]
     kept = [ln.replace("VCO/MAR", "VCO/RED") if ln.startswith("XD826330") else ln for ln in kept]
     kept.append("NEW1234 ILPCSTOLEN VYR/20 VMA/FORD VMO/F15 VST/PK VCO/BLK     DOT/010125 LDS/V99A0001")
-    dry, err = import_file(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True, dry_run=True)
-    assert err is None and dry.dry_run and dry.version == 0 and (dry.added, dry.changed, dry.removed) == (1, 1, 2)
-    delta, err = import_file(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True)
-    assert err is None
+    dry = import_ok(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True, dry_run=True)
+    assert dry.dry_run and dry.version == 0 and (dry.added, dry.changed, dry.removed) == (1, 1, 2)
+    delta = import_ok(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True)
     assert (delta.added, delta.changed, delta.removed, delta.unchanged) == (1, 1, 2, 57)
     assert delta.version == result.version + 1
     stub = hotlist_stub(a.target)
@@ -97,28 +99,28 @@ def test_full_import_then_delta(hubs, tmp_path):
     assert [x.vehicle.color for x in listed] == ["RED"]
 
 
-def test_sos_and_csv_imports(hubs):
+def test_sos_and_csv_imports(hubs: tuple[HubThread, HubThread]) -> None:
     a, _ = hubs
-    sos, err = import_file(a.target, (SAMPLES / "il_sos_sample.txt").read_bytes(), SOS, SRC_SOS)
-    assert err is None and sos.added == 40 and not sos.bad_rows
+    sos = import_ok(a.target, (SAMPLES / "il_sos_sample.txt").read_bytes(), SOS, SRC_SOS)
+    assert sos.added == 40 and not sos.bad_rows
     e = hotlist_stub(a.target).ListEntries(hotlist_pb2.ListEntriesRequest(plate="X305652")).entries[0]
     assert e.category == hotlist_pb2.HOT_LIST_CATEGORY_REGISTRATION_SUSPENDED and "0127" in e.details
     csv_data = (SAMPLES / "scofflaw_sample.csv").read_bytes()
-    _, err = import_file(a.target, csv_data, CSV, SRC_SCOFF)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "line 32" in err.details()
-    res, err = import_file(a.target, csv_data, CSV, SRC_SCOFF, skip_bad=True)
-    assert err is None and res.added == 30
+    err = import_refused(a.target, csv_data, CSV, SRC_SCOFF)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "line 32" in err.details
+    assert import_ok(a.target, csv_data, CSV, SRC_SCOFF, skip_bad=True).added == 30
     # A CSV whose rows claim another source is refused row by row.
     bad = b"plate,state,category,source\nABC123,IL,other,leads\n"
-    res, err = import_file(a.target, bad, CSV, SRC_SCOFF)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "differs" in res.bad_rows[0].message
-    _, err = import_file(a.target, b"plate,state,colour\n", CSV, SRC_SCOFF)
-    assert "unknown column" in err.details() and "category" in err.details()
-    _, err = import_file(a.target, b"x", CSV, hotlist_pb2.HOT_LIST_SOURCE_MANUAL)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "hotlist add" in err.details()
+    err = import_refused(a.target, bad, CSV, SRC_SCOFF)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.result is not None and "differs" in err.result.bad_rows[0].message
+    err = import_refused(a.target, b"plate,state,colour\n", CSV, SRC_SCOFF)
+    assert "unknown column" in err.details and "category" in err.details
+    err = import_refused(a.target, b"x", CSV, hotlist_pb2.HOT_LIST_SOURCE_MANUAL)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "hotlist add" in err.details
 
 
-def test_manual_entry_rules(hubs):
+def test_manual_entry_rules(hubs: tuple[HubThread, HubThread]) -> None:
     a, b = hubs
     resp = add(a.target, "man-001")
     e = resp.entry
@@ -129,14 +131,14 @@ def test_manual_entry_rules(hubs):
                       ({"state": "ILL"}, "state"), ({"category": 0}, "category")):  # fmt: skip
         with pytest.raises(grpc.RpcError) as err:
             add(a.target, "MAN002", **kw)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.details()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in (err.value.details() or "")
     with pytest.raises(grpc.RpcError) as err:
         add(a.target, "BAD!!")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     stub = hotlist_stub(b.target)
     with pytest.raises(grpc.RpcError) as err:
         stub.RemoveEntry(hotlist_pb2.RemoveEntryRequest(entry_id=e.entry_id, removed_by="sgt-1"))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "reason" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "reason" in (err.value.details() or "")
     removed = stub.RemoveEntry(
         hotlist_pb2.RemoveEntryRequest(entry_id=e.entry_id, reason="vehicle recovered", removed_by="sgt-1")
     )
@@ -146,7 +148,7 @@ def test_manual_entry_rules(hubs):
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_versions_stay_monotonic_and_gap_free_across_replicas(hubs, cql):
+def test_versions_stay_monotonic_and_gap_free_across_replicas(hubs: tuple[HubThread, HubThread], cql: Session) -> None:
     a, b = hubs
     got: list[int] = []
     lock = threading.Lock()
@@ -169,7 +171,7 @@ def test_versions_stay_monotonic_and_gap_free_across_replicas(hubs, cql):
     assert set(got) <= set(all_versions)
 
 
-def test_subscribe_snapshot_deltas_resume_and_lag_metric(hubs):
+def test_subscribe_snapshot_deltas_resume_and_lag_metric(hubs: tuple[HubThread, HubThread]) -> None:
     a, b = hubs
     current = version(a.target)
     sub = Subscription(a.target, "car-12", 0)
@@ -211,15 +213,16 @@ def test_subscribe_snapshot_deltas_resume_and_lag_metric(hubs):
         sub.close()
 
 
-def test_subscribe_validation(hubs):
+def test_subscribe_validation(hubs: tuple[HubThread, HubThread]) -> None:
     a, _ = hubs
     sub = Subscription(a.target, "", 0)
     _wait(lambda: sub.error is not None)
-    assert sub.error.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id" in sub.error.details()
+    assert sub.error is not None
+    assert sub.error.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id" in (sub.error.details() or "")
     sub.close()
 
 
-def _wait(cond, timeout: float = 10.0) -> None:
+def _wait(cond: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -228,7 +231,9 @@ def _wait(cond, timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def test_version_left_half_applied_by_a_crashed_hub_is_completed(hubs, cassandra):
+def test_version_left_half_applied_by_a_crashed_hub_is_completed(
+    hubs: tuple[HubThread, HubThread], cassandra: tuple[list[str], int]
+) -> None:
     """A hub claims a version and dies before writing hotlist_entries: the next hub to start finishes it."""
     import asyncio
 
@@ -236,7 +241,9 @@ def test_version_left_half_applied_by_a_crashed_hub_is_completed(hubs, cassandra
     from hub.hotlists.store import UPSERT, Change
 
     a, _ = hubs
-    store = a.hub.mirror.store
+    hub_a = a.hub
+    assert hub_a is not None
+    store = hub_a.mirror.store
     e = HotListEntry("MANUAL:crash-test", "CRASH12", "IL", "OTHER", "MANUAL", reason="r", entered_by="o")
 
     async def half_commit() -> int:
@@ -250,23 +257,25 @@ def test_version_left_half_applied_by_a_crashed_hub_is_completed(hubs, cassandra
     try:
         got = hotlist_stub(c.target).GetEntry(hotlist_pb2.GetEntryRequest(entry_id=e.entry_id)).entry
         assert got.plate == "CRASH12" and got.version == v
-        _wait(lambda: bool(a.hub.mirror.matcher.by_plate("CRASH12")))  # the log reached every mirror anyway
+        _wait(lambda: bool(hub_a.mirror.matcher.by_plate("CRASH12")))  # the log reached every mirror anyway
     finally:
         c.stop(1)
 
 
-def test_one_import_per_source_at_a_time(hubs):
+def test_one_import_per_source_at_a_time(hubs: tuple[HubThread, HubThread]) -> None:
     import asyncio
 
     a, b = hubs
-    store = a.hub.mirror.store
+    hub_a = a.hub
+    assert hub_a is not None
+    store = hub_a.mirror.store
     assert (
         asyncio.run_coroutine_threadsafe(store.lock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10) is None
     )
     try:
-        _, err = import_file(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF)
-        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "someone on hub-x" in err.details()
-        res, err = import_file(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF, dry_run=True)
-        assert err is None and res.dry_run  # a dry run changes nothing: no lock needed
+        err = import_refused(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF)
+        assert err.code == grpc.StatusCode.FAILED_PRECONDITION and "someone on hub-x" in err.details
+        res = import_ok(b.target, b"plate,state,category\nLCK123,IL,other\n", CSV, SRC_SCOFF, dry_run=True)
+        assert res.dry_run  # a dry run changes nothing: no lock needed
     finally:
         asyncio.run_coroutine_threadsafe(store.unlock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10)

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,19 +18,19 @@ from tests.support import HubThread, read_request, run_stream
 
 
 @pytest.fixture(scope="module")
-def hub(cassandra) -> Iterator[HubThread]:
+def hub(cassandra: tuple[list[str], int]) -> Iterator[HubThread]:
     h = HubThread(make_hub_config(cassandra, fresh_keyspace("cli"), **FAST)).start()
     yield h
     h.stop(1)
 
 
-def alpr(capsys, hub: HubThread, *argv: str) -> tuple[int, str, str]:
+def alpr(capsys: pytest.CaptureFixture[str], hub: HubThread, *argv: str) -> tuple[int, str, str]:
     rc = main(["--hub", hub.target, "--token", "t0k", *argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
 
-def test_hotlist_commands(hub, capsys):
+def test_hotlist_commands(hub: HubThread, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = alpr(capsys, hub, "hotlist", "import", str(SAMPLES / "il_leads_sample.txt"),
                         "--format", "il-leads", "--source", "leads")  # fmt: skip
     assert rc == 1 and "il_leads_sample.txt:34: plate is empty" in err and "--skip-bad" in err
@@ -56,7 +57,7 @@ def test_hotlist_commands(hub, capsys):
     assert rc == 0 and "removed" in out
 
 
-def test_alert_commands(hub, capsys, tmp_path):
+def test_alert_commands(hub: HubThread, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, out, err = alpr(capsys, hub, "hotlist", "add", "ALR1234", "--state", "IL", "--category", "stolen_vehicle",
                         "--reason", "stolen from lot", "--officer", "o-1")  # fmt: skip
     assert rc == 0, err

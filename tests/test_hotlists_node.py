@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from alpr.v1 import hotlist_pb2
@@ -17,7 +18,7 @@ from tests.support import HubThread
 
 
 @pytest.fixture(scope="module")
-def hub(cassandra) -> Iterator[HubThread]:
+def hub(cassandra: tuple[list[str], int]) -> Iterator[HubThread]:
     h = HubThread(make_hub_config(cassandra, fresh_keyspace("nd"), **FAST)).start()
     add(h, "NODE111")
     yield h
@@ -40,14 +41,14 @@ def add(h: HubThread, plate: str) -> int:
     )
 
 
-def wait(cond, timeout: float = 10.0) -> None:
+def wait(cond: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
 
 
-def test_sync_applies_snapshot_and_live_deltas_and_survives_restart(hub, tmp_path):
+def test_sync_applies_snapshot_and_live_deltas_and_survives_restart(hub: HubThread, tmp_path: Path) -> None:
     db = tmp_path / "hotlist.sqlite"
     sync = HotListSync(db, ["127.0.0.1:1", hub.target], node_id="car-7", backoff=Backoff(0.05, 0.2))
     sync.start()
@@ -77,7 +78,9 @@ def test_sync_applies_snapshot_and_live_deltas_and_survives_restart(hub, tmp_pat
         again.stop()
 
 
-def test_shift_start_ready_only_when_current(hub, tmp_path, capsys, monkeypatch):
+def test_shift_start_ready_only_when_current(
+    hub: HubThread, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ALPR_HUB", raising=False)
     rc = shift_main(["shift-start", "--officer", "o-44", "--hub", hub.target, "--state-dir", str(tmp_path),
                      "--node-id", "car-9", "--timeout", "20"])  # fmt: skip

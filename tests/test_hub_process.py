@@ -10,9 +10,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import yaml
+from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read
 from hub.schema import load_migrations
@@ -21,7 +23,7 @@ from tests.support import PacedStream, read_request, run_stream, stored_ids
 HUB = [sys.executable, "-m", "hub.cli"]
 
 
-def write_config(tmp_path: Path, cassandra, keyspace: str, **extra) -> Path:
+def write_config(tmp_path: Path, cassandra: tuple[list[str], int], keyspace: str, **extra: Any) -> Path:
     points, port = cassandra
     cfg = {
         "insecure_dev": True,  # a test of the process, not of access control
@@ -71,7 +73,9 @@ class HubProcess:
         return self.log_path.read_text()
 
 
-def test_validate_config_accepts_good_and_rejects_unknown_keys(tmp_path, cassandra):
+def test_validate_config_accepts_good_and_rejects_unknown_keys(
+    tmp_path: Path, cassandra: tuple[list[str], int]
+) -> None:
     good = write_config(tmp_path, cassandra, "alpr")
     ok = subprocess.run([*HUB, "--validate-config", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
@@ -86,7 +90,7 @@ def test_validate_config_accepts_good_and_rejects_unknown_keys(tmp_path, cassand
     assert res.returncode == 2 and "grpc_port" in res.stderr
 
 
-def test_migrate_command_applies_once(tmp_path, cassandra, cql):
+def test_migrate_command_applies_once(tmp_path: Path, cassandra: tuple[list[str], int], cql: Session) -> None:
     ks = f"alpr_m_{uuid.uuid4().hex[:8]}"
     cfg = write_config(tmp_path, cassandra, ks)
     first = subprocess.run([*HUB, "migrate", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
@@ -100,7 +104,7 @@ def test_migrate_command_applies_once(tmp_path, cassandra, cql):
     cql.execute(f"DROP KEYSPACE {ks}")
 
 
-def test_hub_unreachable_cassandra_gives_clear_error(tmp_path):
+def test_hub_unreachable_cassandra_gives_clear_error(tmp_path: Path) -> None:
     cfg = tmp_path / "hub.yaml"
     cfg.write_text("insecure_dev: true\nmetrics_port: -1\ncassandra:\n  port: 1\n  connect_timeout_s: 2\n")
     res = subprocess.run([*HUB, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
@@ -108,7 +112,9 @@ def test_hub_unreachable_cassandra_gives_clear_error(tmp_path):
     assert "cannot reach Cassandra" in res.stderr
 
 
-def test_hub_killed_mid_stream_loses_nothing_the_client_resends(tmp_path, cassandra, cql, keyspace):
+def test_hub_killed_mid_stream_loses_nothing_the_client_resends(
+    tmp_path: Path, cassandra: tuple[list[str], int], cql: Session, keyspace: str
+) -> None:
     cfg = write_config(tmp_path, cassandra, keyspace)
     reads = [make_read(plate=f"K{i:05d}", node_id="crash-node") for i in range(400)]
     hub = HubProcess(cfg)

@@ -6,11 +6,13 @@ import random
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from alpr.v1 import ingest_pb2, reads_pb2
+from cassandra.cluster import Session
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -22,7 +24,7 @@ from tests.support import HubThread, PacedStream, read_request, run_stream, stor
 READ_TABLES = ("reads_by_id", "reads_by_plate", "reads_by_camera")
 
 
-def test_round_trip_stores_every_field(session_hub, cql, keyspace):
+def test_round_trip_stores_every_field(session_hub: HubThread, cql: Session, keyspace: str) -> None:
     rnd = random.Random(1)
     crop = noise_jpeg(160, 48, seed=2)
     frame = noise_jpeg(320, 180, seed=3)
@@ -64,7 +66,7 @@ def test_round_trip_stores_every_field(session_hub, cql, keyspace):
     assert [(str(r.read_id), r.plate) for r in by_cam] == [(read.read_id, "ABC1234")]
 
 
-def test_every_read_row_carries_the_60_day_ttl(session_hub, cql, keyspace):
+def test_every_read_row_carries_the_60_day_ttl(session_hub: HubThread, cql: Session, keyspace: str) -> None:
     read = make_read(plate="TTL6000", camera_id="cam-ttl")
     assert read.read_id in run_stream(session_hub.target, [read_request(read)]).acks
     captured = read.capture_time.ToDatetime(tzinfo=UTC)
@@ -95,7 +97,9 @@ def test_every_read_row_carries_the_60_day_ttl(session_hub, cql, keyspace):
         ) == ("DAYS", "2")
 
 
-def test_late_read_expires_sixty_days_after_capture_not_after_arrival(session_hub, cql, keyspace):
+def test_late_read_expires_sixty_days_after_capture_not_after_arrival(
+    session_hub: HubThread, cql: Session, keyspace: str
+) -> None:
     read = make_read(captured=datetime.now(UTC) - timedelta(days=10))
     assert read.read_id in run_stream(session_hub.target, [read_request(read)]).acks
     ttl = cql.execute(
@@ -105,7 +109,7 @@ def test_late_read_expires_sixty_days_after_capture_not_after_arrival(session_hu
     assert abs(ttl - (SIXTY_DAYS_S - 10 * 86400)) < 120
 
 
-def test_rows_really_expire(cassandra, cql):
+def test_rows_really_expire(cassandra: tuple[list[str], int], cql: Session) -> None:
     ks = fresh_keyspace("ttl")
     hub = HubThread(make_hub_config(cassandra, ks, retention={"read_ttl_seconds": 3})).start()
     try:
@@ -120,7 +124,7 @@ def test_rows_really_expire(cassandra, cql):
         cql.execute(f"DROP KEYSPACE {ks}")
 
 
-def test_resending_a_read_changes_nothing(session_hub, cql, keyspace):
+def test_resending_a_read_changes_nothing(session_hub: HubThread, cql: Session, keyspace: str) -> None:
     read = make_read(plate="DUP0001", camera_id="cam-dup")
     first = run_stream(session_hub.target, [read_request(read)])
     rid = uuid.UUID(read.read_id)
@@ -144,7 +148,7 @@ def test_resending_a_read_changes_nothing(session_hub, cql, keyspace):
     assert n_plate == 1
 
 
-def _bad(mutate) -> reads_pb2.PlateRead:
+def _bad(mutate: Callable[[reads_pb2.PlateRead], object]) -> reads_pb2.PlateRead:
     read = make_read()
     mutate(read)
     return read
@@ -169,7 +173,7 @@ BAD_READS = {
 }
 
 
-def test_invalid_reads_are_rejected_and_the_stream_goes_on(session_hub, cql, keyspace):
+def test_invalid_reads_are_rejected_and_the_stream_goes_on(session_hub: HubThread, cql: Session, keyspace: str) -> None:
     good_before, good_after = make_read(), make_read()
     bad = {name: _bad(m) for name, m in BAD_READS.items()}
     reqs = [read_request(good_before), *(read_request(r) for r in bad.values()), ingest_pb2.IngestRequest(),
@@ -192,7 +196,9 @@ def test_invalid_reads_are_rejected_and_the_stream_goes_on(session_hub, cql, key
     }
 
 
-def test_heartbeat_is_answered_with_server_time_and_recorded(session_hub, cql, keyspace):
+def test_heartbeat_is_answered_with_server_time_and_recorded(
+    session_hub: HubThread, cql: Session, keyspace: str
+) -> None:
     hb = ingest_pb2.Heartbeat(node_id="car-12", node_kind=reads_pb2.NODE_KIND_MOBILE, queue_depth=4,
                               detector_ok=True, problems=["camera rear: no frames"])  # fmt: skip
     result = run_stream(session_hub.target, [ingest_pb2.IngestRequest(heartbeat=hb)])
@@ -203,7 +209,9 @@ def test_heartbeat_is_answered_with_server_time_and_recorded(session_hub, cql, k
     assert row.node_kind == "MOBILE" and row.queue_depth == 4 and row.problems == ["camera rear: no frames"]
 
 
-def test_many_reads_on_concurrent_streams_with_tight_back_pressure(cassandra, cql, keyspace):
+def test_many_reads_on_concurrent_streams_with_tight_back_pressure(
+    cassandra: tuple[list[str], int], cql: Session, keyspace: str
+) -> None:
     cfg = make_hub_config(cassandra, keyspace, ingest={"max_in_flight_per_stream": 2, "max_in_flight_total": 3})
     hub = HubThread(cfg).start()
     try:
@@ -222,7 +230,7 @@ def test_many_reads_on_concurrent_streams_with_tight_back_pressure(cassandra, cq
         hub.stop()
 
 
-def test_metrics_endpoint_health_and_reflection(cassandra, keyspace):
+def test_metrics_endpoint_health_and_reflection(cassandra: tuple[list[str], int], keyspace: str) -> None:
     hub = HubThread(make_hub_config(cassandra, keyspace)).start()
     try:
         bad = make_read(plate="!!")
@@ -250,7 +258,9 @@ def test_metrics_endpoint_health_and_reflection(cassandra, keyspace):
         hub.stop()
 
 
-def test_graceful_stop_acks_accepted_reads_then_ends_stream_with_unavailable(cassandra, cql, keyspace):
+def test_graceful_stop_acks_accepted_reads_then_ends_stream_with_unavailable(
+    cassandra: tuple[list[str], int], cql: Session, keyspace: str
+) -> None:
     hub = HubThread(make_hub_config(cassandra, keyspace)).start()
     stream = PacedStream(hub.target)
     reads = [make_read() for _ in range(50)]
@@ -269,7 +279,7 @@ def test_graceful_stop_acks_accepted_reads_then_ends_stream_with_unavailable(cas
 
 
 @pytest.mark.parametrize("field", ["node_id"])
-def test_node_id_is_required(session_hub, field):
+def test_node_id_is_required(session_hub: HubThread, field: str) -> None:
     read = make_read()
     setattr(read, field, "")
     res = run_stream(session_hub.target, [read_request(read)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from alpr_common.matching import EXACT, EXTRA_CHAR, LOOKALIKE, MISSING_CHAR, Mat
 from tests.support import ROOT
 
 
-def entry(eid: str, plate: str, state: str = "IL", **kw) -> HotListEntry:
+def entry(eid: str, plate: str, state: str = "IL", **kw: Any) -> HotListEntry:
     return HotListEntry(eid, plate, state, kw.pop("category", "STOLEN_VEHICLE"), kw.pop("source", "LEADS"), **kw)
 
 

@@ -75,7 +75,7 @@ def still(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_reads_kept_in_memory_are_bounded(tmp_path, still):
+def test_reads_kept_in_memory_are_bounded(tmp_path: Path, still: str) -> None:
     runtime = NodeRuntime(_config(tmp_path, still), recognizer=OneRecognizer())
     try:
         cam = runtime.cameras[0]
@@ -90,7 +90,7 @@ def test_reads_kept_in_memory_are_bounded(tmp_path, still):
         runtime._resources.close()
 
 
-def test_alert_command_runs_off_the_pipeline_and_is_killed_on_timeout(tmp_path, still):
+def test_alert_command_runs_off_the_pipeline_and_is_killed_on_timeout(tmp_path: Path, still: str) -> None:
     pids = tmp_path / "pids"
     # the hook starts a grandchild and hangs: both must be gone after the timeout
     hook = (
@@ -118,7 +118,7 @@ def test_alert_command_runs_off_the_pipeline_and_is_killed_on_timeout(tmp_path, 
         runtime._resources.close()
 
 
-def test_alert_backlog_is_bounded(tmp_path, still):
+def test_alert_backlog_is_bounded(tmp_path: Path, still: str) -> None:
     hook = "import sys, time; sys.stdin.read(); time.sleep(30)"
     cfg = _config(tmp_path, still, alerts={"command": [sys.executable, "-c", hook], "timeout_s": 30,
                                            "workers": 1, "max_pending": 2})  # fmt: skip
@@ -136,7 +136,7 @@ def test_alert_backlog_is_bounded(tmp_path, still):
         assert time.monotonic() - t0 < 8
 
 
-def test_stop_does_not_block_on_a_full_frame_queue(tmp_path):
+def test_stop_does_not_block_on_a_full_frame_queue(tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(30):

@@ -10,16 +10,16 @@ import pytest
 from alpr_common.similarity import text_similarity
 from node.clips import make_clip
 from node.config import NodeConfig
-from node.recognition.loading import RecognizerConfig, load_recognizer
+from node.recognition.loading import Recognizer, RecognizerConfig, load_recognizer
 from node.runtime import NodeRuntime
 
 
 @pytest.fixture(scope="module")
-def recognizer():
+def recognizer() -> Recognizer:
     return load_recognizer(RecognizerConfig())
 
 
-def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer) -> None:
+def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer: Recognizer) -> None:
     clip = tmp_path / "drive.avi"
     truth = make_clip(clip, vehicles=3, fps=10.0, plate_width=200, frames_per_pass=10, gap_frames=8, seed=5)
     cfg = NodeConfig.model_validate(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+import pytest
 
 from node.queue import ReadQueue
 
 
-def test_reads_survive_reopen_and_leave_only_on_ack(tmp_path) -> None:
+def test_reads_survive_reopen_and_leave_only_on_ack(tmp_path: Path) -> None:
     q = ReadQueue(tmp_path / "q.sqlite", budget_bytes=10**6)
     for i in range(5):
         assert q.put(f"id{i}", b"x" * 100)
@@ -22,7 +25,7 @@ def test_reads_survive_reopen_and_leave_only_on_ack(tmp_path) -> None:
     assert [r.read_id for r in q.pending(last, 10)] == ["id3", "id4"]
 
 
-def test_budget_evicts_oldest_first_and_says_so(tmp_path, caplog) -> None:
+def test_budget_evicts_oldest_first_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     evicted: list[int] = []
     q = ReadQueue(tmp_path / "q.sqlite", budget_bytes=2 * 1024 * 1024, on_evict=evicted.append)
     with caplog.at_level(logging.ERROR):
@@ -33,14 +36,14 @@ def test_budget_evicts_oldest_first_and_says_so(tmp_path, caplog) -> None:
     assert "evicted" in caplog.text and "LOST" in caplog.text
 
 
-def test_rejected_reads_are_kept_aside_not_resent(tmp_path) -> None:
+def test_rejected_reads_are_kept_aside_not_resent(tmp_path: Path) -> None:
     q = ReadQueue(tmp_path / "q.sqlite", budget_bytes=10**6)
     q.put("bad", b"payload")
     q.reject("bad", 3, "plate_text is empty")
     assert q.depth() == 0 and q.rejected() == [("bad", 3, "plate_text is empty")]
 
 
-def test_oldest_age(tmp_path) -> None:
+def test_oldest_age(tmp_path: Path) -> None:
     now = [1000.0]
     q = ReadQueue(tmp_path / "q.sqlite", budget_bytes=10**6, clock=lambda: now[0])
     assert q.oldest_age() == 0.0

@@ -12,11 +12,13 @@ import json
 import socket
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from alpr.v1 import hotlist_pb2
+from cassandra.cluster import Session
 
 from alpr_common.retry import Backoff
 from node.config import NodeConfig
@@ -51,7 +53,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def scenes(tmp_path):
+def scenes(tmp_path: Path) -> Path:
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(len(PLATES)):
@@ -61,7 +63,7 @@ def scenes(tmp_path):
     return folder
 
 
-def node_config(tmp_path, folder, port: int, alert_file) -> NodeConfig:
+def node_config(tmp_path: Path, folder: Path, port: int, alert_file: Path) -> NodeConfig:
     return NodeConfig.model_validate(
         {
             "node_id": "car-7",
@@ -80,7 +82,9 @@ def node_config(tmp_path, folder, port: int, alert_file) -> NodeConfig:
     )  # fmt: skip
 
 
-def test_local_alert_while_hub_is_down_then_reads_delivered(cassandra, cql, tmp_path, scenes, capsys):
+def test_local_alert_while_hub_is_down_then_reads_delivered(
+    cassandra: tuple[list[str], int], cql: Session, tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ks = fresh_keyspace("node")
     port = free_port()
     hub = HubThread(make_hub_config(cassandra, ks, grpc_port=port, **FAST)).start()
@@ -134,7 +138,7 @@ def test_local_alert_while_hub_is_down_then_reads_delivered(cassandra, cql, tmp_
         cql.execute(f"DROP KEYSPACE IF EXISTS {ks}")
 
 
-def test_validate_config_and_self_check_problems(tmp_path, scenes):
+def test_validate_config_and_self_check_problems(tmp_path: Path, scenes: Path) -> None:
     bad = tmp_path / "node.yaml"
     bad.write_text("node_id: n1\nkind: MOBILE\ncameras: [{camera_id: c1, source: x.mp4}]\n")
     assert node_cli(["run", "--validate-config", str(bad)]) == 2  # MOBILE without GPS

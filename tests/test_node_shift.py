@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.tickets import problems_of
@@ -18,7 +20,7 @@ from node.shift import on_shift
 from tests.test_node_longrun import OneRecognizer
 
 
-def test_shift_end_and_damage_report(tmp_path, capsys):
+def test_shift_end_and_damage_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
     still = tmp_path / "still.png"
     cv2.imwrite(str(still), np.full((48, 64, 3), 60, np.uint8))

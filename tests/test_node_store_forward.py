@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ SF_PORT = int(os.environ.get("ALPR_TEST_SF_CASSANDRA_PORT", "29062"))
 
 
 @pytest.fixture(scope="module")
-def own_cassandra():
+def own_cassandra() -> Iterator[CassandraCluster]:
     """A Cassandra of this module's own, so it can be killed without disturbing others."""
     cluster = CassandraCluster(ROOT / ".run" / f"test-cassandra-{SF_PORT}", nodes=1, base_port=SF_PORT, heap="768M")
     cluster.start()
@@ -44,7 +45,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_reads_reach_cassandra_exactly_once_through_hub_and_cassandra_crashes(tmp_path: Path, own_cassandra):
+def test_reads_reach_cassandra_exactly_once_through_hub_and_cassandra_crashes(
+    tmp_path: Path, own_cassandra: CassandraCluster
+) -> None:
     keyspace = f"alpr_sf_{uuid.uuid4().hex[:8]}"
     port = free_port()
     cfg = write_config(tmp_path, (own_cassandra.contact_points, own_cassandra.port), keyspace, grpc_port=port)
@@ -113,7 +116,7 @@ def test_reads_reach_cassandra_exactly_once_through_hub_and_cassandra_crashes(tm
             for r in reads
         ]
         assert per_plate == [1] * len(reads)  # exactly once
-        assert metrics.registry.get_sample_value("alpr_node_reads_acked_total") >= len(reads)
-        assert metrics.registry.get_sample_value("alpr_node_hub_reconnects_total") >= 2
+        assert (metrics.registry.get_sample_value("alpr_node_reads_acked_total") or 0) >= len(reads)
+        assert (metrics.registry.get_sample_value("alpr_node_hub_reconnects_total") or 0) >= 2
     finally:
         cluster.shutdown()

@@ -7,7 +7,7 @@ import random
 from alpr_common.similarity import text_similarity
 from node.recognition.types import PlateResult
 from node.runtime import PlateFormats
-from node.tracker import PlateTracker, TrackerSettings, vote
+from node.tracker import FinishedTrack, PlateTracker, TrackerSettings, vote
 
 FPS = 10.0
 
@@ -36,11 +36,11 @@ def pass_of(text: str, x0: int, dx: int, frames: int, t0: float, rnd: random.Ran
     return out
 
 
-def run(tracker: PlateTracker, events: list[tuple[float, PlateResult]], end: float) -> list:
+def run(tracker: PlateTracker, events: list[tuple[float, PlateResult]], end: float) -> list[FinishedTrack]:
     by_t: dict[float, list[PlateResult]] = {}
     for t, r in events:
         by_t.setdefault(round(t, 3), []).append(r)
-    finished = []
+    finished: list[FinishedTrack] = []
     t = 0.0
     while t <= end:
         finished += tracker.update(t, by_t.get(round(t, 3), []))

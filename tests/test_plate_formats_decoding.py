@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from node.recognition.formats import US_SERIAL_FORMATS, FormatDecoder, template_regex, us_format_regexes
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 
-def slots(*choices: dict[str, float], slots: int = 8) -> np.ndarray:
+def slots(*choices: dict[str, float], slots: int = 8) -> npt.NDArray[np.float64]:
     """A slots x classes matrix: each dict gives the probabilities of a slot; rest is pad."""
     out = np.full((slots, len(ALPHABET)), 1e-4)
     for i in range(slots):
         dist = choices[i] if i < len(choices) else {"_": 0.99}
         for ch, p in dist.items():
             out[i, ALPHABET.index(ch)] = p
-    return out / out.sum(axis=1, keepdims=True)
+    normalised: npt.NDArray[np.float64] = out / out.sum(axis=1, keepdims=True)
+    return normalised
 
 
 def test_template_regexes() -> None:

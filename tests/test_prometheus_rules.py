@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from tests.support import ROOT
 
 PROM = ROOT / "ops" / "prometheus"
 
 
-def promtool(*args: str, cwd=PROM) -> subprocess.CompletedProcess[str]:
+def promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool")
     assert tool, "promtool is missing: ops/setup installs Debian's prometheus package (apt-get install prometheus)"
     return subprocess.run([tool, *args], cwd=cwd, capture_output=True, text=True, timeout=120)

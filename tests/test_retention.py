@@ -12,6 +12,7 @@ import uuid
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, evidence_pb2, evidence_pb2_grpc, hotlist_pb2
+from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
 from tests.access_support import drop_keyspace, slow_ok
@@ -26,7 +27,7 @@ FAST = {
 }
 
 
-def _count(cql, ks, table, key, value):
+def _count(cql: Session, ks: str, table: str, key: str, value: object) -> int:
     return len(cql.execute(f"SELECT * FROM {ks}.{table} WHERE {key} = %s", (value,)).all())
 
 
@@ -36,7 +37,7 @@ def _oldest_age(hub: HubThread) -> float:
     return hub.metric("alpr_hub_oldest_read_age_seconds")
 
 
-def test_reads_images_and_alerts_expire_while_evidence_stays(cassandra, cql):
+def test_reads_images_and_alerts_expire_while_evidence_stays(cassandra: tuple[list[str], int], cql: Session) -> None:
     ks = fresh_keyspace("ret")
     hub = HubThread(slow_ok(make_hub_config(cassandra, ks, retention={"read_ttl_seconds": TTL}, **FAST))).start()
     try:
@@ -101,7 +102,7 @@ def test_reads_images_and_alerts_expire_while_evidence_stays(cassandra, cql):
         drop_keyspace(cql, ks)
 
 
-def test_only_storage_writes_read_tables_and_nothing_extends_their_ttl():
+def test_only_storage_writes_read_tables_and_nothing_extends_their_ttl() -> None:
     """No code path deletes reads or rewrites them with a new TTL: the evidence copy is the only way to keep one."""
     files = subprocess.run(["git", "ls-files", "hub/*.py", "node/*.py", "dispatch_bridge/*.py", "alpr_common/*.py"],
                            cwd=ROOT, capture_output=True, text=True).stdout.split()  # fmt: skip

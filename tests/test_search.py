@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import alert_pb2, audit_pb2, audit_pb2_grpc, search_pb2, search_pb2_grpc
+from alpr.v1 import alert_pb2, audit_pb2, audit_pb2_grpc, reads_pb2, search_pb2, search_pb2_grpc
+from cassandra.cluster import Session
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpr_common.operator_cli import main as alpr
@@ -23,9 +27,16 @@ def ts(dt: datetime) -> Timestamp:
     return t
 
 
+class SearchHub(AuthHub):
+    """The secured hub with reads to search for and an investigator's token."""
+
+    reads: list[reads_pb2.PlateRead]
+    inv: str
+
+
 @pytest.fixture(scope="module")
-def shub(cassandra, cql):
-    h = AuthHub(cassandra, cql)
+def shub(cassandra: tuple[list[str], int], cql: Session) -> Iterator[SearchHub]:
+    h = SearchHub(cassandra, cql)
     now = datetime.now(UTC)
     rnd = random.Random(7)
     reads = [
@@ -39,32 +50,32 @@ def shub(cassandra, cql):
     far.location.latitude, far.location.longitude = 40.0, -90.0
     reads.append(far)
     h.ingest(reads)
-    h.reads = reads  # type: ignore[attr-defined]
-    h.inv = h.token("inv-1", "investigator")  # type: ignore[attr-defined]
+    h.reads = reads
+    h.inv = h.token("inv-1", "investigator")
     yield h
     h.stop()
 
 
-def search(h, token=None, **kw):
+def search(h: SearchHub, token: str | None = None, **kw: Any) -> search_pb2.SearchResponse:
     stub = search_pb2_grpc.SearchServiceStub(h.channel)
     kw.setdefault("purpose", "stolen vehicle investigation")
     kw.setdefault("case_number", "2026-00042")
     return call(stub.Search, search_pb2.SearchRequest(**kw), token or h.inv)
 
 
-def plates(resp):
+def plates(resp: search_pb2.SearchResponse) -> list[str]:
     return [hit.plate for hit in resp.hits]
 
 
-def test_matchers():
+def test_matchers() -> None:
     assert fuzzy_match("BOSS123", "8OS5123") and fuzzy_match("BOSS123", "BOSS1234")
     assert not fuzzy_match("BOSS123", "XYZ9876")
     assert wildcard_regex("BO?S*").fullmatch("BOSS123") and not wildcard_regex("BO?S").fullmatch("BOSS123")
 
 
-def test_purpose_and_case_are_required_and_refusals_audited(shub):
+def test_purpose_and_case_are_required_and_refusals_audited(shub: SearchHub) -> None:
     for kw in ({"purpose": ""}, {"case_number": "  "}):
-        code, msg = rpc_code(lambda kw=kw: search(shub, plate="BOSS123", **kw))
+        code, msg = rpc_code(functools.partial(search, shub, plate="BOSS123", **kw))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert ("purpose" in msg) if "purpose" in kw else ("case_number" in msg)
     auditor = shub.token("aud-s", "auditor")
@@ -76,7 +87,7 @@ def test_purpose_and_case_are_required_and_refusals_audited(shub):
     assert [e.outcome for e in entries if e.actor == "inv-1"][:2] == ["refused", "refused"]
 
 
-def test_exact_partial_fuzzy_and_audit(shub):
+def test_exact_partial_fuzzy_and_audit(shub: SearchHub) -> None:
     assert plates(search(shub, plate="boss-123")) == ["BOSS123", "BOSS123"]
     assert sorted(plates(search(shub, plate="BOSS12?*", mode=search_pb2.PLATE_MATCH_MODE_PARTIAL))) == [
         "BOSS123",
@@ -102,7 +113,7 @@ def test_exact_partial_fuzzy_and_audit(shub):
     assert json.loads(e.details_json)["plate"] == "BOSS123"
 
 
-def test_time_camera_area_and_paging(shub):
+def test_time_camera_area_and_paging(shub: SearchHub) -> None:
     now = datetime.now(UTC)
     recent = search(shub, plate="BOSS123", start_time=ts(now - timedelta(days=1)), end_time=ts(now))
     assert len(recent.hits) == 1
@@ -119,7 +130,7 @@ def test_time_camera_area_and_paging(shub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_roles(shub):
+def test_roles(shub: SearchHub) -> None:
     officer = shub.token("ofc-s", "officer")
     assert plates(search(shub, officer, plate="XYZ9876")) == ["XYZ9876"]
     # dispatchers check a plate for a call (policy 4.2B): purpose and case required, audited as dispatcher
@@ -141,7 +152,7 @@ def test_roles(shub):
     assert code == grpc.StatusCode.PERMISSION_DENIED and "auditor" in msg
 
 
-def test_cli_search_json(shub, capsys):
+def test_cli_search_json(shub: SearchHub, capsys: pytest.CaptureFixture[str]) -> None:
     rc = alpr(
         ["--hub", shub.thread.target, "--token", shub.inv, "search", "XYZ9876", "--purpose", "hit and run",
          "--case", "INC-7", "--json"]

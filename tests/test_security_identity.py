@@ -35,6 +35,7 @@ from alpr.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
+from cassandra.cluster import Session
 
 from alpr_common import tls
 from alpr_common.simulation import make_read
@@ -82,7 +83,9 @@ def test_an_insecure_hub_does_not_start_without_insecure_dev(tmp_path: Path) -> 
         assert res.returncode == 2 and "insecure_dev: true" in res.stderr, res
 
 
-def test_an_insecure_dev_hub_warns_loudly(cassandra, cql, caplog) -> None:
+def test_an_insecure_dev_hub_warns_loudly(
+    cassandra: tuple[list[str], int], cql: Session, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = make_hub_config(cassandra, fresh_keyspace("dev"))
     assert cfg.insecure_dev
     with caplog.at_level(logging.WARNING, logger="hub.server"):
@@ -158,7 +161,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shub(cassandra, cql, pki) -> Iterator[AuthHub]:
+def shub(cassandra: tuple[list[str], int], cql: Session, pki: Path) -> Iterator[AuthHub]:
     """A hub as deployed: no insecure_dev, mutual TLS, auth, the bridge's certificate named."""
     h = AuthHub(
         cassandra, cql, insecure_dev=False, auth={"enabled": True, "services": {"bridge": "bridge"}},
@@ -189,7 +192,7 @@ def audit_entries(h: AuthHub, action: str) -> list[audit_pb2.AuditEntry]:
 
 def watch_code(ch: grpc.Channel, token: str | None = None) -> grpc.StatusCode:
     """How a Watch with these credentials ends within 2 s (DEADLINE_EXCEEDED: it was serving)."""
-    md = [("authorization", f"Bearer {token}")] if token else []
+    md: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
     try:
         for _ in alert_pb2_grpc.AlertServiceStub(ch).Watch(alert_pb2.WatchRequest(), metadata=md, timeout=2):
             pass
@@ -198,7 +201,7 @@ def watch_code(ch: grpc.Channel, token: str | None = None) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_a_certificate_alone_reads_no_peoples_data(shub, pki) -> None:
+def test_a_certificate_alone_reads_no_peoples_data(shub: AuthHub, pki: Path) -> None:
     alerts = alert_pb2_grpc.AlertServiceStub(shub.channel)  # the operators' CLI certificate
     denied = grpc.StatusCode.PERMISSION_DENIED
     for fn in (
@@ -228,7 +231,7 @@ def test_a_certificate_alone_reads_no_peoples_data(shub, pki) -> None:
     )
 
 
-def test_the_bridge_certificate_gets_the_bridge_methods_only(shub, pki) -> None:
+def test_the_bridge_certificate_gets_the_bridge_methods_only(shub: AuthHub, pki: Path) -> None:
     with channel(shub, pki, "bridge") as ch:
         alerts = alert_pb2_grpc.AlertServiceStub(ch)
         assert call(alerts.ListAlerts, alert_pb2.ListAlertsRequest()) is not None
@@ -254,7 +257,7 @@ def _relay(origin: str, key: str) -> agency_pb2.ReceiveSharedAlertRequest:
     )
 
 
-def test_shared_alerts_only_from_the_registered_agency_identity(shub, pki) -> None:
+def test_shared_alerts_only_from_the_registered_agency_identity(shub: AuthHub, pki: Path) -> None:
     sup = shub.token("sup-share", "supervisor")
     ag = agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel)
     for agency_id, identity in (("will-county-so", AGENCY_CN), ("joliet-pd", "joliet.example.gov")):
@@ -278,7 +281,7 @@ def test_shared_alerts_only_from_the_registered_agency_identity(shub, pki) -> No
     assert len(refused) == 3 and all(e.outcome == "refused" for e in refused)
 
 
-def test_the_principal_is_the_identity(shub, pki, cql) -> None:
+def test_the_principal_is_the_identity(shub: AuthHub, pki: Path, cql: Session) -> None:
     sup = shub.token("sup-ident", "supervisor")
     officer = shub.token("ofc-ident", "officer")
     hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
@@ -300,7 +303,7 @@ def test_the_principal_is_the_identity(shub, pki, cql) -> None:
     read.region = "IL"
     shub.ingest([read])
     alerts = alert_pb2_grpc.AlertServiceStub(shub.channel)
-    deadline, found = time.monotonic() + 30, []
+    deadline, found = time.monotonic() + 30, list[alert_pb2.Alert]()
     while not found and time.monotonic() < deadline:
         listed = call(alerts.ListAlerts, alert_pb2.ListAlertsRequest(), officer).alerts
         found = [a for a in listed if a.read_id == read.read_id]
@@ -340,16 +343,16 @@ class _Subscribe:
 
     def first(self) -> grpc.StatusCode | hotlist_pb2.SubscribeResponse:
         try:
-            return next(self.call)
+            return next(iter(self.call))
         except grpc.RpcError as e:
             return e.code()
         finally:
             self.stop.set()
-            self.call.cancel()
+            self.call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
             self.ch.close()
 
 
-def test_nodes_subscribe_only_as_their_registered_certificate(shub, pki) -> None:
+def test_nodes_subscribe_only_as_their_registered_certificate(shub: AuthHub, pki: Path) -> None:
     ok = _Subscribe(shub, pki, "pole-1", "pole-1").first()
     assert isinstance(ok, hotlist_pb2.SubscribeResponse)
     assert _Subscribe(shub, pki, "pole-1", "pole-3").first() == grpc.StatusCode.PERMISSION_DENIED  # posing

@@ -32,9 +32,7 @@ class SecHub(AuthHub):
 
     def __init__(self, cassandra: tuple[list[str], int], cql: Any) -> None:
         super().__init__(cassandra, cql)
-        self.ingest_hub = HubThread(
-            slow_ok(make_hub_config(cassandra, self.keyspace, hub_id="ingest-hub"))
-        ).start()
+        self.ingest_hub = HubThread(slow_ok(make_hub_config(cassandra, self.keyspace, hub_id="ingest-hub"))).start()
         self._open = self.ingest_hub
         self.inv = self.token("det-1", "investigator")
 

@@ -90,7 +90,13 @@ async def _start_hub(cfg: Any) -> list[asyncio.Task[Any]]:
 
 
 @pytest.mark.parametrize("failure", ["metrics port taken", "gRPC port taken", "a part's start() fails"])
-def test_hub_start_up_failure_closes_what_it_opened(cassandra, keyspace, session_hub, monkeypatch, failure):
+def test_hub_start_up_failure_closes_what_it_opened(
+    cassandra: tuple[list[str], int],
+    keyspace: str,
+    session_hub: HubThread,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:
     spy = ClusterSpy(monkeypatch, hub.server)
     grpc_port = free_port()
     with taken_port() as taken:
@@ -115,7 +121,9 @@ def test_hub_start_up_failure_closes_what_it_opened(cassandra, keyspace, session
     assert new_threads(before) == set(), "threads left running"
 
 
-def test_hub_start_up_succeeds_after_a_failed_one(cassandra, keyspace, session_hub):
+def test_hub_start_up_succeeds_after_a_failed_one(
+    cassandra: tuple[list[str], int], keyspace: str, session_hub: HubThread
+) -> None:
     """The ports a failed start-up held are usable at once by the next start."""
     grpc_port, metrics_port = free_port(), free_port()
     with taken_port() as taken:
@@ -154,7 +162,9 @@ async def _start_bridge(cfg: BridgeConfig) -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
 
-def test_bridge_start_up_failure_closes_what_it_opened(cassandra, keyspace, session_hub, monkeypatch):
+def test_bridge_start_up_failure_closes_what_it_opened(
+    cassandra: tuple[list[str], int], keyspace: str, session_hub: HubThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spy = ClusterSpy(monkeypatch, dispatch_bridge.bridge)
     with taken_port() as taken:
         cfg = _bridge_config(cassandra, keyspace, session_hub.target, taken)
@@ -202,7 +212,7 @@ def _assert_node_closed(node: NodeRuntime) -> None:
         node.hotlist.local.entries()  # so is the local hot list's
 
 
-def test_node_start_up_failure_with_metrics_port_taken_closes_its_files(tmp_path):
+def test_node_start_up_failure_with_metrics_port_taken_closes_its_files(tmp_path: Path) -> None:
     with taken_port() as taken:
         before = set(threading.enumerate())
         node = NodeRuntime(_node_config(tmp_path, taken), recognizer=NoPlates())
@@ -212,7 +222,9 @@ def test_node_start_up_failure_with_metrics_port_taken_closes_its_files(tmp_path
     assert new_threads(before) == set(), "threads left running"
 
 
-def test_node_start_up_failure_late_stops_threads_uplink_sync_and_metrics(tmp_path, monkeypatch):
+def test_node_start_up_failure_late_stops_threads_uplink_sync_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     metrics_port = free_port()
     spawn = NodeRuntime._spawn
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from alpr.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from cassandra.cluster import Session
 
 from alpr_common.operator_cli import main as alpr
 from alpr_common.retry import Backoff
@@ -20,7 +23,7 @@ from tests.support import PacedStream, StreamResult, _record
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
     assert alpr(["certs", "init", "--dir", str(d / "ca")]) == 0
     assert alpr(["certs", "issue", "hub-1", "--kind", "service", "--ca-dir", str(d / "ca"), "--out", str(d),
@@ -34,7 +37,7 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def thub(cassandra, cql, pki):
+def thub(cassandra: tuple[list[str], int], cql: Session, pki: Path) -> Iterator[AuthHub]:
     tls = {
         "enabled": True,
         "cert_file": str(pki / "hub-1.crt"),
@@ -53,13 +56,15 @@ def thub(cassandra, cql, pki):
     h.stop()
 
 
-def secure(pki, name, ca="ca", certdir=None):
+def secure(pki: Path, name: str, ca: str = "ca", certdir: Path | None = None) -> grpc.ChannelCredentials:
     d = certdir or pki
     creds = channel_credentials(str(pki / ca / "ca.crt"), str(d / f"{name}.crt"), str(d / f"{name}.key"))
     return creds
 
 
-def stream(target, creds, requests, timeout=30) -> StreamResult:
+def stream(
+    target: str, creds: grpc.ChannelCredentials, requests: Iterable[ingest_pb2.IngestRequest], timeout: float = 30
+) -> StreamResult:
     result = StreamResult()
     with grpc.secure_channel(target, creds) as ch:
         try:
@@ -70,7 +75,7 @@ def stream(target, creds, requests, timeout=30) -> StreamResult:
     return result
 
 
-def test_a_node_submits_only_its_own_reads_and_cameras(thub, pki):
+def test_a_node_submits_only_its_own_reads_and_cameras(thub: AuthHub, pki: Path) -> None:
     own = make_read("pole-1", "pole-1-east", "OWN1234")
     posing = make_read("pole-2", "pole-2-east", "POS1234")  # pole-1 posing as pole-2
     other_cam = make_read("pole-1", "pole-9", "CAM1234")
@@ -96,7 +101,7 @@ def test_a_node_submits_only_its_own_reads_and_cameras(thub, pki):
     assert stored == [own.read_id]
 
 
-def test_unregistered_node_and_foreign_ca_and_no_certificate(thub, pki):
+def test_unregistered_node_and_foreign_ca_and_no_certificate(thub: AuthHub, pki: Path) -> None:
     r = make_read("pole-2", "pole-2-east", "UNR1234")
     res = stream(thub.thread.target, secure(pki, "pole-2"), [ingest_pb2.IngestRequest(read=r)])
     assert res.errors[r.read_id].code == grpc.StatusCode.PERMISSION_DENIED.value[0]
@@ -114,7 +119,7 @@ def test_unregistered_node_and_foreign_ca_and_no_certificate(thub, pki):
     )
 
 
-def test_revoked_node_is_refused(thub, pki):
+def test_revoked_node_is_refused(thub: AuthHub, pki: Path) -> None:
     call(
         admin_pb2_grpc.AdminServiceStub(thub.channel).RegisterNode,
         admin_pb2.RegisterNodeRequest(node_id="pole-3", camera_ids=["pole-3-a"]),
@@ -135,7 +140,9 @@ def test_revoked_node_is_refused(thub, pki):
     assert res.status in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) and not res.acks
 
 
-def test_operator_cli_over_mutual_tls(thub, pki, monkeypatch, capsys):
+def test_operator_cli_over_mutual_tls(
+    thub: AuthHub, pki: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ALPR_TLS_CA", str(pki / "ca" / "ca.crt"))
     monkeypatch.setenv("ALPR_TLS_CERT", str(pki / "console.crt"))
     monkeypatch.setenv("ALPR_TLS_KEY", str(pki / "console.key"))
@@ -143,7 +150,7 @@ def test_operator_cli_over_mutual_tls(thub, pki, monkeypatch, capsys):
     assert "pole-1" in capsys.readouterr().out
 
 
-def test_node_uplink_delivers_over_mutual_tls(thub, pki, tmp_path):
+def test_node_uplink_delivers_over_mutual_tls(thub: AuthHub, pki: Path, tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
     from node.metrics import NodeMetrics
@@ -173,7 +180,7 @@ def test_node_uplink_delivers_over_mutual_tls(thub, pki, tmp_path):
         queue.close()
 
 
-def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
+def test_node_hotlist_sync_over_mutual_tls(thub: AuthHub, pki: Path, tmp_path: Path) -> None:
     from node.hotlist_sync import HotListSync
 
     sync = HotListSync(tmp_path / "hotlist.sqlite", [thub.thread.target], "pole-1", backoff=Backoff(0.1, 30.0))
@@ -185,7 +192,7 @@ def test_node_hotlist_sync_over_mutual_tls(thub, pki, tmp_path):
         sync.stop()
 
 
-def test_node_revoked_mid_stream_is_cut_off(thub, pki, monkeypatch):
+def test_node_revoked_mid_stream_is_cut_off(thub: AuthHub, pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Revocation reaches an open stream within the recheck interval, not at the next reconnect."""
     import hub.node_identity
 
@@ -211,7 +218,9 @@ def test_node_revoked_mid_stream_is_cut_off(thub, pki, monkeypatch):
     assert res.status == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_boot_shift_check_passes_against_a_mutual_tls_hub(thub, pki, tmp_path, capsys):
+def test_boot_shift_check_passes_against_a_mutual_tls_hub(
+    thub: AuthHub, pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The systemd boot check's own command line, with the node's config, is READY against a
     mutual-TLS hub; the same check without the node's certificate cannot be."""
     import shlex

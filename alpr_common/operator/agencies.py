@@ -102,9 +102,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
         appr = stub.ApproveAgency(
             agency_pb2.ApproveAgencyRequest(
                 agency_id=args.agency_id, approver_id=args.approver,
-                approver_role=agency_pb2.ApproverRole.Value("APPROVER_ROLE_" + enum_arg(args.role)),  # type: ignore[arg-type]
+                approver_role=agency_pb2.ApproverRole.Value("APPROVER_ROLE_" + enum_arg(args.role)),
                 designated_by=args.designated_by, expires_time=_expiry(args.expires), note=args.note,
-                scopes=scopes,  # type: ignore[arg-type]
+                scopes=scopes,
             ),
             timeout=t, metadata=md,
         )  # fmt: skip

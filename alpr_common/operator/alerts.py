@@ -69,7 +69,7 @@ def _filter(args: argparse.Namespace) -> alert_pb2.AlertFilter:
     for c in args.category:
         if enum_arg(c) not in CATEGORIES:
             raise CliError(f"unknown category {c!r}; one of {', '.join(x.lower() for x in CATEGORIES)}")
-        f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + enum_arg(c)))  # type: ignore[arg-type]
+        f.categories.append(hotlist_pb2.HotListCategory.Value("HOT_LIST_CATEGORY_" + enum_arg(c)))
     if args.area:
         try:
             a, b, c, d = (float(x) for x in args.area.split(","))
@@ -80,7 +80,7 @@ def _filter(args: argparse.Namespace) -> alert_pb2.AlertFilter:
 
 
 def _status(v: int) -> str:
-    return alert_pb2.AlertStatus.Name(v).removeprefix("ALERT_STATUS_")
+    return alert_pb2.AlertStatus.Name(alert_pb2.AlertStatus.ValueType(v)).removeprefix("ALERT_STATUS_")
 
 
 def _line(a: alert_pb2.Alert) -> str:
@@ -113,7 +113,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             filter=_filter(args), unattended_only=args.unattended, hours=args.hours, limit=args.limit
         )
         if args.status:
-            req.status = alert_pb2.AlertStatus.Value("ALERT_STATUS_" + args.status.upper())  # type: ignore[assignment]
+            req.status = alert_pb2.AlertStatus.Value("ALERT_STATUS_" + args.status.upper())
         resp = stub.ListAlerts(req, timeout=t, metadata=md)
         if ctx.json:
             emit_json(to_dict(resp))
@@ -178,19 +178,15 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             alert_pb2.Acceptance(
                 characters_verified=args.characters_verified,
                 state_verified=args.state_verified,
-                leads_check=alert_pb2.LeadsCheck.Value("LEADS_CHECK_" + enum_arg(args.leads)),  # type: ignore[arg-type]
-                action=alert_pb2.EnforcementAction.Value(  # type: ignore[arg-type]
-                    "ENFORCEMENT_ACTION_" + enum_arg(args.enforcement)
-                ),
+                leads_check=alert_pb2.LeadsCheck.Value("LEADS_CHECK_" + enum_arg(args.leads)),
+                action=alert_pb2.EnforcementAction.Value("ENFORCEMENT_ACTION_" + enum_arg(args.enforcement)),
                 on_other_assignment=args.other_assignment,
                 supervisor_notified=args.supervisor_notified,
             )
         )
     else:
         dreq.reject.CopyFrom(
-            alert_pb2.Rejection(
-                reason=alert_pb2.RejectReason.Value("REJECT_REASON_" + enum_arg(args.reason))  # type: ignore[arg-type]
-            )
+            alert_pb2.Rejection(reason=alert_pb2.RejectReason.Value("REJECT_REASON_" + enum_arg(args.reason)))
         )
     decided = stub.DecideAlert(dreq, timeout=t, metadata=md)
     if ctx.json:

@@ -35,7 +35,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             if args.action == "add":
                 role = admin_pb2.Role.Value("ROLE_" + args.role.upper())
                 resp = stub.AddUser(
-                    admin_pb2.AddUserRequest(user_id=args.user_id, role=role, display_name=args.name),  # type: ignore[arg-type]
+                    admin_pb2.AddUserRequest(user_id=args.user_id, role=role, display_name=args.name),
                     timeout=t,
                     metadata=md,
                 )
@@ -56,4 +56,4 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _role(v: int) -> str:
-    return admin_pb2.Role.Name(v).removeprefix("ROLE_").lower()
+    return admin_pb2.Role.Name(admin_pb2.Role.ValueType(v)).removeprefix("ROLE_").lower()
