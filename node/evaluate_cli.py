@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
         except KeyError as e:
             print(f"alpr-node evaluate: {e.args[0]}", file=sys.stderr)
             return 2
-    set_state = split_info(set_name).get("state")
+    info = split_info(set_name)
+    set_state = info.get("state")
 
     try:
         rec = load_recognizer(config_from_args(args))
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
     else:
         rep = evaluate(
             rec.recognize, args.annotations, iou_threshold=args.iou, limit=args.limit, only=only,
-            state=str(set_state) if set_state else None,
+            state=str(set_state) if set_state else None, character_rows=info.get("boxes") == "character_row",
         )  # fmt: skip
     if args.details:
         args.details.write_text(json.dumps(rep.details(), indent=1))

@@ -138,3 +138,16 @@ def test_ocr_warm_start_from_the_shipped_onnx_reproduces_it(tmp_path: Path) -> N
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     assert float(res.stdout.strip().splitlines()[-1]) < 1e-3 and out.stat().st_size > 100_000
+
+
+@pytest.mark.timeout(600)
+def test_detector_warm_start_from_the_shipped_onnx_reproduces_it(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    from node.recognition.loading import MODELS_DIR
+    from node.training.detector_weights import write_detector_pt
+    from node.training.offline import prepare_offline
+
+    prepare_offline()
+    out = tmp_path / "init.pt"
+    assert write_detector_pt(MODELS_DIR / "plate_detector.onnx", "yolov8n.yaml", out) < 1e-2
+    assert out.stat().st_size > 1_000_000

@@ -18,11 +18,23 @@ def _clean(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
 
-def read_boxes(path: Path, state: str | None = None) -> dict[str, list[GroundTruth]]:
+def plate_box_from_character_row(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The whole plate around a box of its character row only (``us-ucsd`` labels): US plates
+    are about 2:1 and the row sits a little below the middle. Detectors and ``us/`` boxes
+    cover the whole plate; scoring one against the other would miss good detections."""
+    x1, y1, x2, y2 = box
+    w = (x2 - x1) * 1.1
+    h = w / 2.0
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.04 * h
+    return round(cx - w / 2), round(cy - h / 2), round(cx + w / 2), round(cy + h / 2)
+
+
+def read_boxes(path: Path, state: str | None = None, character_rows: bool = False) -> dict[str, list[GroundTruth]]:
     """``filename x y width height [plate_text]`` per line -> {filename: [GroundTruth]}.
 
     ``state`` is the state of every plate of the file when the set is of one state
-    (``us-ucsd/`` is all California).
+    (``us-ucsd/`` is all California); ``character_rows``: the boxes cover only the
+    characters and are widened to the plate.
     """
     out: dict[str, list[GroundTruth]] = defaultdict(list)
     for line in Path(path).read_text().splitlines():
@@ -31,7 +43,8 @@ def read_boxes(path: Path, state: str | None = None) -> dict[str, list[GroundTru
             continue
         x, y, w, h = (int(float(v)) for v in parts[1:5])
         text = _clean(parts[5]) if len(parts) > 5 else None
-        out[parts[0]].append(GroundTruth((x, y, x + w, y + h), text, state))
+        box = (x, y, x + w, y + h)
+        out[parts[0]].append(GroundTruth(plate_box_from_character_row(box) if character_rows else box, text, state))
     return dict(out)
 
 

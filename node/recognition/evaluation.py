@@ -131,11 +131,13 @@ def evaluate(
     limit: int | None = None,
     only: Iterable[str] | None = None,
     state: str | None = None,
+    character_rows: bool = False,
 ) -> EvalReport:
     """Run ``recognize`` over every annotated image (or those named in ``only``) and score it.
 
-    ``state``: the state of every plate of the set, when it is all of one state."""
-    gt = read_boxes(annotations, state=state)
+    ``state``: the state of every plate of the set, when it is all of one state;
+    ``character_rows``: the set's boxes cover only the characters (widened to the plate)."""
+    gt = read_boxes(annotations, state=state, character_rows=character_rows)
     root = images_dir or Path(annotations).parent
     rep = EvalReport()
     names = sorted(gt) if only is None else sorted(set(gt) & set(only))

@@ -83,6 +83,10 @@ def cmd_detector_data(args: argparse.Namespace) -> int:
     out = Path(args.out or WORK / "det_data")
     shutil.rmtree(out, ignore_errors=True)
     params = DetectorDataParams(seed=args.seed)
+    if args.real_us:  # us-ucsd frames and hard negatives mined with the shipped detector
+        params.ucsd_copies, params.hard_negatives = 3, 250
+        params.hard_negative_model = str(MODELS_DIR / "plate_detector.onnx")
+        params.ro_real, params.ro_painted, params.synthetic, params.negatives = 200, 150, 250, 150
     counts = build_detector_dataset(Path(args.data_root), out, params, log=_log)
     (out / "params.json").write_text(json.dumps(asdict(params)))
     _log(f"detector data: {counts} in {out}")
@@ -247,6 +251,7 @@ def main(argv: list[str]) -> int:
         p = sub.add_parser(name)
         common(p)
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
+        p.add_argument("--real-us", action="store_true", help="detector data: us-ucsd frames + mined hard negatives")
         p.set_defaults(fn=fn)
     p = sub.add_parser("install")
     common(p)

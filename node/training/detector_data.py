@@ -8,19 +8,25 @@ Sources (all from ``shared/data/real-plates``; ``us/`` is never used here):
 - ``ro-boxes/``: real dash-cam frames with their real (EU) plates, and the same frames with
   a synthetic US plate painted over each real box (real car context, US plate look);
 - ``eu/``: real frames with real plates, and painted copies;
-- ``no-plates/``: real scenes with 1-3 synthetic plates pasted in, and some as pure negatives.
+- ``no-plates/``: real scenes with 1-3 synthetic plates pasted in, and some as pure negatives;
+- ``us-ucsd/`` (training side of its fixed split): real US plates in parking lots, boxes widened
+  from the character row to the plate; the tail lights, badges and grilles around them are
+  the false boxes the detector drew most;
+- hard negatives: tiles of ``no-plates/`` centred on the boxes a previous detector
+  (``hard_negative_model``) draws there.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from node.recognition.annotations import read_boxes
+from node.recognition.annotations import read_boxes, split_names
 from node.training.compose import degrade, match_lighting, paste, warp_plate
 from node.training.plates import render_plate
 
@@ -38,6 +44,9 @@ class DetectorDataParams:
     synthetic: int = 450
     negatives: int = 60
     val_fraction: float = 0.08
+    ucsd_copies: int = 0  # tiles per us-ucsd training frame
+    hard_negatives: int = 0  # tiles around a previous detector's boxes in no-plates/
+    hard_negative_model: str | None = None
 
 
 def paint_us_plate(frame: np.ndarray, box: Box, rng: np.random.Generator) -> Box:
@@ -173,6 +182,15 @@ def build_detector_dataset(data_root: Path, out: Path, params: DetectorDataParam
         items.append(("syn", neg[int(pick[j % len(neg)])], [], "paste"))
     for j in range(params.negatives):
         items.append(("neg", neg[int(pick[(params.synthetic + j) % len(neg)])], [], "none"))
+    if params.ucsd_copies:
+        val = split_names("us-ucsd", "val")
+        ucsd = read_boxes(data_root / "us-ucsd" / "annotations.tsv", character_rows=True)
+        for n in sorted(ucsd):
+            if n not in val:
+                for _ in range(params.ucsd_copies):
+                    items.append(("ucsd", data_root / "us-ucsd" / n, [g.box for g in ucsd[n]], "real"))
+    if params.hard_negatives and params.hard_negative_model:
+        items += hard_negative_items(neg, params, rng, log)
     for k, (kind, path, boxes, mode) in enumerate(items):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
@@ -180,6 +198,19 @@ def build_detector_dataset(data_root: Path, out: Path, params: DetectorDataParam
         bxs: list[Box] = [tuple(float(v) for v in b) for b in boxes]  # type: ignore[misc]
         if mode == "paint":
             bxs = [paint_us_plate(frame, b, rng) for b in bxs]
+        if mode == "hard":  # centre the tile on the false box, at the frame's own scale
+            x1, y1, x2, y2 = bxs[0]
+            h, w = frame.shape[:2]
+            t = params.tile
+            x0 = int(np.clip((x1 + x2) / 2 - t / 2 + rng.uniform(-t / 4, t / 4), 0, max(0, w - t)))
+            y0 = int(np.clip((y1 + y2) / 2 - t / 2 + rng.uniform(-t / 4, t / 4), 0, max(0, h - t)))
+            tile = np.full((t, t, 3), 114, np.uint8)
+            part = frame[y0 : y0 + t, x0 : x0 + t]
+            tile[: part.shape[0], : part.shape[1]] = part
+            split = "val" if rng.random() < params.val_fraction else "train"
+            _write(out, split, f"{kind}_{mode}_{k:05d}", degrade(tile, rng, 0.5), [])
+            counts[split] += 1
+            continue
         frame, bxs = to_inference_scale(frame, bxs, rng, params.infer_size)
         if mode == "paste":
             bxs = paste_random_plates(frame, rng, int(rng.integers(1, 4)))
@@ -194,3 +225,25 @@ def build_detector_dataset(data_root: Path, out: Path, params: DetectorDataParam
     (out / "data.yaml").write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: plate\n")
     (out / "counts.json").write_text(json.dumps(counts))
     return counts
+
+
+def hard_negative_items(
+    neg: list[Path],
+    params: DetectorDataParams,
+    rng: np.random.Generator,
+    log: Callable[[str], object] = print,
+) -> list[tuple[str, Path, list[Box], str]]:
+    """Boxes ``params.hard_negative_model`` draws on plate-free scenes: one item per false box."""
+    from node.recognition.detector import load_detector
+
+    det = load_detector(Path(str(params.hard_negative_model)), conf=0.15, iou=0.5, imgsz=params.infer_size)
+    found: list[tuple[str, Path, list[Box], str]] = []
+    for path in neg:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            continue
+        for d in det.detect(np.asarray(frame, dtype=np.uint8)):
+            found.append(("hardneg", path, [tuple(float(v) for v in d.box)], "hard"))  # type: ignore[list-item]
+    log(f"detector data: {len(found)} false boxes on {len(neg)} plate-free scenes")
+    order = rng.permutation(len(found))[: params.hard_negatives]
+    return [found[int(i)] for i in sorted(order)]

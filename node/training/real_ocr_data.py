@@ -26,7 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from node.recognition.annotations import read_boxes, read_crop_labels, read_labels, split_names
+from node.recognition.annotations import (
+    plate_box_from_character_row,
+    read_boxes,
+    read_crop_labels,
+    read_labels,
+    split_names,
+)
 from node.training.compose import degrade
 from node.training.ocr_data import MAX_SLOTS, OTHER_REGION, _load_backgrounds, jitter_crop, synthetic_crop
 
@@ -50,13 +56,9 @@ class RealOcrDataParams:
 
 
 def ucsd_plate_box(box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
-    """The whole plate around a us-ucsd character-row box (plates are about 2:1, the row sits
-    a little below the middle)."""
-    x1, y1, x2, y2 = box
-    w = (x2 - x1) * 1.1
-    h = w / 2.0
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.04 * h
-    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    """The whole plate around a us-ucsd character-row box."""
+    x1, y1, x2, y2 = plate_box_from_character_row(box)
+    return float(x1), float(y1), float(x2), float(y2)
 
 
 def reframe_tight_crop(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:

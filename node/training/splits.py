@@ -57,6 +57,7 @@ def make_splits(data_root: Path, seed: int = 12) -> dict[str, object]:
             "us-ucsd": {
                 "labels_sha256": hashlib.sha256(ucsd_ann.read_bytes()).hexdigest(),
                 "state": "CA",
+                "boxes": "character_row",
                 "val": ucsd_val,
             },
             "us-crops": {
