@@ -98,7 +98,21 @@ def cmd_detector(args: argparse.Namespace) -> int:
 
     data = Path(args.data or WORK / "det_data")
     params = DetectorTrainParams(epochs=args.epochs, seed=args.seed, imgsz=args.imgsz, export_imgsz=args.export_imgsz)
-    train_detector(data / "data.yaml", Path(args.out or WORK / "det_out"), params, log=_log)
+    out = Path(args.out or WORK / "det_out")
+    if args.init_onnx:  # fine-tune an exported detector (its .pt rebuilt from the ONNX)
+        from node.training.detector_weights import write_detector_pt
+        from node.training.offline import prepare_offline
+
+        prepare_offline()
+        out.mkdir(parents=True, exist_ok=True)
+        params.weights = str(out / "init_from_onnx.pt")
+        diff = write_detector_pt(Path(args.init_onnx), params.model_yaml, Path(params.weights))
+        _log(f"detector: warm start from {args.init_onnx} (max output difference {diff:.2g})")
+    if args.lr0 is not None:
+        params.lr0 = args.lr0
+    if args.warmup_epochs is not None:
+        params.warmup_epochs = args.warmup_epochs
+    train_detector(data / "data.yaml", out, params, log=_log)
     return 0
 
 
@@ -169,11 +183,15 @@ def cmd_install(args: argparse.Namespace) -> int:
         "plate_ocr.onnx": ocr_out / "plate_ocr.onnx",
         "plate_config.yaml": ocr_out / "plate_config.yaml",
     }
+    keep_detector = bool(getattr(args, "keep_detector", False))
+    if keep_detector:  # only the OCR was retrained: the shipped detector and its records stay
+        files["plate_detector.onnx"] = MODELS_DIR / "plate_detector.onnx"
     for name, src in files.items():
         if not src.exists():
             print(f"alpr-node train install: missing {src} (train first)", file=sys.stderr)
             return 2
-        shutil.copyfile(src, MODELS_DIR / name)
+        if src.resolve() != (MODELS_DIR / name).resolve():
+            shutil.copyfile(src, MODELS_DIR / name)
     import onnx
 
     from node.training.train_ocr import make_batchable
@@ -189,23 +207,34 @@ def cmd_install(args: argparse.Namespace) -> int:
             name: {"sha256": _sha(MODELS_DIR / name), "bytes": (MODELS_DIR / name).stat().st_size} for name in files
         },
     }
-    for key, path in (
-        ("detector_data", WORK / "det_data" / "params.json"),
-        ("detector_data_counts", WORK / "det_data" / "counts.json"),
-        ("detector_training", det_out / "detector_result.json"),
-        ("ocr_data", WORK / "ocr_data" / "params.json"),
-        ("ocr_data_counts", WORK / "ocr_data" / "counts.json"),
+    old = MODELS_DIR / "manifest.json"
+    prev = json.loads(old.read_text()) if old.exists() else {}
+    det_data = Path(getattr(args, "detector_data_dir", None) or WORK / "det_data")
+    ocr_data = Path(getattr(args, "ocr_data_dir", None) or WORK / "ocr_data")
+    sources: list[tuple[str, Path]] = [
+        ("ocr_data", ocr_data / "params.json"),
+        ("ocr_data_counts", ocr_data / "counts.json"),
         ("ocr_training", ocr_out / "ocr_result.json"),
-    ):
+    ]
+    if keep_detector:
+        manifest.update({k: v for k, v in prev.items() if k.startswith("detector")})
+    else:
+        sources += [
+            ("detector_data", det_data / "params.json"),
+            ("detector_data_counts", det_data / "counts.json"),
+            ("detector_training", det_out / "detector_result.json"),
+        ]
+    for key, path in sources:
         if path.exists():
             manifest[key] = json.loads(path.read_text())
+    history = prev.get("training_history", {})
+    if getattr(args, "note", None):
+        history = {**history, manifest["created_utc"]: args.note}
+    manifest["training_history"] = history
     manifest["data_root_files"] = _data_version(Path(args.data_root))
     manifest["sources"] = {"detector_weights": args.detector_weights, "ocr_keras": args.ocr_keras}
-    old = MODELS_DIR / "manifest.json"
-    if old.exists():  # keep evaluation figures recorded by hand / by `evaluate`
-        prev = json.loads(old.read_text())
-        if "evaluation" in prev:
-            manifest["evaluation_previous_models"] = prev["evaluation"]
+    if "evaluation" in prev:  # the figures of the models replaced, for comparison
+        manifest["evaluation_previous_models"] = prev["evaluation"]
     old.write_text(json.dumps(manifest, indent=2) + "\n")
     _log(f"installed models into {MODELS_DIR}")
     return 0
@@ -260,6 +289,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--export-imgsz", type=int, default=640)
     p.add_argument("--detector-dir", type=Path, help="finished detector run folder (default .run/training/det_out)")
     p.add_argument("--ocr-dir", type=Path, help="finished OCR run folder (default .run/training/ocr_out)")
+    p.add_argument("--ocr-data-dir", type=Path, help="the OCR data set used (default .run/training/ocr_data)")
+    p.add_argument("--detector-data-dir", type=Path, help="the detector data set used (default .run/training/det_data)")
+    p.add_argument("--keep-detector", action="store_true", help="install only the OCR; keep the shipped detector")
+    p.add_argument("--note", help="one line for the manifest's training_history")
     p.set_defaults(fn=cmd_install)
     for name, fn in (("detector", cmd_detector), ("ocr", cmd_ocr), ("all", cmd_all)):
         p = sub.add_parser(name)
@@ -271,6 +304,8 @@ def main(argv: list[str]) -> int:
         p.add_argument("--init-onnx", help="OCR warm start from an exported model (plate_config.yaml beside it)")
         p.add_argument("--us-regions", action="store_true", help="state head over all 50 states + DC + OTHER")
         p.add_argument("--warmup-fraction", type=float, default=0.06, help="OCR learning-rate warm-up share")
+        p.add_argument("--lr0", type=float, default=None, help="detector learning rate")
+        p.add_argument("--warmup-epochs", type=float, default=None, help="detector warm-up epochs")
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
         p.add_argument("--detector-weights", default=None, help=argparse.SUPPRESS)
         p.add_argument("--ocr-keras", default=None, help=argparse.SUPPRESS)
