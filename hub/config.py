@@ -42,6 +42,17 @@ class IngestConfig(StrictModel):
     require_location: bool = True
 
 
+class SearchConfig(StrictModel):
+    """Bounds on one search, so no query can stall the hub or read the whole keyspace."""
+
+    # A partial (wildcard) pattern after runs of '*' are collapsed: characters and wildcards.
+    max_pattern_length: int = Field(16, ge=1, le=64)
+    max_wildcards: int = Field(4, ge=0, le=16)
+    max_cameras: int = Field(50, ge=1, le=1000)
+    # Partitions (plate-day or camera-hour) one query may read; 1,440 is one camera for 60 days.
+    max_partitions: int = Field(5000, ge=1, le=100_000)
+
+
 class MatchConfig(StrictModel):
     """How reads are matched against the hot list (``alpr_common.matching.MatchOptions``)."""
 
@@ -143,6 +154,7 @@ class HubConfig(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     hotlists: HotListConfig = Field(default_factory=HotListConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)

@@ -10,7 +10,14 @@ wildcard / fuzzy plates first list the (plate, day) partition keys of the range
 (``SELECT DISTINCT``: partition keys only) and read the matching partitions; camera
 searches read ``reads_by_camera`` one partition per camera-hour; an area alone lists the
 (camera, hour) partition keys. Results are newest first, at most ``MAX_RESULTS``, paged
-with an opaque token (each page re-runs the query and is audited).
+with an opaque token (each page re-runs the query and is audited); partitions are read
+newest time slice first and a page stops reading once it is full.
+
+Bounds (``search`` in the config): the plate as typed, the pattern's length and wildcards,
+the number of cameras and of partitions one query may read; beyond them the query is
+refused with INVALID_ARGUMENT (and audited) before it costs anything. Patterns are matched
+by an automaton (linear in the plate), never a backtracking regex, and listing and
+filtering run off the event loop, so no query stalls the hub's other calls.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,11 +51,59 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 10_000
 _PARALLEL = 16
 _WILDCARD_OK = re.compile(r"^[A-Z0-9?*]+$")
+_MAX_RAW_PLATE = 32  # characters of the plate as typed, before normalization
+_MAX_PURPOSE = 500
+_MAX_CASE = 100
+_MAX_CAMERA_ID = 64
 
 
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """``AB?1*`` → a regex matching the whole plate."""
-    return re.compile("".join("." if c == "?" else ".*" if c == "*" else re.escape(c) for c in pattern))
+def collapse_stars(pattern: str) -> str:
+    """``A***B`` → ``A*B``: the same pattern, fewer states."""
+    return re.sub(r"\*+", "*", pattern)
+
+
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A whole-plate matcher for ``?`` (one character) and ``*`` (any run) without backtracking.
+
+    Simulates the pattern's automaton: one pass over the plate, keeping the set of pattern
+    positions reachable so far (a bit mask), so the cost is O(len(plate) * len(pattern))
+    whatever the pattern, where a backtracking regex of ``*`` runs is exponential.
+    """
+    toks = collapse_stars(pattern)
+    n = len(toks)
+    stars = 0
+    for i, t in enumerate(toks):
+        if t == "*":
+            stars |= 1 << i
+
+    def closure(states: int) -> int:
+        # a '*' at position i may match nothing: position i+1 is reachable too
+        while True:
+            more = states | ((states & stars) << 1)
+            if more == states:
+                return states
+            states = more
+
+    start_states = closure(1)
+    final = 1 << n
+
+    def match(text: str) -> bool:
+        states = start_states
+        for ch in text:
+            nxt = states & stars  # a '*' consumes the character and stays
+            rest = states & ~stars
+            while rest:
+                low = rest & -rest
+                i = low.bit_length() - 1
+                if i < n and (toks[i] == "?" or toks[i] == ch):
+                    nxt |= low << 1
+                rest ^= low
+            states = closure(nxt)
+            if not states:
+                return False
+        return bool(states & final)
+
+    return match
 
 
 def fuzzy_match(query: str, plate: str, one_char_min_length: int = 5) -> bool:
@@ -120,102 +176,33 @@ class ReadIndex(CassandraStore):
         async with self._sem:
             return await asyncio.get_running_loop().run_in_executor(None, lambda: list(self.rows(stmt, values)))
 
+    async def keys(self, stmt: Statement, keep: Callable[[Row], bool], limit: int) -> list[Row] | None:
+        """The partition keys ``keep`` selects, listed and filtered off the event loop; None
+        as soon as more than ``limit`` match (the query would be too broad)."""
 
-class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, *, index: ReadIndex, config: HubConfig, audit: AuditLog) -> None:
-        self.index = index
-        self.config = config
-        self.audit = audit
+        def scan() -> list[Row] | None:
+            out: list[Row] = []
+            for k in self.rows(stmt):
+                if keep(k):
+                    out.append(k)
+                    if len(out) > limit:
+                        return None
+            return out
 
-    # -- the query ----------------------------------------------------------------------
-    def _plan(self, req: search_pb2.SearchRequest, now: datetime) -> dict[str, Any]:
-        if not req.purpose.strip():
-            raise SearchError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "purpose is required: say why you search (policy §1: law-enforcement purposes only)",
-            )
-        if not req.case_number.strip():
-            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "case_number is required: the case or incident number")
-        retention = timedelta(seconds=self.config.retention.read_ttl_seconds)
-        end = from_timestamp(req.end_time) if req.HasField("end_time") else now
-        start = from_timestamp(req.start_time) if req.HasField("start_time") else end - retention
-        start = max(start, now - retention - timedelta(days=1))
-        if end < start:
-            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "end_time is before start_time")
-        plate = normalize_plate(req.plate)
-        mode = req.mode or search_pb2.PLATE_MATCH_MODE_EXACT
-        if plate:
-            if mode == search_pb2.PLATE_MATCH_MODE_PARTIAL:
-                if not _WILDCARD_OK.match(plate):
-                    raise SearchError(
-                        grpc.StatusCode.INVALID_ARGUMENT, "partial plate: only A-Z, 0-9 and the wildcards ? and *"
-                    )
-            elif not re.fullmatch(r"[A-Z0-9]+", plate):
-                raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, f"plate {req.plate!r}: only A-Z and 0-9")
-        area = req.area if req.HasField("area") else None
-        if area is not None and (area.min_latitude > area.max_latitude or area.min_longitude > area.max_longitude):
-            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "area: min must not exceed max")
-        if not plate and not req.camera_ids and area is None:
-            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "give a plate, camera ids or an area to search for")
-        return {
-            "plate": plate,
-            "mode": search_pb2.PlateMatchMode.Name(mode),
-            "start": start,
-            "end": end,
-            "cameras": sorted(set(req.camera_ids)),
-            "area": [area.min_latitude, area.min_longitude, area.max_latitude, area.max_longitude] if area else None,
-        }
+        return await asyncio.get_running_loop().run_in_executor(None, scan)
 
-    def _plate_filter(self, plan: dict[str, Any]) -> Callable[[str], bool]:
-        plate, mode = plan["plate"], plan["mode"]
-        if not plate:
-            return lambda p: True
-        if mode == "PLATE_MATCH_MODE_PARTIAL":
-            rx = wildcard_regex(plate)
-            return lambda p: rx.fullmatch(p) is not None
-        if mode == "PLATE_MATCH_MODE_FUZZY":
-            n = self.config.hotlists.match.one_char_min_length
-            return lambda p: fuzzy_match(plate, p, n)
-        return lambda p: p == plate
 
-    async def run_query(self, plan: dict[str, Any]) -> list[Hit]:
-        start, end = plan["start"], plan["end"]
-        days = [(start + timedelta(days=i)).date() for i in range((end.date() - start.date()).days + 1)]
-        matches = self._plate_filter(plan)
-        rows: list[Row] = []
-        if plan["plate"] and plan["mode"] == "PLATE_MATCH_MODE_EXACT":
-            parts = [(plan["plate"], d) for d in days]
-        elif plan["plate"]:
-            keys = await self.index.all(self.index.plate_keys)
-            dayset = set(days)
-            parts = [(k.plate, k.day.date() if not isinstance(k.day, date) else k.day) for k in keys]
-            parts = [(p, d) for p, d in parts if d in dayset and matches(p)]
-        else:
-            parts = []
-        if parts:
-            window = {"start": start, "end": end}
-            by_plate = self.index.by_plate
-            results = await asyncio.gather(
-                *(self.index.all(by_plate, {"plate": p, "day": d, **window}) for p, d in parts)
-            )
-        else:
-            hour0 = start.replace(minute=0, second=0, microsecond=0)
-            hours = [hour0 + timedelta(hours=i) for i in range(int((end - hour0).total_seconds() // 3600) + 1)]
-            if plan["plate"]:
-                results = []
-            elif plan["cameras"]:
-                cparts = [(c, h) for c in plan["cameras"] for h in hours]
-                results = await self._camera_hours(cparts, start, end)
-            else:
-                keys = await self.index.all(self.index.camera_keys)
-                hourset = {h.replace(tzinfo=None) for h in hours}
-                cparts = [(k.camera_id, k.hour) for k in keys if k.hour.replace(tzinfo=None) in hourset]
-                results = await self._camera_hours(cparts, start, end)
-        for r in results:
-            rows.extend(r)
-        cams = set(plan["cameras"])
-        area = plan["area"]
-        hits: dict[str, Hit] = {}
+def _day(value: object) -> date:
+    """A ``date`` column as a ``date`` (the driver may hand back its own Date type)."""
+    return value if isinstance(value, date) else value.date()  # type: ignore[attr-defined]
+
+
+def _filter_rows(
+    results: list[list[Row]], matches: Callable[[str], bool], cams: set[str], area: list[float] | None
+) -> dict[str, Hit]:
+    """The rows that match the plate, cameras and area, as hits by read id (CPU work: off the loop)."""
+    hits: dict[str, Hit] = {}
+    for rows in results:
         for r in rows:
             if not matches(r.plate) or (cams and r.camera_id not in cams):
                 continue
@@ -229,13 +216,176 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 str(r.read_id), r.plate, r.region or "", r.confidence or 0.0, utc(r.capture_time),
                 r.node_id or "", r.camera_id or "", r.latitude, r.longitude,
             )  # fmt: skip
-        return sorted(hits.values(), key=lambda h: (h.capture_time, h.read_id), reverse=True)[:MAX_RESULTS]
+    return hits
 
-    async def _camera_hours(self, parts: list[tuple[str, datetime]], start: datetime, end: datetime) -> list[list[Row]]:
-        by_camera, window = self.index.by_camera, {"start": start, "end": end}
-        return await asyncio.gather(
-            *(self.index.all(by_camera, {"camera_id": c, "hour": h, **window}) for c, h in parts)
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, *, index: ReadIndex, config: HubConfig, audit: AuditLog) -> None:
+        self.index = index
+        self.config = config
+        self.audit = audit
+
+    # -- the query ----------------------------------------------------------------------
+    def _plan(self, req: search_pb2.SearchRequest, now: datetime) -> dict[str, Any]:
+        lim = self.config.search
+        if not req.purpose.strip():
+            raise SearchError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "purpose is required: say why you search (policy §1: law-enforcement purposes only)",
+            )
+        if len(req.purpose) > _MAX_PURPOSE:
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, f"purpose is longer than {_MAX_PURPOSE} characters")
+        if not req.case_number.strip():
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "case_number is required: the case or incident number")
+        if len(req.case_number) > _MAX_CASE:
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, f"case_number is longer than {_MAX_CASE} characters")
+        retention = timedelta(seconds=self.config.retention.read_ttl_seconds)
+        end = from_timestamp(req.end_time) if req.HasField("end_time") else now
+        start = from_timestamp(req.start_time) if req.HasField("start_time") else end - retention
+        start = max(start, now - retention - timedelta(days=1))
+        end = min(end, now + timedelta(days=1))
+        if end < start:
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "end_time is before start_time")
+        if len(req.plate) > _MAX_RAW_PLATE:
+            raise SearchError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"plate is {len(req.plate)} characters long; at most {_MAX_RAW_PLATE} (a plate or a short pattern)",
+            )
+        plate = normalize_plate(req.plate)
+        mode = req.mode or search_pb2.PLATE_MATCH_MODE_EXACT
+        if plate:
+            if mode == search_pb2.PLATE_MATCH_MODE_PARTIAL:
+                if not _WILDCARD_OK.match(plate):
+                    raise SearchError(
+                        grpc.StatusCode.INVALID_ARGUMENT, "partial plate: only A-Z, 0-9 and the wildcards ? and *"
+                    )
+                plate = collapse_stars(plate)
+                wildcards = sum(plate.count(c) for c in "?*")
+                if len(plate) > lim.max_pattern_length or wildcards > lim.max_wildcards:
+                    raise SearchError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"partial plate {plate!r}: at most {lim.max_pattern_length} characters and "
+                        f"{lim.max_wildcards} wildcards ('*' runs count once); give more of the plate",
+                    )
+            elif not re.fullmatch(r"[A-Z0-9]+", plate):
+                raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, f"plate {req.plate!r}: only A-Z and 0-9")
+            elif len(plate) > lim.max_pattern_length:
+                raise SearchError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"plate is longer than {lim.max_pattern_length} characters"
+                )
+        cameras = sorted(set(req.camera_ids))
+        if len(cameras) > lim.max_cameras:
+            raise SearchError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(cameras)} camera ids; at most {lim.max_cameras} per query: split the search",
+            )
+        if any(not c or len(c) > _MAX_CAMERA_ID for c in cameras):
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, f"camera ids must be 1-{_MAX_CAMERA_ID} characters")
+        area = req.area if req.HasField("area") else None
+        if area is not None and not all(
+            math.isfinite(v) for v in (area.min_latitude, area.min_longitude, area.max_latitude, area.max_longitude)
+        ):
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "area: coordinates must be numbers")
+        if area is not None and (area.min_latitude > area.max_latitude or area.min_longitude > area.max_longitude):
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "area: min must not exceed max")
+        if not plate and not cameras and area is None:
+            raise SearchError(grpc.StatusCode.INVALID_ARGUMENT, "give a plate, camera ids or an area to search for")
+        if cameras and not plate:
+            hours = int((end - start).total_seconds() // 3600) + 2
+            if len(cameras) * hours > lim.max_partitions:
+                raise SearchError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{len(cameras)} camera(s) over {hours} hours is {len(cameras) * hours} camera-hours; at most "
+                    f"{lim.max_partitions} per query: narrow the time range or the cameras",
+                )
+        return {
+            "plate": plate,
+            "mode": search_pb2.PlateMatchMode.Name(mode),
+            "start": start,
+            "end": end,
+            "cameras": cameras,
+            "area": [area.min_latitude, area.min_longitude, area.max_latitude, area.max_longitude] if area else None,
+        }
+
+    def _plate_filter(self, plan: dict[str, Any]) -> Callable[[str], bool]:
+        plate, mode = plan["plate"], plan["mode"]
+        if not plate:
+            return lambda p: True
+        if mode == "PLATE_MATCH_MODE_PARTIAL":
+            return glob_matcher(plate)
+        if mode == "PLATE_MATCH_MODE_FUZZY":
+            n = self.config.hotlists.match.one_char_min_length
+            return lambda p: fuzzy_match(plate, p, n)
+        return lambda p: p == plate
+
+    def _too_broad(self, what: str) -> SearchError:
+        return SearchError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the query {what} more than {self.config.search.max_partitions} partitions: "
+            "narrow the time range, the plate pattern or the area",
         )
+
+    async def _partitions(self, plan: dict[str, Any]) -> list[list[tuple[Statement, Values]]]:
+        """The partitions to read, grouped by time slice (a day or an hour), newest slice first.
+
+        Slices are disjoint in time, so once the hits of the first k slices fill a page, no
+        later slice can hold a newer hit: the query stops there (paging reads only what it needs).
+        """
+        start, end = plan["start"], plan["end"]
+        window = {"start": start, "end": end}
+        limit = self.config.search.max_partitions
+        if plan["plate"]:
+            days = [(start + timedelta(days=i)).date() for i in range((end.date() - start.date()).days + 1)]
+            if plan["mode"] == "PLATE_MATCH_MODE_EXACT":
+                keys = [(plan["plate"], d) for d in days]
+            else:
+                matches, dayset = self._plate_filter(plan), set(days)
+                found = await self.index.keys(
+                    self.index.plate_keys, lambda k: _day(k.day) in dayset and matches(k.plate), limit
+                )
+                if found is None:
+                    raise self._too_broad("matches")
+                keys = [(k.plate, _day(k.day)) for k in found]
+            by_day: dict[date, list[tuple[Statement, Values]]] = {}
+            for p, d in keys:
+                by_day.setdefault(d, []).append((self.index.by_plate, {"plate": p, "day": d, **window}))
+            return [by_day[d] for d in sorted(by_day, reverse=True)]
+        hour0 = start.replace(minute=0, second=0, microsecond=0)
+        hours = [hour0 + timedelta(hours=i) for i in range(int((end - hour0).total_seconds() // 3600) + 1)]
+        if plan["cameras"]:
+            hkeys = [(c, h) for c in plan["cameras"] for h in hours]
+        else:
+            hourset = {h.replace(tzinfo=None) for h in hours}
+            found = await self.index.keys(
+                self.index.camera_keys, lambda k: k.hour.replace(tzinfo=None) in hourset, limit
+            )
+            if found is None:
+                raise self._too_broad("covers")
+            hkeys = [(k.camera_id, utc(k.hour)) for k in found]
+        by_hour: dict[datetime, list[tuple[Statement, Values]]] = {}
+        for c, h in hkeys:
+            by_hour.setdefault(h, []).append((self.index.by_camera, {"camera_id": c, "hour": h, **window}))
+        return [by_hour[h] for h in sorted(by_hour, reverse=True)]
+
+    async def run_query(self, plan: dict[str, Any], wanted: int = MAX_RESULTS) -> tuple[list[Hit], bool]:
+        """The newest hits, at least ``wanted`` of them when there are (at most ``MAX_RESULTS``),
+        and whether the query ran to the end (False: it stopped once the page was full)."""
+        slices = await self._partitions(plan)
+        matches = self._plate_filter(plan)
+        cams, area = set(plan["cameras"]), plan["area"]
+        hits: dict[str, Hit] = {}
+        wanted = min(wanted, MAX_RESULTS)
+        i = 0
+        while i < len(slices) and len(hits) < wanted:
+            batch: list[tuple[Statement, Values]] = []
+            while i < len(slices) and (not batch or len(batch) + len(slices[i]) <= _PARALLEL * 4):
+                batch.extend(slices[i])
+                i += 1
+            results = await asyncio.gather(*(self.index.all(stmt, values) for stmt, values in batch))
+            found = await asyncio.get_running_loop().run_in_executor(None, _filter_rows, results, matches, cams, area)
+            hits.update(found)
+        ordered = sorted(hits.values(), key=lambda h: (h.capture_time, h.read_id), reverse=True)
+        return ordered[:MAX_RESULTS], i >= len(slices)
 
     async def Search(self, request: search_pb2.SearchRequest, context: Context) -> search_pb2.SearchResponse:
         p = principal_from()
@@ -244,27 +394,27 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         offset, token_fp = 0, ""
         if request.page_token:
             try:
+                if len(request.page_token) > 1000:
+                    raise ValueError("too long")
                 tok = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
                 offset, token_fp = int(tok["o"]), str(tok["f"])
                 now = datetime.fromtimestamp(float(tok["n"]), UTC)  # pages share the first page's "now"
+                if not 0 <= offset < MAX_RESULTS:
+                    raise ValueError("offset")
             except Exception:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not valid; start again")
+                await self._refuse(context, actor, role, request, "page_token is not valid; start again")
+        size = min(max(request.page_size or 100, 1), 1000)
         try:
             plan = self._plan(request, now)
+            fingerprint = hashlib.sha256(json.dumps(plan, default=str, sort_keys=True).encode()).hexdigest()[:16]
+            if request.page_token and token_fp != fingerprint:
+                raise SearchError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "page_token does not belong to this query; start again"
+                )
+            hits, complete = await self.run_query(plan, offset + size + 1)
         except SearchError as e:
-            await self.audit.record(
-                actor, "search", role=role, purpose=request.purpose, case_number=request.case_number,
-                details={"refused": e.message}, outcome="refused",
-            )  # fmt: skip
-            await context.abort(e.code, e.message)
+            await self._refuse(context, actor, role, request, e.message)
             raise
-        fingerprint = hashlib.sha256(json.dumps(plan, default=str, sort_keys=True).encode()).hexdigest()[:16]
-        if request.page_token and token_fp != fingerprint:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "page_token does not belong to this query; start again"
-            )
-        size = min(max(request.page_size or 100, 1), 1000)
-        hits = await self.run_query(plan)
         page = hits[offset : offset + size]
         nxt = ""
         if offset + size < len(hits):
@@ -272,7 +422,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 json.dumps({"o": offset + size, "f": fingerprint, "n": now.timestamp()}).encode()
             ).decode()
         details = {k: v for k, v in plan.items() if k not in ("start", "end")}
-        details.update(start=plan["start"].isoformat(), end=plan["end"].isoformat(), offset=offset, returned=len(page))
+        details.update(
+            start=plan["start"].isoformat(), end=plan["end"].isoformat(), offset=offset, returned=len(page),
+            complete=complete,
+        )  # fmt: skip
         rec = await self.audit.record(
             actor, "search", role=role, purpose=request.purpose.strip(), case_number=request.case_number.strip(),
             details=details, result_count=len(hits),
@@ -280,3 +433,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.SearchResponse(
             hits=[h.to_proto() for h in page], next_page_token=nxt, audit_ref=f"{rec.chain}/{rec.seq}"
         )
+
+    async def _refuse(
+        self, context: Context, actor: str, role: str, request: search_pb2.SearchRequest, message: str
+    ) -> None:
+        """Audit a refused query (its text fields cut short: a refusal may be for their size) and
+        answer INVALID_ARGUMENT with ``message``."""
+        await self.audit.record(
+            actor, "search", role=role, purpose=request.purpose[:_MAX_PURPOSE],
+            case_number=request.case_number[:_MAX_CASE],
+            details={"refused": message, "plate": request.plate[:_MAX_RAW_PLATE], "plate_length": len(request.plate),
+                     "cameras": len(request.camera_ids)},
+            outcome="refused",
+        )  # fmt: skip
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)

@@ -1,13 +1,16 @@
 """Hostile and careless input against a real hub on loopback with a real Cassandra.
 
 Stored reads are write-once, evidence is append-only, evidence packages cannot point outside
-themselves and are compared with the hub's whole record of their export.
+themselves and are compared with the hub's whole record of their export; searches are bounded,
+refused clearly and audited, and never stall the hub's other calls.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,8 @@ from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2
+from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2, search_pb2, search_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
 from alpr_common.operator_cli import main as alpr
@@ -207,3 +211,105 @@ def test_against_hub_notices_a_dropped_read_and_every_rewritten_field(sec: SecHu
     forged["purpose"] = "a better-sounding purpose"
     _rewrite(out, forged)
     assert any("purpose differs" in p for p in compare_with_hub(out, list(held.reads), list(held.exports)))
+
+
+# -- searches are bounded and cannot stall the hub ---------------------------------------
+
+
+def _search(h: SecHub, **kw: Any) -> search_pb2.SearchResponse:
+    kw.setdefault("purpose", "hostile-input test")
+    kw.setdefault("case_number", "SEC-S")
+    resp: search_pb2.SearchResponse = call(
+        search_pb2_grpc.SearchServiceStub(h.channel).Search, search_pb2.SearchRequest(**kw), h.inv, timeout=120
+    )
+    return resp
+
+
+class LatencyProbe:
+    """Calls the hub's health check in a loop from its own thread and keeps the latencies."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = health_pb2_grpc.HealthStub(self.channel)
+        self.stub.Check(health_pb2.HealthCheckRequest(), timeout=30)  # connected before measuring
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            self.stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            self.latencies.append(time.perf_counter() - t0)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> LatencyProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        self.channel.close()
+
+
+@pytest.fixture(scope="module")
+def many_plates(sec: SecHub) -> SecHub:
+    """400 distinct plates (none with a Z), so listing partition keys has real work to do."""
+    rnd = random.Random(15)
+    alphabet = "ABCDEFGHJKLMNPRSTUVWXY0123456789"
+    plates = {"".join(rnd.choice(alphabet) for _ in range(7)) for _ in range(400)}
+    sec.ingest([make_read("n-s", f"cam-s{i % 5}", p, rnd=rnd) for i, p in enumerate(sorted(plates))])
+    return sec
+
+
+def test_a_wildcard_storm_does_not_stall_the_hub(many_plates: SecHub) -> None:
+    """18 '*' and a letter: exponential for a backtracking regex over every partition key."""
+    hostile = "*" * 18 + "Z"
+    with LatencyProbe(many_plates.thread.target) as probe:
+        t0 = time.perf_counter()
+        resp = _search(many_plates, plate=hostile, mode=search_pb2.PLATE_MATCH_MODE_PARTIAL)
+        took = time.perf_counter() - t0
+        time.sleep(0.1)
+    assert list(resp.hits) == []
+    assert probe.latencies, "the probe never got an answer"
+    assert max(probe.latencies) <= 0.2, (sorted(probe.latencies)[-5:], took)
+    many = _search(many_plates, plate="A*", mode=search_pb2.PLATE_MATCH_MODE_PARTIAL)
+    assert many.hits and all(h.plate.startswith("A") for h in many.hits)
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"plate": "A" * 100_000}, "100000 characters"),
+        ({"plate": "A?B?C?D?E?", "mode": search_pb2.PLATE_MATCH_MODE_PARTIAL}, "wildcards"),
+        ({"plate": "ABCDEFGHJKLMNPRST*", "mode": search_pb2.PLATE_MATCH_MODE_PARTIAL}, "characters"),
+        ({"camera_ids": [f"cam-{i}" for i in range(51)]}, "at most 50"),
+        ({"camera_ids": [f"cam-{i}" for i in range(10)]}, "camera-hours"),
+        ({"plate": "ABC123", "purpose": "x" * 100_000}, "purpose"),
+        ({"plate": "ABC123", "case_number": "9" * 100_000}, "case_number"),
+    ],
+)
+def test_oversized_searches_are_refused_clearly_and_audited(sec: SecHub, kw: dict[str, Any], words: str) -> None:
+    with LatencyProbe(sec.thread.target) as probe:
+        try:
+            _search(sec, **kw)
+        except grpc.RpcError as e:
+            code, msg = e.code(), e.details() or ""
+        else:
+            raise AssertionError("the search was answered")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, msg[:200])
+    assert words in msg and len(msg) < 400, msg[:400]
+    assert max(probe.latencies, default=0) <= 0.2, probe.latencies
+    rows = sec.cql.execute(f"SELECT action, outcome, details_json FROM {sec.keyspace}.audit_log")
+    refused = [json.loads(r.details_json) for r in rows if r.action == "search" and r.outcome == "refused"]
+    assert any(d.get("refused") == msg for d in refused), msg
+
+
+def test_camera_searches_are_paged_without_reading_everything(many_plates: SecHub) -> None:
+    first = _search(many_plates, camera_ids=["cam-s1"], page_size=5)
+    assert len(first.hits) == 5 and first.next_page_token
+    second = _search(many_plates, camera_ids=["cam-s1"], page_size=5, page_token=first.next_page_token)
+    assert len(second.hits) == 5 and not {h.read_id for h in first.hits} & {h.read_id for h in second.hits}
+    times = [h.capture_time.ToDatetime() for h in [*first.hits, *second.hits]]
+    assert times == sorted(times, reverse=True)
