@@ -136,7 +136,7 @@ def test_re_export_keeps_the_first_copy_exporter_and_purpose(sec: SecHub) -> Non
 def _export(sec: SecHub, case: str, reads: list[reads_pb2.PlateRead], out: Path) -> None:
     ids = [r.read_id for r in reads]
     args = ["--hub", sec.thread.target, "--token", sec.inv]
-    assert alpr([*args, "export", "--case", case, "--read", *ids, "--out", str(out)]) == 0
+    assert alpr([*args, "export", "--case", case, "--purpose", "test", "--read", *ids, "--out", str(out)]) == 0
 
 
 def _rewrite(out: Path, manifest: dict[str, Any]) -> None:
