@@ -1,8 +1,19 @@
-"""The audit log (policy §3, 5.3): append-only, hash-chained, without TTL.
+"""The audit log (policy §3, 5.3): append-only, hash-chained, keyed, anchored, without TTL.
 
 Each hub appends to its own chain (``auth.audit_chain``, default the hub id). An entry's
-``entry_hash`` is the SHA-256 of its fields and of the previous entry's hash, so changing,
-removing or inserting a row breaks the chain. Sequence numbers are claimed with a
+``entry_hash`` is the HMAC-SHA256, under the audit key, of its fields and of the previous
+entry's hash, so changing, removing or inserting a row breaks the chain, and whoever can
+write to Cassandra but does not hold the key cannot recompute it. The key comes from
+``auth.audit_key_file`` or ``ALPR_AUDIT_KEY`` and is never stored in Cassandra (a hub
+without a key, allowed only with ``insecure_dev``, hashes with plain SHA-256).
+
+The chain is anchored outside Cassandra: :class:`AuditCheckpointer` appends a signed
+checkpoint (chain, head seq, head hash; HMAC under the same key) to
+``auth.audit_checkpoint_dir`` every ``audit_checkpoint_interval_s`` and at shutdown, from
+what this hub itself wrote (never from what the database says). :meth:`AuditLog.verify`
+(``alpr audit verify``) compares every chain with its last checkpoint, so a chain rewritten
+end to end, cut short, or deleted with its head row is reported. Turning on a key for an
+existing deployment: give the hub a new ``audit_chain`` name (old entries stay unkeyed). Sequence numbers are claimed with a
 lightweight transaction (``INSERT ... IF NOT EXISTS``): two processes that share a chain
 name never overwrite each other; the loser reloads the head and retries. The chain's head
 (last seq and hash) is also kept in ``audit_chains``, so cutting off the newest entries is
@@ -16,12 +27,17 @@ Other services record through :meth:`AuditLog.record` (async)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from alpr.v1 import audit_pb2, audit_pb2_grpc
@@ -40,6 +56,92 @@ AUDIT_LOG_COLUMNS = (
     "result_count", "outcome", "prev_hash", "entry_hash",
 )  # fmt: skip
 _MAX_CLAIM_TRIES = 50
+
+
+AUDIT_KEY_ENV = "ALPR_AUDIT_KEY"
+MIN_KEY_BYTES = 16
+
+
+def _digest(key: bytes | None, blob: bytes) -> str:
+    return hmac.new(key, blob, hashlib.sha256).hexdigest() if key else hashlib.sha256(blob).hexdigest()
+
+
+def load_audit_key(key_file: str, environ: dict[str, str] | None = None) -> bytes | None:
+    """The audit key: the contents of ``key_file`` (whitespace stripped), else ``ALPR_AUDIT_KEY``,
+    else None. A key shorter than 16 bytes is refused (ValueError, saying how to make one)."""
+    env = os.environ if environ is None else environ
+    if key_file:
+        try:
+            key = Path(key_file).read_bytes().strip()
+        except OSError as e:
+            raise ValueError(f"auth.audit_key_file {key_file}: {e.strerror or e}") from e
+        source = key_file
+    elif env.get(AUDIT_KEY_ENV):
+        key, source = env[AUDIT_KEY_ENV].strip().encode(), AUDIT_KEY_ENV
+    else:
+        return None
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"the audit key in {source} is shorter than {MIN_KEY_BYTES} bytes: make one with "
+            "python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement, kept outside Cassandra, that ``chain`` had ``seq`` entries ending in ``entry_hash``."""
+
+    chain: str
+    seq: int
+    entry_hash: str
+    time: str
+    hub_id: str
+
+    def body(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+
+class CheckpointSink:
+    """Signed checkpoints as JSON lines, one file per chain, in a directory outside Cassandra."""
+
+    def __init__(self, directory: str | Path, key: bytes | None) -> None:
+        self.directory = Path(directory)
+        self.key = key
+
+    def _file(self, chain: str) -> Path:
+        return self.directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", chain) + ".jsonl")
+
+    def write(self, cp: Checkpoint) -> None:
+        """Append one checkpoint and fsync it (blocking)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({**dataclasses.asdict(cp), "mac": _digest(self.key, cp.body())}, sort_keys=True)
+        with open(self._file(cp.chain), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def latest(self) -> tuple[dict[str, Checkpoint], list[str]]:
+        """The newest valid checkpoint of each chain, and problems (bad signatures, bad lines)."""
+        out: dict[str, Checkpoint] = {}
+        problems: list[str] = []
+        for path in sorted(self.directory.glob("*.jsonl")) if self.directory.is_dir() else []:
+            for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    mac = d.pop("mac")
+                    cp = Checkpoint(**d)
+                except (ValueError, TypeError, KeyError):
+                    problems.append(f"checkpoint {path.name} line {n}: not a checkpoint")
+                    continue
+                if not hmac.compare_digest(str(mac), _digest(self.key, cp.body())):
+                    problems.append(f"checkpoint {path.name} line {n}: signature invalid (forged, or another key)")
+                    continue
+                if cp.chain not in out or cp.seq >= out[cp.chain].seq:
+                    out[cp.chain] = cp
+        return out, problems
 
 
 @dataclass
@@ -64,8 +166,9 @@ class AuditRecord:
         """The entry's ``audit_log`` columns, by name (without the bucket)."""
         return dataclasses.asdict(self)
 
-    def compute_hash(self) -> str:
-        """SHA-256 (hex) over every field except entry_hash, as canonical JSON."""
+    def compute_hash(self, key: bytes | None = None) -> str:
+        """HMAC-SHA256 under ``key`` (plain SHA-256 without one), hex, over every field except
+        entry_hash, as canonical JSON."""
         body = {
             "chain": self.chain,
             "seq": self.seq,
@@ -81,7 +184,7 @@ class AuditRecord:
             "prev_hash": self.prev_hash,
         }
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return _digest(key, blob)
 
     def to_proto(self) -> audit_pb2.AuditEntry:
         return audit_pb2.AuditEntry(
@@ -134,9 +237,19 @@ class ChainReport:
 class AuditLog(CassandraStore):
     """Appends to this hub's chain; lists and verifies all chains. One per hub process."""
 
-    def __init__(self, *, session: Session, cassandra: CassandraConfig, chain: str) -> None:
+    def __init__(
+        self,
+        *,
+        session: Session,
+        cassandra: CassandraConfig,
+        chain: str,
+        key: bytes | None = None,
+        checkpoints: CheckpointSink | None = None,
+    ) -> None:
         super().__init__(session=session, cassandra=cassandra)
         self.chain = chain
+        self.key = key
+        self.checkpoints = checkpoints
         ks = self.keyspace
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None  # (seq, hash) of this chain's last entry
@@ -219,7 +332,7 @@ class AuditLog(CassandraStore):
                     outcome=outcome,
                     prev_hash=prev,
                 )
-                rec.entry_hash = rec.compute_hash()
+                rec.entry_hash = rec.compute_hash(self.key)
                 res = await self.run(self._ins, {**rec.columns(), "bucket": rec.seq // BUCKET_SIZE})
                 if res and res[0].applied:
                     self._head = (rec.seq, rec.entry_hash)
@@ -266,14 +379,32 @@ class AuditLog(CassandraStore):
             bucket += 1
         return out
 
+    @property
+    def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last entry this process wrote or loaded (None before the first)."""
+        return self._head
+
     async def verify(self) -> list[ChainReport]:
-        """Recompute every chain; each report lists what is wrong (empty: intact)."""
+        """Recompute every chain (keyed) and hold it against its last signed checkpoint; each
+        report lists what is wrong (empty: intact)."""
+        anchors: dict[str, Checkpoint] = {}
+        anchor_problems: list[str] = []
+        if self.checkpoints is not None:
+            anchors, anchor_problems = await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.latest)
         reports: list[ChainReport] = []
-        for chain, head_seq, head_hash in await self.chains():
+        stored = await self.chains()
+        for chain in sorted({c for c, _, _ in stored} | set(anchors)):
+            head_seq, head_hash = next(((s, h) for c, s, h in stored if c == chain), (0, ""))
             rep = ChainReport(chain)
+            cp = anchors.get(chain)
+            if cp is not None and not any(c == chain for c, _, _ in stored):
+                rep.problems.append(
+                    f"chain deleted: the signed checkpoint of {cp.time} has seq {cp.seq}, Cassandra has no such chain"
+                )
             prev_hash = ""
             expect = 1
             after = 0
+            seen_anchor = False
             while True:
                 page = await self.entries(chain, after, 1000)
                 if not page:
@@ -285,8 +416,16 @@ class AuditLog(CassandraStore):
                         rep.problems.append(
                             f"seq {rec.seq}: prev_hash does not match the previous entry (inserted or changed entries)"
                         )
-                    if rec.compute_hash() != rec.entry_hash:
-                        rep.problems.append(f"seq {rec.seq}: contents changed (hash mismatch)")
+                    if rec.compute_hash(self.key) != rec.entry_hash:
+                        rep.problems.append(
+                            f"seq {rec.seq}: contents changed (hash mismatch{'' if self.key else ', unkeyed chain'})"
+                        )
+                    if cp is not None and rec.seq == cp.seq:
+                        seen_anchor = True
+                        if rec.entry_hash != cp.entry_hash:
+                            rep.problems.append(
+                                f"seq {rec.seq}: differs from the signed checkpoint of {cp.time} (chain rewritten)"
+                            )
                     prev_hash = rec.entry_hash
                     expect = rec.seq + 1
                     rep.entries += 1
@@ -295,8 +434,59 @@ class AuditLog(CassandraStore):
                 rep.problems.append(f"seq {expect}..{head_seq}: missing at the end (head is {head_seq})")
             elif head_seq and head_seq == expect - 1 and head_hash and head_hash != prev_hash:
                 rep.problems.append(f"seq {head_seq}: last entry differs from the recorded head hash")
+            if cp is not None and not seen_anchor and any(c == chain for c, _, _ in stored):
+                rep.problems.append(
+                    f"seq {expect}..{cp.seq}: missing, but the signed checkpoint of {cp.time} has seq {cp.seq} "
+                    "(chain truncated)"
+                )
             reports.append(rep)
+        if anchor_problems:
+            reports.append(ChainReport("(checkpoints)", problems=anchor_problems))
         return reports
+
+
+class AuditCheckpointer:
+    """Writes a signed checkpoint of this hub's chain head outside Cassandra, every interval
+    (when the head moved) and at shutdown: what this process wrote, not what the database says."""
+
+    def __init__(self, *, audit: AuditLog, sink: CheckpointSink, hub_id: str, interval_s: float) -> None:
+        self.audit = audit
+        self.sink = sink
+        self.hub_id = hub_id
+        self.interval_s = interval_s
+        self._written: tuple[int, str] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Write a checkpoint if the head moved since the last one; returns it (None: nothing new)."""
+        head = self.audit.head
+        if head is None or head == self._written or head[0] == 0:
+            return None
+        cp = Checkpoint(self.audit.chain, head[0], head[1], now_utc().isoformat(), self.hub_id)
+        await asyncio.get_running_loop().run_in_executor(None, self.sink.write, cp)
+        self._written = head
+        return cp
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.checkpoint()
+            except Exception as exc:  # a full disk must not stop the hub; the next try may work
+                log.error("audit checkpoint to %s failed: %r", self.sink.directory, exc)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.checkpoint()
+        except Exception as exc:
+            log.error("final audit checkpoint failed: %r", exc)
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):

@@ -69,7 +69,7 @@ def _main(argv: list[str] | None) -> int:
 
     if args.command == "add-user":  # bootstrap access (the first admin) without a running hub
         from alpr_common.cassandra import connect as _connect
-        from hub.audit import AuditLog
+        from hub.audit import AuditLog, load_audit_key
         from hub.schema import migrate as _migrate
         from hub.users import UserStore
 
@@ -82,7 +82,8 @@ def _main(argv: list[str] | None) -> int:
             token = UserStore(session=session, cassandra=cfg.cassandra).add_user_sync(
                 args.user, args.role, args.user, "alpr-hub"
             )
-            audit = AuditLog(session=session, cassandra=cfg.cassandra, chain=f"cli-{cfg.hub_id}")
+            key = load_audit_key(cfg.auth.audit_key_file)
+            audit = AuditLog(session=session, cassandra=cfg.cassandra, chain=f"cli-{cfg.hub_id}", key=key)
             details = {"user_id": args.user, "role": args.role, "via": "alpr-hub add-user"}
             asyncio.run(audit.record("alpr-hub", "user.add", details=details))
         except ValueError as e:
@@ -125,6 +126,9 @@ def _main(argv: list[str] | None) -> int:
     except OSError as e:
         print(f"alpr-hub: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # a setting found wrong at start (audit key, insecure config)
+        print(f"alpr-hub: {e}", file=sys.stderr)
+        return 2
     except Exception as e:
         from cassandra.cluster import NoHostAvailable
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -119,6 +120,13 @@ class AuthConfig(StrictModel):
     # Service certificates (OU service) by CN → their service role, e.g. {bridge: bridge}.
     # A service certificate not listed here may call no method that returns people's data.
     services: dict[str, Literal["bridge"]] = Field(default_factory=dict)
+    # The audit chain's HMAC key: a file only the hub can read (or ALPR_AUDIT_KEY). Never in
+    # Cassandra: who can write there cannot recompute the chain. Required unless insecure_dev.
+    audit_key_file: str = ""
+    # Signed checkpoints of the chain head, outside Cassandra (a directory on other storage);
+    # `alpr audit verify` holds every chain against them. Required unless insecure_dev.
+    audit_checkpoint_dir: str = ""
+    audit_checkpoint_interval_s: float = Field(60.0, gt=0)
 
 
 class TlsConfig(StrictModel):
@@ -184,6 +192,16 @@ class HubConfig(StrictModel):
                 problems.append("auth.enabled is false: access control is off (allowed only with insecure_dev: true)")
             if not self.tls.enabled:
                 problems.append("tls.enabled is false: gRPC in plain text (allowed only with insecure_dev: true)")
+        if self.auth.enabled and not self.insecure_dev:
+            if not (self.auth.audit_key_file or os.environ.get("ALPR_AUDIT_KEY")):
+                problems.append(
+                    "auth.audit_key_file (or ALPR_AUDIT_KEY) is required: the audit chain's HMAC key, kept out of "
+                    "Cassandra (python -c 'import secrets; print(secrets.token_hex(32))' > audit.key)"
+                )
+            if not self.auth.audit_checkpoint_dir:
+                problems.append(
+                    "auth.audit_checkpoint_dir is required: signed audit checkpoints, on storage other than Cassandra"
+                )
         if self.tls.enabled and not (self.tls.cert_file and self.tls.key_file):
             problems.append(
                 "tls.enabled needs cert_file and key_file (alpr certs issue HUB --kind service --host NAME), "

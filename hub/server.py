@@ -49,7 +49,7 @@ from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
 from alpr_common.tls import server_credentials
 from hub.agencies import AgencyExchangeServicer, AgencyStore, BridgeAdminServicer
 from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
-from hub.audit import AuditLog, AuditServicer
+from hub.audit import AuditCheckpointer, AuditLog, AuditServicer, CheckpointSink, load_audit_key
 from hub.auth import AdminServicer, Authenticator, AuthInterceptor
 from hub.config import HubConfig
 from hub.evidence import EvidenceServicer, EvidenceStore
@@ -155,6 +155,7 @@ async def _record_start(audit: AuditLog, config: HubConfig) -> None:
         "auth_enabled": config.auth.enabled,
         "tls_enabled": config.tls.enabled,
         "insecure_dev": config.insecure_dev,
+        "audit_keyed": audit.key is not None,
         "read_ttl_seconds": config.retention.read_ttl_seconds,
     }
     try:
@@ -196,7 +197,14 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         metrics, hl_metrics = HubMetrics(registry), HotListMetrics(registry)
         reads = ReadStore(session=session, config=config)
         users = UserStore(session=session, cassandra=cassandra)
-        audit = AuditLog(session=session, cassandra=cassandra, chain=config.auth.audit_chain or config.hub_id)
+        audit_key = load_audit_key(config.auth.audit_key_file)
+        checkpoints = (
+            CheckpointSink(config.auth.audit_checkpoint_dir, audit_key) if config.auth.audit_checkpoint_dir else None
+        )
+        audit = AuditLog(
+            session=session, cassandra=cassandra, chain=config.auth.audit_chain or config.hub_id, key=audit_key,
+            checkpoints=checkpoints,
+        )  # fmt: skip
         hl_store = HotListStore(session=session, config=config)
         mirror = HotListMirror(store=hl_store, config=config, metrics=hl_metrics)
         # Load the list before serving: no read is stored without being matched.
@@ -255,6 +263,9 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         await server.start()
         for part in (mirror, hotlists, feed, alerts, retention):
             _started(stack, part)
+        if checkpoints is not None:  # stopped after the server: the last entries get checkpointed too
+            interval = config.auth.audit_checkpoint_interval_s
+            _started(stack, AuditCheckpointer(audit=audit, sink=checkpoints, hub_id=config.hub_id, interval_s=interval))
         stack.push_async_callback(cancel_task, asyncio.create_task(_record_start(audit, config)))
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

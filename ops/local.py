@@ -136,7 +136,14 @@ def _write_hub_config() -> None:
     cfg = yaml.safe_load((ROOT / "ops/config/hub.example.yaml").read_text())
     # Only the bridge's certificate reads alerts without a token; the console certificate
     # identifies this machine, and people's data needs the operator's token.
-    cfg["auth"] = {"enabled": True, "audit_chain": "", "services": {"local-bridge": "bridge"}}
+    key = RUN / "audit.key"  # the audit chain's HMAC key: on disk here, never in Cassandra
+    if not key.exists():
+        import secrets
+
+        key.write_text(secrets.token_hex(32) + "\n")
+        key.chmod(0o600)
+    cfg["auth"] = {"enabled": True, "audit_chain": "", "services": {"local-bridge": "bridge"},
+                   "audit_key_file": str(key), "audit_checkpoint_dir": str(RUN / "audit-checkpoints")}  # fmt: skip
     cfg["tls"] = {
         "enabled": True, "cert_file": str(PKI / "hub-local.crt"), "key_file": str(PKI / "hub-local.key"),
         "ca_file": str(PKI / "ca" / "ca.crt"), "require_client_cert": True, "enforce_node_identity": True,

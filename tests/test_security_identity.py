@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 import shutil
 import subprocess
 import sys
@@ -157,18 +158,25 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, kind in (("console", "service"), ("bridge", "service"), (AGENCY_CN, "service"),
                        ("pole-1", "node"), ("pole-2", "node"), ("pole-3", "node")):  # fmt: skip
         tls.issue(d / "ca", name, kind, d)
+    (d / "audit.key").write_text(secrets.token_hex(32) + "\n")
     return d
+
+
+def secured(pki: Path, **auth: object) -> dict[str, object]:
+    """Hub settings as deployed: no insecure_dev, mutual TLS, auth, a keyed and anchored audit chain."""
+    return {
+        "insecure_dev": False,
+        "auth": {"enabled": True, "services": {"bridge": "bridge"}, "audit_key_file": str(pki / "audit.key"),
+                 "audit_checkpoint_dir": str(pki / "checkpoints"), **auth},
+        "tls": {"enabled": True, "cert_file": str(pki / "hub-1.crt"), "key_file": str(pki / "hub-1.key"),
+                "ca_file": str(pki / "ca" / "ca.crt")},
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def shub(cassandra: tuple[list[str], int], cql: Session, pki: Path) -> Iterator[AuthHub]:
-    """A hub as deployed: no insecure_dev, mutual TLS, auth, the bridge's certificate named."""
-    h = AuthHub(
-        cassandra, cql, insecure_dev=False, auth={"enabled": True, "services": {"bridge": "bridge"}},
-        tls={"enabled": True, "cert_file": str(pki / "hub-1.crt"), "key_file": str(pki / "hub-1.key"),
-             "ca_file": str(pki / "ca" / "ca.crt")},
-        hotlists={"poll_interval_s": 0.05},
-    )  # fmt: skip
+    """A hub as deployed, the bridge's certificate named."""
+    h = AuthHub(cassandra, cql, hotlists={"poll_interval_s": 0.05}, **secured(pki))
     h.channel.close()
     h.channel = channel(h, pki, "console")
     admin = admin_pb2_grpc.AdminServiceStub(h.channel)
@@ -362,3 +370,128 @@ def test_nodes_subscribe_only_as_their_registered_certificate(shub: AuthHub, pki
     assert _Subscribe(shub, pki, "pole-3", "pole-3").first() == grpc.StatusCode.UNAUTHENTICATED
     denied = [e for e in audit_entries(shub, "access.denied") if e.actor in ("node:pole-1", "node:pole-2")]
     assert {e.actor for e in denied} == {"node:pole-1", "node:pole-2"}
+
+
+# -- the audit chain: keyed, and anchored outside Cassandra ----------------------------------
+
+
+def _chain_rows(cql, ks: str, chain: str) -> list:
+    return list(cql.execute(f"SELECT * FROM {ks}.audit_log WHERE chain = %s AND bucket = 0", (chain,)))
+
+
+def _put_rows(cql, ks: str, rows: list) -> None:
+    for r in rows:
+        cql.execute(
+            f"INSERT INTO {ks}.audit_log (chain, bucket, seq, time, actor, role, action, purpose, case_number, "
+            "details_json, result_count, outcome, prev_hash, entry_hash) "
+            "VALUES (%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (r.chain, r.seq, r.time, r.actor, r.role, r.action, r.purpose, r.case_number, r.details_json,
+             r.result_count, r.outcome, r.prev_hash, r.entry_hash),
+        )  # fmt: skip
+
+
+def _set_head(cql, ks: str, chain: str, seq: int, entry_hash: str) -> None:
+    cql.execute(
+        f"UPDATE {ks}.audit_chains SET head_seq = %s, head_hash = %s WHERE chain = %s", (seq, entry_hash, chain)
+    )
+
+
+def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(cassandra, cql, pki, monkeypatch, tmp_path) -> None:
+    from alpr_common.operator_cli import main as alpr_cli
+    from hub.audit import CheckpointSink, _row_record
+
+    anchors_dir = tmp_path / "checkpoints"  # this deployment's own (the module's other hub has its own)
+    one = AuthHub(cassandra, cql, hub_id="hub-one",
+                  **secured(pki, audit_checkpoint_interval_s=0.2, audit_checkpoint_dir=str(anchors_dir)))  # fmt: skip
+    ks, chain = one.keyspace, "hub-one"
+    one.channel.close()
+    one.channel = channel(one, pki, "console")
+    admin = admin_pb2_grpc.AdminServiceStub(one.channel)
+    for i in range(4):
+        call(
+            admin.AddUser, admin_pb2.AddUserRequest(user_id=f"aud-disp-{i}", role=admin_pb2.ROLE_DISPATCHER), one.admin
+        )
+    one.thread.stop()  # the final checkpoint is written at shutdown
+    one.channel.close()
+    head = cql.execute(f"SELECT head_seq, head_hash FROM {ks}.audit_chains WHERE chain = %s", (chain,)).one()
+    key = (pki / "audit.key").read_bytes().strip()
+    anchors, bad = CheckpointSink(anchors_dir, key).latest()
+    assert not bad and anchors[chain].seq == head.head_seq >= 5 and anchors[chain].entry_hash == head.head_hash
+    original = _chain_rows(cql, ks, chain)
+    # Keyed: the stored hash is not the plain SHA-256 anyone could recompute, and the key is not stored.
+    rec = _row_record(original[-1])
+    assert rec.entry_hash == rec.compute_hash(key) != rec.compute_hash(None)
+    assert key.decode() not in repr(original)
+
+    # A second hub on the same keyspace and checkpoint directory answers `alpr audit verify`.
+    two = HubThread(one.config.model_copy(update={"hub_id": "hub-two"})).start()
+    try:
+        auditor = one.token("sec-aud", "auditor")
+        for name, value in (("ALPR_TLS_CA", pki / "ca" / "ca.crt"), ("ALPR_TLS_CERT", pki / "console.crt"),
+                            ("ALPR_TLS_KEY", pki / "console.key")):  # fmt: skip
+            monkeypatch.setenv(name, str(value))
+        cli = ["--hub", two.target, "--token", auditor, "--json", "audit", "verify"]
+        with grpc.secure_channel(two.target, tls.channel_credentials(
+                str(pki / "ca" / "ca.crt"), str(pki / "console.crt"), str(pki / "console.key"))) as ch:  # fmt: skip
+            stub = audit_pb2_grpc.AuditServiceStub(ch)
+
+            def problems() -> list[str]:
+                rep = call(stub.VerifyAudit, audit_pb2.VerifyAuditRequest(), auditor)
+                return [p for c in rep.chains for p in c.problems]
+
+            assert problems() == [] and alpr_cli(cli) == 0
+
+            # 1. Rewritten by someone with Cassandra access: an entry changed, every later hash
+            #    recomputed (plain SHA-256, the only hash without the key), the head row too.
+            forged, prev = [], original[0].prev_hash
+            for r in original:
+                fr = _row_record(r)
+                fr.prev_hash = prev
+                if fr.seq == 2:
+                    fr.actor = "someone-else"
+                if fr.seq >= 2:
+                    fr.entry_hash = fr.compute_hash(None)
+                prev = fr.entry_hash
+                forged.append(fr)
+            for fr in forged:
+                cql.execute(
+                    f"UPDATE {ks}.audit_log SET actor = %s, prev_hash = %s, entry_hash = %s "
+                    "WHERE chain = %s AND bucket = 0 AND seq = %s",
+                    (fr.actor, fr.prev_hash, fr.entry_hash, chain, fr.seq),
+                )
+            _set_head(cql, ks, chain, forged[-1].seq, forged[-1].entry_hash)
+            found = problems()
+            assert any("seq 2: contents changed" in p for p in found), found
+            assert any("differs from the signed checkpoint" in p for p in found), found
+            assert alpr_cli(cli) == 1
+            _put_rows(cql, ks, original)
+            _set_head(cql, ks, chain, head.head_seq, head.head_hash)
+            assert problems() == []
+
+            # 2. Truncated: the newest entries deleted and the head row moved back to match.
+            for r in original[-2:]:
+                cql.execute(f"DELETE FROM {ks}.audit_log WHERE chain = %s AND bucket = 0 AND seq = %s", (chain, r.seq))
+            _set_head(cql, ks, chain, original[-3].seq, original[-3].entry_hash)
+            found = problems()
+            assert any("chain truncated" in p for p in found), found
+            _put_rows(cql, ks, original[-2:])
+            _set_head(cql, ks, chain, head.head_seq, head.head_hash)
+            assert problems() == []
+
+            # 3. Deleted: every entry and the head row.
+            cql.execute(f"DELETE FROM {ks}.audit_log WHERE chain = %s AND bucket = 0", (chain,))
+            cql.execute(f"DELETE FROM {ks}.audit_chains WHERE chain = %s", (chain,))
+            found = problems()
+            assert any(p.startswith("chain deleted") for p in found), found
+            assert alpr_cli(cli) == 1
+
+            # 4. A checkpoint forged in the file (without the key) is reported, not believed.
+            with open(anchors_dir / "hub-one.jsonl", "a") as f:
+                f.write(
+                    '{"chain": "hub-one", "seq": 1, "entry_hash": "00", "time": "now", "hub_id": "x", "mac": "00"}\n'
+                )
+            assert any("signature invalid" in p for p in problems())
+    finally:
+        two.stop()
+        one.thread.hub = None
+        one.stop()
