@@ -39,6 +39,7 @@ from alpr.v1 import (
 from cassandra.cluster import Session
 
 from alpr_common import tls
+from alpr_common.cassandra import Row
 from alpr_common.simulation import make_read
 from alpr_common.timestamps import to_timestamp
 from dispatch_bridge.config import BridgeConfig
@@ -375,11 +376,11 @@ def test_nodes_subscribe_only_as_their_registered_certificate(shub: AuthHub, pki
 # -- the audit chain: keyed, and anchored outside Cassandra ----------------------------------
 
 
-def _chain_rows(cql, ks: str, chain: str) -> list:
+def _chain_rows(cql: Session, ks: str, chain: str) -> list[Row]:
     return list(cql.execute(f"SELECT * FROM {ks}.audit_log WHERE chain = %s AND bucket = 0", (chain,)))
 
 
-def _put_rows(cql, ks: str, rows: list) -> None:
+def _put_rows(cql: Session, ks: str, rows: list[Row]) -> None:
     for r in rows:
         cql.execute(
             f"INSERT INTO {ks}.audit_log (chain, bucket, seq, time, actor, role, action, purpose, case_number, "
@@ -390,13 +391,15 @@ def _put_rows(cql, ks: str, rows: list) -> None:
         )  # fmt: skip
 
 
-def _set_head(cql, ks: str, chain: str, seq: int, entry_hash: str) -> None:
+def _set_head(cql: Session, ks: str, chain: str, seq: int, entry_hash: str) -> None:
     cql.execute(
         f"UPDATE {ks}.audit_chains SET head_seq = %s, head_hash = %s WHERE chain = %s", (seq, entry_hash, chain)
     )
 
 
-def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(cassandra, cql, pki, monkeypatch, tmp_path) -> None:
+def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(
+    cassandra: tuple[list[str], int], cql: Session, pki: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from alpr_common.operator_cli import main as alpr_cli
     from hub.audit import CheckpointSink, _row_record
 
