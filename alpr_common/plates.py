@@ -21,9 +21,9 @@ def plate_problem(text: str, min_len: int = 1, max_len: int = 8) -> str | None:
     if not PLATE_CHARSET.match(text):
         bad = sorted({c for c in text if not ("A" <= c <= "Z" or "0" <= c <= "9")})
         return (
-            f"plate_text {text!r} contains characters other than A-Z and 0-9: "
-            f"{''.join(bad)!r}; send the normalized plate (upper case, no separators)"
+            f"plate_text contains characters other than A-Z and 0-9: {''.join(bad)[:20]!r}; "
+            "send the normalized plate (upper case, no separators)"
         )
     if not min_len <= len(text) <= max_len:
-        return f"plate_text {text!r} has {len(text)} characters; expected {min_len} to {max_len}"
+        return f"plate_text has {len(text)} characters; expected {min_len} to {max_len}"
     return None

@@ -132,7 +132,7 @@ class Relayer:
         if created is None:
             return False
         self.metrics.enqueued.labels(reason).inc()
-        log.info("relay %s (plate %s) → %s", key, alert.plate, ", ".join(sinks))
+        log.info("relay %s → %s", key, ", ".join(sinks))
         self.notify(key, sinks, created)
         return True
 

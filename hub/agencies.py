@@ -397,7 +397,7 @@ class AgencyExchangeServicer(agency_pb2_grpc.AgencyExchangeServiceServicer):
              "origin_agency_id": r.origin_agency_id},
         )  # fmt: skip
         self.metrics.shared_received.labels("stored").inc()
-        log.info("shared alert %s from %s stored (plate %s)", r.idempotency_key, r.origin_agency_id, r.plate)
+        log.info("shared alert %s from %s stored", r.idempotency_key, r.origin_agency_id)
         return agency_pb2.ReceiveSharedAlertResponse(duplicate=False, received_time=to_timestamp(now))
 
     async def _check_sender(self, agency_id: str, auth: Mapping[str, Iterable[bytes]], context: Context) -> None:

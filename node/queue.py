@@ -3,7 +3,9 @@
 A read leaves the queue only when the hub acknowledged it (``ack``) or when the queue must
 evict to stay inside its disk budget (oldest first, counted and logged loudly). Reads the
 hub refused as invalid move to a ``rejected`` table for an operator to look at; they are
-never resent.
+never resent. Nothing is kept past the retention (policy 5.4-5.5: 60 days after capture):
+queued and refused reads older than ``retention_s`` are deleted (checked at most once a
+minute, on the next write), and SQLite's freed pages are reused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ CREATE TABLE IF NOT EXISTS rejected (
     payload BLOB NOT NULL
 );
 """
+SIXTY_DAYS_S = 60 * 86_400
+_EXPIRE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class ReadQueue:
         budget_bytes: int,
         on_evict: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
+        retention_s: float = SIXTY_DAYS_S,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,11 @@ class ReadQueue:
         # FULL: a read acknowledged by put() survives a power cut, not just a process crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rejected)")}
+        if "created" not in cols:  # queues written before refused reads expired
+            self._db.execute("ALTER TABLE rejected ADD COLUMN created REAL")
+        self.retention_s = retention_s
+        self._expired_at = float("-inf")
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM reads").fetchone()[0])
 
     def close(self) -> None:
@@ -83,6 +93,7 @@ class ReadQueue:
             if added:
                 self._bytes += len(payload)
                 self._evict_over_budget()
+                self._expire_locked()
                 self._changed.notify_all()
             return added
 
@@ -138,12 +149,35 @@ class ReadQueue:
                 return
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR REPLACE INTO rejected (read_id, rejected_at, code, message, payload) VALUES (?, ?, ?, ?, ?)",
-                (read_id, self._clock(), code, message, row[1]),
+                "INSERT OR REPLACE INTO rejected (read_id, rejected_at, code, message, payload, created) "
+                "SELECT ?, ?, ?, ?, payload, created FROM reads WHERE read_id = ?",
+                (read_id, self._clock(), code, message, read_id),
             )
             self._db.execute("DELETE FROM reads WHERE read_id = ?", (read_id,))
             self._db.execute("COMMIT")
             self._bytes -= row[0]
+            self._expire_locked()
+
+    def expire(self) -> int:
+        """Delete queued and refused reads older than the retention; how many were deleted."""
+        with self._lock:
+            self._expired_at = float("-inf")
+            return self._expire_locked()
+
+    def _expire_locked(self) -> int:
+        now = self._clock()
+        if now - self._expired_at < _EXPIRE_EVERY_S:
+            return 0
+        self._expired_at = now
+        cutoff = now - self.retention_s
+        gone = self._db.execute("DELETE FROM rejected WHERE COALESCE(created, rejected_at) < ?", (cutoff,)).rowcount
+        old = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM reads WHERE created < ?", (cutoff,))
+        size, count = old.fetchone()
+        if count:
+            self._db.execute("DELETE FROM reads WHERE created < ?", (cutoff,))
+            self._bytes -= int(size)
+            log.warning("deleted %d queued reads older than the %.0f-day retention", count, self.retention_s / 86400)
+        return int(gone) + int(count)
 
     def depth(self) -> int:
         with self._lock:

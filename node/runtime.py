@@ -335,7 +335,7 @@ class NodeRuntime:
                 or not self.formats.accepts(text, tr.state)
             ):
                 self.metrics.reads_dropped_format.labels(cam.config.camera_id).inc()
-                log.debug("dropped junk read %r (confidence %.2f)", text, tr.confidence)
+                log.debug("dropped a junk read (%d characters, confidence %.2f)", len(text), tr.confidence)
                 continue
             read = self._make_read(cam, tr, text)
             payload = ingest_pb2.IngestRequest(read=read).SerializeToString()

@@ -7,8 +7,10 @@ refused clearly and audited, and never stall the hub's other calls.
 
 from __future__ import annotations
 
+import ast
 import json
 import random
+import sqlite3
 import threading
 import time
 import uuid
@@ -24,9 +26,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
 from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read, noise_jpeg
+from node.queue import ReadQueue
 from tests.access_support import AuthHub, call, slow_ok
 from tests.conftest import make_hub_config
-from tests.support import HubThread, PacedStream, read_request, run_stream
+from tests.support import ROOT, HubThread, PacedStream, read_request, run_stream
 
 pytestmark = pytest.mark.security
 
@@ -313,3 +316,66 @@ def test_camera_searches_are_paged_without_reading_everything(many_plates: SecHu
     assert len(second.hits) == 5 and not {h.read_id for h in first.hits} & {h.read_id for h in second.hits}
     times = [h.capture_time.ToDatetime() for h in [*first.hits, *second.hits]]
     assert times == sorted(times, reverse=True)
+
+
+# -- retention ---------------------------------------------------------------------------
+
+_LOGGERS = {"log", "logger", "logging", "LOG", "_log"}
+_LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
+_PLATE_NAMES = {"plate", "plate_text", "plates", "normalized_plate"}
+
+
+def test_no_log_call_carries_plate_text() -> None:
+    """Logs are kept outside the retention's reach, so they never name a plate (policy 5.4-5.5)."""
+    offenders: list[str] = []
+    for package in ("hub", "node", "dispatch_bridge", "alpr_common", "console"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _LOG_METHODS
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in _LOGGERS
+                ):
+                    continue
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    for sub in ast.walk(arg):
+                        name = (
+                            sub.attr if isinstance(sub, ast.Attribute) else sub.id if isinstance(sub, ast.Name) else ""
+                        )
+                        if name in _PLATE_NAMES:
+                            offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], offenders
+
+
+def test_read_tables_keep_expired_data_hours_not_days(sec: SecHub) -> None:
+    rows = sec.cql.execute(
+        "SELECT table_name, gc_grace_seconds FROM system_schema.tables WHERE keyspace_name = %s", [sec.keyspace]
+    )
+    grace = {r.table_name: r.gc_grace_seconds for r in rows}
+    for table in ("reads_by_id", "reads_by_plate", "reads_by_camera", "alerts_by_id", "alerts_by_day", "alert_feed"):
+        assert grace[table] <= 3 * 3600, (table, grace[table])
+    assert grace["hotlist_entries"] == 864000  # real deletes: the default grace stays
+
+
+def test_reads_the_hub_refused_expire_on_the_node(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    q = ReadQueue(tmp_path / "q.db", budget_bytes=10_000_000, clock=lambda: now[0], retention_s=60 * 86400)
+    q.put("r-old", b"plate image of an old read")
+    q.reject("r-old", grpc.StatusCode.INVALID_ARGUMENT.value[0], "plate_text has 9 characters")
+    now[0] += 30 * 86400
+    q.put("r-queued", b"a read the hub never took")
+    q.put("r-new", b"a newer read")
+    q.reject("r-new", grpc.StatusCode.INVALID_ARGUMENT.value[0], "bad box")
+    assert [r[0] for r in q.rejected()] == ["r-old", "r-new"]
+    now[0] += 30 * 86400 + 1
+    q.put("r-today", b"today")
+    assert [r[0] for r in q.rejected()] == ["r-new"]
+    now[0] += 30 * 86400
+    assert q.expire() == 2  # r-new (refused) and r-queued (never sent) are past 60 days
+    assert q.rejected() == [] and q.depth() == 1
+    q.close()
+    with sqlite3.connect(tmp_path / "q.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0] == 0
