@@ -477,10 +477,6 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         await self._valid_filter(request.filter, context)
         hours = request.hours or 24
         limit = request.limit or 100
-        if not 1 <= hours <= 1440:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours {hours} is outside 1-1440 (60 days)")
-        if not 1 <= limit <= 1000:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit {limit} is outside 1-1000")
         out = []
         for a in await self._recent(hours, 100_000):
             if not passes(request.filter, a):
@@ -495,11 +491,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         return alert_pb2.ListAlertsResponse(alerts=out)
 
     async def _parse_id(self, raw: str, context: Context) -> uuid.UUID:
-        try:
-            return uuid.UUID(raw)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"alert_id {raw!r} is not a UUID")
-            raise
+        return uuid.UUID(raw)  # the request rules let only canonical UUIDs through
 
     async def GetAlert(self, request: alert_pb2.GetAlertRequest, context: Context) -> alert_pb2.GetAlertResponse:
         aid = await self._parse_id(request.alert_id, context)

@@ -21,15 +21,15 @@ node subscribes to the hot list only as its certificate's registered node id.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn
 
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
 
 from hub.audit import AuditLog
+from hub.handlers import Handler, guarded
 from hub.principal import (
     ADMIN,
     AUDITOR,
@@ -252,10 +252,6 @@ async def _no_stamp(message: Any, principal: Principal, context: Context) -> Non
     return None
 
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # not subscriptable at run time
-Behavior = Callable[..., Any]  # the servicer method: (request or request iterator, context)
-
-
 Stamp = Callable[[Any, Principal, Context], Awaitable[None]]
 
 
@@ -285,33 +281,7 @@ def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]], st
         await stamp(request, principal, context)
         return request
 
-    def unary(behavior: Behavior, streamed: bool) -> Behavior:
-        async def run(request: Any, context: Context) -> Any:
-            result = behavior(await admit(request, context, streamed), context)
-            return await result if inspect.isawaitable(result) else result
-
-        return run
-
-    def streaming(behavior: Behavior, streamed: bool) -> Behavior:
-        async def run(request: Any, context: Context) -> AsyncIterator[Any]:
-            result = behavior(await admit(request, context, streamed), context)
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    yield item
-            elif inspect.isawaitable(result):
-                await result
-
-        return run
-
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, False), **kw)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, True), **kw)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream, False), **kw)
-    assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream, True), **kw)
+    return guarded(handler, admit)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -356,8 +326,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         role = admin_pb2.Role.Name(request.role).removeprefix("ROLE_").lower()
         if role not in ROLES:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"role is required: one of {', '.join(ROLES)}")
-        if not request.user_id.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
         actor, arole = await self._actor()
         token = await self.users.add_user(request.user_id.strip(), role, request.display_name, actor)
         await self.audit.record(actor, "user.add", role=arole, details={"user_id": request.user_id, "role": role})
@@ -388,8 +356,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RegisterNode(
         self, request: admin_pb2.RegisterNodeRequest, context: Context
     ) -> admin_pb2.RegisterNodeResponse:
-        if not request.node_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node_id is required")
         actor, arole = await self._actor()
         row = await self.users.register_node(request.node_id, list(request.camera_ids), actor)
         await self.audit.record(
@@ -399,8 +365,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.RegisterNodeResponse(node=node_proto(row))
 
     async def RevokeNode(self, request: admin_pb2.RevokeNodeRequest, context: Context) -> admin_pb2.RevokeNodeResponse:
-        if not request.node_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "node_id is required")
         actor, arole = await self._actor()
         row = await self.users.revoke_node(request.node_id, actor, request.reason)
         await self.audit.record(

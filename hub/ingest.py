@@ -20,6 +20,7 @@ import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
 
 from alpr_common.timestamps import now_utc, to_timestamp
+from hub import request_rules
 from hub.alerts import Alerter
 from hub.audit import AuditLog
 from hub.config import HubConfig
@@ -150,6 +151,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             out.put_nowait(_error(read.read_id, grpc.StatusCode.PERMISSION_DENIED, denied[1], denied[0], False))
             return
         now = self.clock()
+        if (broken := request_rules.problem(read)) is not None:
+            self.metrics.reads_rejected.labels(broken.label).inc()
+            out.put_nowait(_error(read.read_id, grpc.StatusCode.INVALID_ARGUMENT, broken.message, broken.path, False))
+            return
         if read.node_id:
             self.metrics.node_last_seen.labels(read.node_id).set(now.timestamp())
         try:
@@ -243,6 +248,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if gate is not None and hb.node_id != gate.node_id:
             msg = f"heartbeat for node {hb.node_id!r} refused: the client certificate is for {gate.node_id!r}"
             out.put_nowait(_error("", grpc.StatusCode.PERMISSION_DENIED, msg, "heartbeat.node_id", False))
+            return
+        if (broken := request_rules.problem(hb)) is not None:
+            broken = broken.within("heartbeat")
+            out.put_nowait(_error("", grpc.StatusCode.INVALID_ARGUMENT, broken.message, broken.path, False))
             return
         self.metrics.heartbeats.inc()
         if hb.node_id:

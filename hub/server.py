@@ -60,6 +60,7 @@ from hub.hotlists.store import HotListStore
 from hub.ingest import IngestServicer
 from hub.metrics import AgencyMetrics, HotListMetrics, HubMetrics
 from hub.node_identity import NodeIdentity
+from hub.request_rules import RequestRulesInterceptor
 from hub.retention import RetentionMonitor
 from hub.schema import migrate
 from hub.search import ReadIndex, SearchServicer
@@ -211,10 +212,12 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         await mirror.load()
         alert_store = AlertStore(session=session, config=config)
 
-        interceptors = []
+        interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
         if config.auth.enabled:
             authenticator = Authenticator(users=users, audit=audit, services=dict(config.auth.services))
             interceptors.append(AuthInterceptor(authenticator=authenticator))
+        # Inside authentication: the rules see the identity fields it stamps.
+        interceptors.append(RequestRulesInterceptor())
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

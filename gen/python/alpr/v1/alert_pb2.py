@@ -24,58 +24,69 @@ _sym_db = _symbol_database.Default()
 
 from alpr.v1 import hotlist_pb2 as alpr_dot_v1_dot_hotlist__pb2
 from alpr.v1 import reads_pb2 as alpr_dot_v1_dot_reads__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/alert.proto\x12\x07\x61lpr.v1\x1a\x15\x61lpr/v1/hotlist.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\nAlertMatch\x12$\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x15.alpr.v1.HotListEntry\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.alpr.v1.MatchKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x16\n\x0estate_mismatch\x18\x04 \x01(\x08\"\x87\x05\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07read_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.alpr.v1.AlertStatus\x12\r\n\x05plate\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x30\n\x0c\x63\x61pture_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63reated_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\x11\n\tcamera_id\x18\t \x01(\t\x12$\n\tnode_kind\x18\n \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12#\n\x08location\x18\x0b \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12$\n\x07matches\x18\x0c \x03(\x0b\x32\x13.alpr.v1.AlertMatch\x12,\n\ncategories\x18\r \x03(\x0e\x32\x18.alpr.v1.HotListCategory\x12\x12\n\nunattended\x18\x0e \x01(\x08\x12)\n\x0b\x64isposition\x18\x0f \x01(\x0b\x32\x14.alpr.v1.Disposition\x12\x0e\n\x06hub_id\x18\x10 \x01(\t\x12\x17\n\x0fread_confidence\x18\x11 \x01(\x02\x12\'\n\tplate_box\x18\x12 \x01(\x0b\x32\x14.alpr.v1.BoundingBox\x12\x13\n\x0b\x66rame_width\x18\x13 \x01(\x05\x12\x14\n\x0c\x66rame_height\x18\x14 \x01(\x05\x12\x18\n\x10\x63har_confidences\x18\x15 \x03(\x02\x12\x19\n\x11region_confidence\x18\x16 \x01(\x02\"\xd1\x01\n\nAcceptance\x12\x1b\n\x13\x63haracters_verified\x18\x01 \x01(\x08\x12\x16\n\x0estate_verified\x18\x02 \x01(\x08\x12(\n\x0bleads_check\x18\x03 \x01(\x0e\x32\x13.alpr.v1.LeadsCheck\x12*\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1a.alpr.v1.EnforcementAction\x12\x1b\n\x13on_other_assignment\x18\x05 \x01(\x08\x12\x1b\n\x13supervisor_notified\x18\x06 \x01(\x08\"2\n\tRejection\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.alpr.v1.RejectReason\"\x83\x02\n\x0b\x44isposition\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.alpr.v1.AlertStatus\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12\x30\n\x0c\x64\x65\x63ided_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06\x61\x63\x63\x65pt\x18\x04 \x01(\x0b\x32\x13.alpr.v1.AcceptanceH\x00\x12$\n\x06reject\x18\x05 \x01(\x0b\x32\x12.alpr.v1.RejectionH\x00\x12\x0c\n\x04note\x18\x06 \x01(\t\x12\x11\n\tamendment\x18\x07 \x01(\x08\x12\x0e\n\x06hub_id\x18\x08 \x01(\tB\n\n\x08\x64\x65\x63ision\"b\n\x06GeoBox\x12\x14\n\x0cmin_latitude\x18\x01 \x01(\x01\x12\x15\n\rmin_longitude\x18\x02 \x01(\x01\x12\x14\n\x0cmax_latitude\x18\x03 \x01(\x01\x12\x15\n\rmax_longitude\x18\x04 \x01(\x01\"n\n\x0b\x41lertFilter\x12,\n\ncategories\x18\x01 \x03(\x0e\x32\x18.alpr.v1.HotListCategory\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12\x1d\n\x04\x61rea\x18\x03 \x01(\x0b\x32\x0f.alpr.v1.GeoBox\"L\n\x0cWatchRequest\x12$\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x14.alpr.v1.AlertFilter\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"g\n\rWatchResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.alpr.v1.AlertEventKind\x12\x1d\n\x05\x61lert\x18\x03 \x01(\x0b\x32\x0e.alpr.v1.Alert\"\x96\x01\n\x11ListAlertsRequest\x12$\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x14.alpr.v1.AlertFilter\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.alpr.v1.AlertStatus\x12\x17\n\x0funattended_only\x18\x03 \x01(\x08\x12\r\n\x05hours\x18\x04 \x01(\x05\x12\r\n\x05limit\x18\x05 \x01(\x05\"4\n\x12ListAlertsResponse\x12\x1e\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x0e.alpr.v1.Alert\"#\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\x85\x01\n\x10GetAlertResponse\x12\x1d\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x0e.alpr.v1.Alert\x12\x17\n\x0fplate_crop_jpeg\x18\x02 \x01(\x0c\x12\x12\n\nframe_jpeg\x18\x03 \x01(\x0c\x12%\n\x07history\x18\x04 \x03(\x0b\x32\x14.alpr.v1.Disposition\"\xb0\x01\n\x12\x44\x65\x63ideAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12%\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x13.alpr.v1.AcceptanceH\x00\x12$\n\x06reject\x18\x04 \x01(\x0b\x32\x12.alpr.v1.RejectionH\x00\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\r\n\x05\x61mend\x18\x06 \x01(\x08\x42\n\n\x08\x64\x65\x63ision\"4\n\x13\x44\x65\x63ideAlertResponse\x12\x1d\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x0e.alpr.v1.Alert*{\n\x0b\x41lertStatus\x12\x1c\n\x18\x41LERT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41LERT_STATUS_PENDING\x10\x01\x12\x19\n\x15\x41LERT_STATUS_ACCEPTED\x10\x02\x12\x19\n\x15\x41LERT_STATUS_REJECTED\x10\x03*\x8f\x01\n\tMatchKind\x12\x1a\n\x16MATCH_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_KIND_EXACT\x10\x01\x12\x18\n\x14MATCH_KIND_LOOKALIKE\x10\x02\x12\x1b\n\x17MATCH_KIND_MISSING_CHAR\x10\x03\x12\x19\n\x15MATCH_KIND_EXTRA_CHAR\x10\x04*\xa8\x01\n\x11\x45nforcementAction\x12\"\n\x1e\x45NFORCEMENT_ACTION_UNSPECIFIED\x10\x00\x12$\n ENFORCEMENT_ACTION_TAKING_ACTION\x10\x01\x12#\n\x1f\x45NFORCEMENT_ACTION_ACTION_TAKEN\x10\x02\x12$\n ENFORCEMENT_ACTION_UNABLE_TO_ACT\x10\x03*]\n\nLeadsCheck\x12\x1b\n\x17LEADS_CHECK_UNSPECIFIED\x10\x00\x12\x14\n\x10LEADS_CHECK_DONE\x10\x01\x12\x1c\n\x18LEADS_CHECK_NOT_POSSIBLE\x10\x02*\xc9\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REJECT_REASON_MISREAD\x10\x01\x12 \n\x1cREJECT_REASON_STATE_MISMATCH\x10\x02\x12\'\n#REJECT_REASON_ENTRY_NO_LONGER_VALID\x10\x03\x12\x1b\n\x17REJECT_REASON_DUPLICATE\x10\x04\x12\x17\n\x13REJECT_REASON_OTHER\x10\x05*u\n\x0e\x41lertEventKind\x12 \n\x1c\x41LERT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LERT_EVENT_KIND_CREATED\x10\x01\x12#\n\x1f\x41LERT_EVENT_KIND_STATUS_CHANGED\x10\x02\x32\x9a\x02\n\x0c\x41lertService\x12\x38\n\x05Watch\x12\x15.alpr.v1.WatchRequest\x1a\x16.alpr.v1.WatchResponse0\x01\x12\x45\n\nListAlerts\x12\x1a.alpr.v1.ListAlertsRequest\x1a\x1b.alpr.v1.ListAlertsResponse\x12?\n\x08GetAlert\x12\x18.alpr.v1.GetAlertRequest\x1a\x19.alpr.v1.GetAlertResponse\x12H\n\x0b\x44\x65\x63ideAlert\x12\x1b.alpr.v1.DecideAlertRequest\x1a\x1c.alpr.v1.DecideAlertResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/alert.proto\x12\x07\x61lpr.v1\x1a\x15\x61lpr/v1/hotlist.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\nAlertMatch\x12$\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x15.alpr.v1.HotListEntry\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.alpr.v1.MatchKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x16\n\x0estate_mismatch\x18\x04 \x01(\x08\"\x87\x05\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07read_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.alpr.v1.AlertStatus\x12\r\n\x05plate\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x30\n\x0c\x63\x61pture_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63reated_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\x11\n\tcamera_id\x18\t \x01(\t\x12$\n\tnode_kind\x18\n \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12#\n\x08location\x18\x0b \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12$\n\x07matches\x18\x0c \x03(\x0b\x32\x13.alpr.v1.AlertMatch\x12,\n\ncategories\x18\r \x03(\x0e\x32\x18.alpr.v1.HotListCategory\x12\x12\n\nunattended\x18\x0e \x01(\x08\x12)\n\x0b\x64isposition\x18\x0f \x01(\x0b\x32\x14.alpr.v1.Disposition\x12\x0e\n\x06hub_id\x18\x10 \x01(\t\x12\x17\n\x0fread_confidence\x18\x11 \x01(\x02\x12\'\n\tplate_box\x18\x12 \x01(\x0b\x32\x14.alpr.v1.BoundingBox\x12\x13\n\x0b\x66rame_width\x18\x13 \x01(\x05\x12\x14\n\x0c\x66rame_height\x18\x14 \x01(\x05\x12\x18\n\x10\x63har_confidences\x18\x15 \x03(\x02\x12\x19\n\x11region_confidence\x18\x16 \x01(\x02\"\xd1\x01\n\nAcceptance\x12\x1b\n\x13\x63haracters_verified\x18\x01 \x01(\x08\x12\x16\n\x0estate_verified\x18\x02 \x01(\x08\x12(\n\x0bleads_check\x18\x03 \x01(\x0e\x32\x13.alpr.v1.LeadsCheck\x12*\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1a.alpr.v1.EnforcementAction\x12\x1b\n\x13on_other_assignment\x18\x05 \x01(\x08\x12\x1b\n\x13supervisor_notified\x18\x06 \x01(\x08\"2\n\tRejection\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.alpr.v1.RejectReason\"\x83\x02\n\x0b\x44isposition\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.alpr.v1.AlertStatus\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12\x30\n\x0c\x64\x65\x63ided_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06\x61\x63\x63\x65pt\x18\x04 \x01(\x0b\x32\x13.alpr.v1.AcceptanceH\x00\x12$\n\x06reject\x18\x05 \x01(\x0b\x32\x12.alpr.v1.RejectionH\x00\x12\x0c\n\x04note\x18\x06 \x01(\t\x12\x11\n\tamendment\x18\x07 \x01(\x08\x12\x0e\n\x06hub_id\x18\x08 \x01(\tB\n\n\x08\x64\x65\x63ision\"b\n\x06GeoBox\x12\x14\n\x0cmin_latitude\x18\x01 \x01(\x01\x12\x15\n\rmin_longitude\x18\x02 \x01(\x01\x12\x14\n\x0cmax_latitude\x18\x03 \x01(\x01\x12\x15\n\rmax_longitude\x18\x04 \x01(\x01\"n\n\x0b\x41lertFilter\x12,\n\ncategories\x18\x01 \x03(\x0e\x32\x18.alpr.v1.HotListCategory\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12\x1d\n\x04\x61rea\x18\x03 \x01(\x0b\x32\x0f.alpr.v1.GeoBox\"L\n\x0cWatchRequest\x12$\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x14.alpr.v1.AlertFilter\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"g\n\rWatchResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.alpr.v1.AlertEventKind\x12\x1d\n\x05\x61lert\x18\x03 \x01(\x0b\x32\x0e.alpr.v1.Alert\"\xb8\x01\n\x11ListAlertsRequest\x12$\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x14.alpr.v1.AlertFilter\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x14.alpr.v1.AlertStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x17\n\x0funattended_only\x18\x03 \x01(\x08\x12\x19\n\x05hours\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xa0\x0b(\x00\x12\x19\n\x05limit\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\"4\n\x12ListAlertsResponse\x12\x1e\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x0e.alpr.v1.Alert\"-\n\x0fGetAlertRequest\x12\x1a\n\x08\x61lert_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x85\x01\n\x10GetAlertResponse\x12\x1d\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x0e.alpr.v1.Alert\x12\x17\n\x0fplate_crop_jpeg\x18\x02 \x01(\x0c\x12\x12\n\nframe_jpeg\x18\x03 \x01(\x0c\x12%\n\x07history\x18\x04 \x03(\x0b\x32\x14.alpr.v1.Disposition\"\xba\x01\n\x12\x44\x65\x63ideAlertRequest\x12\x1a\n\x08\x61lert_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12%\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x13.alpr.v1.AcceptanceH\x00\x12$\n\x06reject\x18\x04 \x01(\x0b\x32\x12.alpr.v1.RejectionH\x00\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\r\n\x05\x61mend\x18\x06 \x01(\x08\x42\n\n\x08\x64\x65\x63ision\"4\n\x13\x44\x65\x63ideAlertResponse\x12\x1d\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x0e.alpr.v1.Alert*{\n\x0b\x41lertStatus\x12\x1c\n\x18\x41LERT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41LERT_STATUS_PENDING\x10\x01\x12\x19\n\x15\x41LERT_STATUS_ACCEPTED\x10\x02\x12\x19\n\x15\x41LERT_STATUS_REJECTED\x10\x03*\x8f\x01\n\tMatchKind\x12\x1a\n\x16MATCH_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_KIND_EXACT\x10\x01\x12\x18\n\x14MATCH_KIND_LOOKALIKE\x10\x02\x12\x1b\n\x17MATCH_KIND_MISSING_CHAR\x10\x03\x12\x19\n\x15MATCH_KIND_EXTRA_CHAR\x10\x04*\xa8\x01\n\x11\x45nforcementAction\x12\"\n\x1e\x45NFORCEMENT_ACTION_UNSPECIFIED\x10\x00\x12$\n ENFORCEMENT_ACTION_TAKING_ACTION\x10\x01\x12#\n\x1f\x45NFORCEMENT_ACTION_ACTION_TAKEN\x10\x02\x12$\n ENFORCEMENT_ACTION_UNABLE_TO_ACT\x10\x03*]\n\nLeadsCheck\x12\x1b\n\x17LEADS_CHECK_UNSPECIFIED\x10\x00\x12\x14\n\x10LEADS_CHECK_DONE\x10\x01\x12\x1c\n\x18LEADS_CHECK_NOT_POSSIBLE\x10\x02*\xc9\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15REJECT_REASON_MISREAD\x10\x01\x12 \n\x1cREJECT_REASON_STATE_MISMATCH\x10\x02\x12\'\n#REJECT_REASON_ENTRY_NO_LONGER_VALID\x10\x03\x12\x1b\n\x17REJECT_REASON_DUPLICATE\x10\x04\x12\x17\n\x13REJECT_REASON_OTHER\x10\x05*u\n\x0e\x41lertEventKind\x12 \n\x1c\x41LERT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LERT_EVENT_KIND_CREATED\x10\x01\x12#\n\x1f\x41LERT_EVENT_KIND_STATUS_CHANGED\x10\x02\x32\x9a\x02\n\x0c\x41lertService\x12\x38\n\x05Watch\x12\x15.alpr.v1.WatchRequest\x1a\x16.alpr.v1.WatchResponse0\x01\x12\x45\n\nListAlerts\x12\x1a.alpr.v1.ListAlertsRequest\x1a\x1b.alpr.v1.ListAlertsResponse\x12?\n\x08GetAlert\x12\x18.alpr.v1.GetAlertRequest\x1a\x19.alpr.v1.GetAlertResponse\x12H\n\x0b\x44\x65\x63ideAlert\x12\x1b.alpr.v1.DecideAlertRequest\x1a\x1c.alpr.v1.DecideAlertResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.alert_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTSTATUS']._serialized_start=2418
-  _globals['_ALERTSTATUS']._serialized_end=2541
-  _globals['_MATCHKIND']._serialized_start=2544
-  _globals['_MATCHKIND']._serialized_end=2687
-  _globals['_ENFORCEMENTACTION']._serialized_start=2690
-  _globals['_ENFORCEMENTACTION']._serialized_end=2858
-  _globals['_LEADSCHECK']._serialized_start=2860
-  _globals['_LEADSCHECK']._serialized_end=2953
-  _globals['_REJECTREASON']._serialized_start=2956
-  _globals['_REJECTREASON']._serialized_end=3157
-  _globals['_ALERTEVENTKIND']._serialized_start=3159
-  _globals['_ALERTEVENTKIND']._serialized_end=3276
-  _globals['_ALERTMATCH']._serialized_start=109
-  _globals['_ALERTMATCH']._serialized_end=232
-  _globals['_ALERT']._serialized_start=235
-  _globals['_ALERT']._serialized_end=882
-  _globals['_ACCEPTANCE']._serialized_start=885
-  _globals['_ACCEPTANCE']._serialized_end=1094
-  _globals['_REJECTION']._serialized_start=1096
-  _globals['_REJECTION']._serialized_end=1146
-  _globals['_DISPOSITION']._serialized_start=1149
-  _globals['_DISPOSITION']._serialized_end=1408
-  _globals['_GEOBOX']._serialized_start=1410
-  _globals['_GEOBOX']._serialized_end=1508
-  _globals['_ALERTFILTER']._serialized_start=1510
-  _globals['_ALERTFILTER']._serialized_end=1620
-  _globals['_WATCHREQUEST']._serialized_start=1622
-  _globals['_WATCHREQUEST']._serialized_end=1698
-  _globals['_WATCHRESPONSE']._serialized_start=1700
-  _globals['_WATCHRESPONSE']._serialized_end=1803
-  _globals['_LISTALERTSREQUEST']._serialized_start=1806
-  _globals['_LISTALERTSREQUEST']._serialized_end=1956
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1958
-  _globals['_LISTALERTSRESPONSE']._serialized_end=2010
-  _globals['_GETALERTREQUEST']._serialized_start=2012
-  _globals['_GETALERTREQUEST']._serialized_end=2047
-  _globals['_GETALERTRESPONSE']._serialized_start=2050
-  _globals['_GETALERTRESPONSE']._serialized_end=2183
-  _globals['_DECIDEALERTREQUEST']._serialized_start=2186
-  _globals['_DECIDEALERTREQUEST']._serialized_end=2362
-  _globals['_DECIDEALERTRESPONSE']._serialized_start=2364
-  _globals['_DECIDEALERTRESPONSE']._serialized_end=2416
-  _globals['_ALERTSERVICE']._serialized_start=3279
-  _globals['_ALERTSERVICE']._serialized_end=3561
+  _globals['_LISTALERTSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_LISTALERTSREQUEST'].fields_by_name['status']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LISTALERTSREQUEST'].fields_by_name['hours']._loaded_options = None
+  _globals['_LISTALERTSREQUEST'].fields_by_name['hours']._serialized_options = b'\272H\007\032\005\030\240\013(\000'
+  _globals['_LISTALERTSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTALERTSREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_GETALERTREQUEST'].fields_by_name['alert_id']._loaded_options = None
+  _globals['_GETALERTREQUEST'].fields_by_name['alert_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DECIDEALERTREQUEST'].fields_by_name['alert_id']._loaded_options = None
+  _globals['_DECIDEALERTREQUEST'].fields_by_name['alert_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_ALERTSTATUS']._serialized_start=2501
+  _globals['_ALERTSTATUS']._serialized_end=2624
+  _globals['_MATCHKIND']._serialized_start=2627
+  _globals['_MATCHKIND']._serialized_end=2770
+  _globals['_ENFORCEMENTACTION']._serialized_start=2773
+  _globals['_ENFORCEMENTACTION']._serialized_end=2941
+  _globals['_LEADSCHECK']._serialized_start=2943
+  _globals['_LEADSCHECK']._serialized_end=3036
+  _globals['_REJECTREASON']._serialized_start=3039
+  _globals['_REJECTREASON']._serialized_end=3240
+  _globals['_ALERTEVENTKIND']._serialized_start=3242
+  _globals['_ALERTEVENTKIND']._serialized_end=3359
+  _globals['_ALERTMATCH']._serialized_start=138
+  _globals['_ALERTMATCH']._serialized_end=261
+  _globals['_ALERT']._serialized_start=264
+  _globals['_ALERT']._serialized_end=911
+  _globals['_ACCEPTANCE']._serialized_start=914
+  _globals['_ACCEPTANCE']._serialized_end=1123
+  _globals['_REJECTION']._serialized_start=1125
+  _globals['_REJECTION']._serialized_end=1175
+  _globals['_DISPOSITION']._serialized_start=1178
+  _globals['_DISPOSITION']._serialized_end=1437
+  _globals['_GEOBOX']._serialized_start=1439
+  _globals['_GEOBOX']._serialized_end=1537
+  _globals['_ALERTFILTER']._serialized_start=1539
+  _globals['_ALERTFILTER']._serialized_end=1649
+  _globals['_WATCHREQUEST']._serialized_start=1651
+  _globals['_WATCHREQUEST']._serialized_end=1727
+  _globals['_WATCHRESPONSE']._serialized_start=1729
+  _globals['_WATCHRESPONSE']._serialized_end=1832
+  _globals['_LISTALERTSREQUEST']._serialized_start=1835
+  _globals['_LISTALERTSREQUEST']._serialized_end=2019
+  _globals['_LISTALERTSRESPONSE']._serialized_start=2021
+  _globals['_LISTALERTSRESPONSE']._serialized_end=2073
+  _globals['_GETALERTREQUEST']._serialized_start=2075
+  _globals['_GETALERTREQUEST']._serialized_end=2120
+  _globals['_GETALERTRESPONSE']._serialized_start=2123
+  _globals['_GETALERTRESPONSE']._serialized_end=2256
+  _globals['_DECIDEALERTREQUEST']._serialized_start=2259
+  _globals['_DECIDEALERTREQUEST']._serialized_end=2445
+  _globals['_DECIDEALERTRESPONSE']._serialized_start=2447
+  _globals['_DECIDEALERTRESPONSE']._serialized_end=2499
+  _globals['_ALERTSERVICE']._serialized_start=3362
+  _globals['_ALERTSERVICE']._serialized_end=3644
 # @@protoc_insertion_point(module_scope)

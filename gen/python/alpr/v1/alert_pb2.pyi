@@ -514,9 +514,9 @@ class ListAlertsRequest(_message.Message):
     unattended_only: _builtins.bool
     """Only pending alerts older than the unattended threshold."""
     hours: _builtins.int
-    """Look back this many hours (default 24, max 1440)."""
+    """Look back this many hours (0: the default, 24; max 1440)."""
     limit: _builtins.int
-    """Default 100, max 1000."""
+    """0: the default, 100; max 1000."""
     @_builtins.property
     def filter(self) -> Global___AlertFilter: ...
     def __init__(

@@ -556,7 +556,9 @@ class AddEntryRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     SOURCE_RECORD_ID_FIELD_NUMBER: _builtins.int
     plate: _builtins.str
+    """Printable ASCII; the hub normalizes it and checks the characters and length."""
     state: _builtins.str
+    """Two-letter code, or empty for any state."""
     category: Global___HotListCategory.ValueType
     reason: _builtins.str
     """Required: why the plate is entered."""
@@ -722,7 +724,7 @@ class ListEntriesRequest(_message.Message):
     source: Global___HotListSource.ValueType
     category: Global___HotListCategory.ValueType
     limit: _builtins.int
-    """At most this many entries (default 100, max 10000)."""
+    """At most this many entries (0: the default, 100; max 10000)."""
     def __init__(
         self,
         *,

@@ -22,24 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/reads.proto\x12\x07\x61lpr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x05\x12\n\n\x02y1\x18\x02 \x01(\x05\x12\n\n\x02x2\x18\x03 \x01(\x05\x12\n\n\x02y2\x18\x04 \x01(\x05\"\x93\x01\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\x12\x12\n\naccuracy_m\x18\x03 \x01(\x02\x12\x18\n\x0bheading_deg\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tspeed_mps\x18\x05 \x01(\x02H\x01\x88\x01\x01\x42\x0e\n\x0c_heading_degB\x0c\n\n_speed_mps\"H\n\rModelVersions\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x0b\n\x03ocr\x18\x02 \x01(\t\x12\x18\n\x10state_classifier\x18\x03 \x01(\t\"\xdb\x03\n\tPlateRead\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12$\n\tnode_kind\x18\x04 \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12\x30\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nplate_text\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x18\n\x10\x63har_confidences\x18\x08 \x03(\x02\x12\x0e\n\x06region\x18\t \x01(\t\x12\x19\n\x11region_confidence\x18\n \x01(\x02\x12\'\n\tplate_box\x18\x0b \x01(\x0b\x32\x14.alpr.v1.BoundingBox\x12\x17\n\x0fplate_crop_jpeg\x18\x0c \x01(\x0c\x12\x12\n\nframe_jpeg\x18\r \x01(\x0c\x12#\n\x08location\x18\x0e \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12.\n\x0emodel_versions\x18\x0f \x01(\x0b\x32\x16.alpr.v1.ModelVersions\x12\x13\n\x0b\x66rame_width\x18\x10 \x01(\x05\x12\x14\n\x0c\x66rame_height\x18\x11 \x01(\x05*P\n\x08NodeKind\x12\x19\n\x15NODE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fNODE_KIND_FIXED\x10\x01\x12\x14\n\x10NODE_KIND_MOBILE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/reads.proto\x12\x07\x61lpr.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0b\x42oundingBox\x12\x13\n\x02x1\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x13\n\x02y1\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x13\n\x02x2\x18\x03 \x01(\x05\x42\x07\xbaH\x04\x1a\x02 \x00\x12\x13\n\x02y2\x18\x04 \x01(\x05\x42\x07\xbaH\x04\x1a\x02 \x00\"\xf2\x01\n\x08GeoPoint\x12)\n\x08latitude\x18\x01 \x01(\x01\x42\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80V@)\x00\x00\x00\x00\x00\x80V\xc0\x12*\n\tlongitude\x18\x02 \x01(\x01\x42\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80\x66@)\x00\x00\x00\x00\x00\x80\x66\xc0\x12 \n\naccuracy_m\x18\x03 \x01(\x02\x42\x0c\xbaH\t\n\x07-\x00\x00\x00\x00@\x01\x12)\n\x0bheading_deg\x18\x04 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x15\x00\x00\xb4\x43-\x00\x00\x00\x00H\x00\x88\x01\x01\x12$\n\tspeed_mps\x18\x05 \x01(\x02\x42\x0c\xbaH\t\n\x07-\x00\x00\x00\x00@\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_heading_degB\x0c\n\n_speed_mps\"H\n\rModelVersions\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x0b\n\x03ocr\x18\x02 \x01(\t\x12\x18\n\x10state_classifier\x18\x03 \x01(\t\"\xe8\x07\n\tPlateRead\x12\x19\n\x07read_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\xad\x01\n\x07node_id\x18\x02 \x01(\tB\x9b\x01\xbaH\x97\x01\xba\x01\x93\x01\n\x08id_chars\x12Smust be 1-64 letters, digits, \'.\', \'_\', \':\' or \'-\', starting with a letter or digit\x1a\x32this.matches(\'^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$\')\x12\xaf\x01\n\tcamera_id\x18\x03 \x01(\tB\x9b\x01\xbaH\x97\x01\xba\x01\x93\x01\n\x08id_chars\x12Smust be 1-64 letters, digits, \'.\', \'_\', \':\' or \'-\', starting with a letter or digit\x1a\x32this.matches(\'^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$\')\x12\x30\n\tnode_kind\x18\x04 \x01(\x0e\x32\x11.alpr.v1.NodeKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x38\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12-\n\nplate_text\x18\x06 \x01(\tB\x19\xbaH\x16r\x14\x10\x01\x18 2\x0e^[\\x20-\\x7E]*$\x12#\n\nconfidence\x18\x07 \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?-\x00\x00\x00\x00\x12.\n\x10\x63har_confidences\x18\x08 \x03(\x02\x42\x14\xbaH\x11\x92\x01\x0e\"\x0c\n\n\x1d\x00\x00\x80?-\x00\x00\x00\x00\x12\x35\n\x06region\x18\t \x01(\tB%\xbaH\"r 2\x1e^([A-Z]{2}(-[A-Z0-9]{1,3})?)?$\x12*\n\x11region_confidence\x18\n \x01(\x02\x42\x0f\xbaH\x0c\n\n\x1d\x00\x00\x80?-\x00\x00\x00\x00\x12/\n\tplate_box\x18\x0b \x01(\x0b\x32\x14.alpr.v1.BoundingBoxB\x06\xbaH\x03\xc8\x01\x01\x12%\n\x0fplate_crop_jpeg\x18\x0c \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01*\x03\xff\xd8\xff\x12!\n\nframe_jpeg\x18\r \x01(\x0c\x42\r\xbaH\nz\x05*\x03\xff\xd8\xff\xd8\x01\x01\x12#\n\x08location\x18\x0e \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12.\n\x0emodel_versions\x18\x0f \x01(\x0b\x32\x16.alpr.v1.ModelVersions\x12\x1c\n\x0b\x66rame_width\x18\x10 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x1d\n\x0c\x66rame_height\x18\x11 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00*P\n\x08NodeKind\x12\x19\n\x15NODE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fNODE_KIND_FIXED\x10\x01\x12\x14\n\x10NODE_KIND_MOBILE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.reads_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEKIND']._serialized_start=830
-  _globals['_NODEKIND']._serialized_end=910
-  _globals['_BOUNDINGBOX']._serialized_start=65
-  _globals['_BOUNDINGBOX']._serialized_end=126
-  _globals['_GEOPOINT']._serialized_start=129
-  _globals['_GEOPOINT']._serialized_end=276
-  _globals['_MODELVERSIONS']._serialized_start=278
-  _globals['_MODELVERSIONS']._serialized_end=350
-  _globals['_PLATEREAD']._serialized_start=353
-  _globals['_PLATEREAD']._serialized_end=828
+  _globals['_BOUNDINGBOX'].fields_by_name['x1']._loaded_options = None
+  _globals['_BOUNDINGBOX'].fields_by_name['x1']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_BOUNDINGBOX'].fields_by_name['y1']._loaded_options = None
+  _globals['_BOUNDINGBOX'].fields_by_name['y1']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_BOUNDINGBOX'].fields_by_name['x2']._loaded_options = None
+  _globals['_BOUNDINGBOX'].fields_by_name['x2']._serialized_options = b'\272H\004\032\002 \000'
+  _globals['_BOUNDINGBOX'].fields_by_name['y2']._loaded_options = None
+  _globals['_BOUNDINGBOX'].fields_by_name['y2']._serialized_options = b'\272H\004\032\002 \000'
+  _globals['_GEOPOINT'].fields_by_name['latitude']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['latitude']._serialized_options = b'\272H\024\022\022\031\000\000\000\000\000\200V@)\000\000\000\000\000\200V\300'
+  _globals['_GEOPOINT'].fields_by_name['longitude']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['longitude']._serialized_options = b'\272H\024\022\022\031\000\000\000\000\000\200f@)\000\000\000\000\000\200f\300'
+  _globals['_GEOPOINT'].fields_by_name['accuracy_m']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['accuracy_m']._serialized_options = b'\272H\t\n\007-\000\000\000\000@\001'
+  _globals['_GEOPOINT'].fields_by_name['heading_deg']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['heading_deg']._serialized_options = b'\272H\014\n\n\025\000\000\264C-\000\000\000\000'
+  _globals['_GEOPOINT'].fields_by_name['speed_mps']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['speed_mps']._serialized_options = b'\272H\t\n\007-\000\000\000\000@\001'
+  _globals['_PLATEREAD'].fields_by_name['read_id']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['read_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_PLATEREAD'].fields_by_name['node_id']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['node_id']._serialized_options = b'\272H\227\001\272\001\223\001\n\010id_chars\022Smust be 1-64 letters, digits, \'.\', \'_\', \':\' or \'-\', starting with a letter or digit\0322this.matches(\'^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$\')'
+  _globals['_PLATEREAD'].fields_by_name['camera_id']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['camera_id']._serialized_options = b'\272H\227\001\272\001\223\001\n\010id_chars\022Smust be 1-64 letters, digits, \'.\', \'_\', \':\' or \'-\', starting with a letter or digit\0322this.matches(\'^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$\')'
+  _globals['_PLATEREAD'].fields_by_name['node_kind']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['node_kind']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
+  _globals['_PLATEREAD'].fields_by_name['capture_time']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['capture_time']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_PLATEREAD'].fields_by_name['plate_text']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['plate_text']._serialized_options = b'\272H\026r\024\020\001\030 2\016^[\\x20-\\x7E]*$'
+  _globals['_PLATEREAD'].fields_by_name['confidence']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['confidence']._serialized_options = b'\272H\014\n\n\035\000\000\200?-\000\000\000\000'
+  _globals['_PLATEREAD'].fields_by_name['char_confidences']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['char_confidences']._serialized_options = b'\272H\021\222\001\016\"\014\n\n\035\000\000\200?-\000\000\000\000'
+  _globals['_PLATEREAD'].fields_by_name['region']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['region']._serialized_options = b'\272H\"r 2\036^([A-Z]{2}(-[A-Z0-9]{1,3})?)?$'
+  _globals['_PLATEREAD'].fields_by_name['region_confidence']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['region_confidence']._serialized_options = b'\272H\014\n\n\035\000\000\200?-\000\000\000\000'
+  _globals['_PLATEREAD'].fields_by_name['plate_box']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['plate_box']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_PLATEREAD'].fields_by_name['plate_crop_jpeg']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['plate_crop_jpeg']._serialized_options = b'\272H\tz\007\020\001*\003\377\330\377'
+  _globals['_PLATEREAD'].fields_by_name['frame_jpeg']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['frame_jpeg']._serialized_options = b'\272H\nz\005*\003\377\330\377\330\001\001'
+  _globals['_PLATEREAD'].fields_by_name['frame_width']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['frame_width']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_PLATEREAD'].fields_by_name['frame_height']._loaded_options = None
+  _globals['_PLATEREAD'].fields_by_name['frame_height']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_NODEKIND']._serialized_start=1515
+  _globals['_NODEKIND']._serialized_end=1595
+  _globals['_BOUNDINGBOX']._serialized_start=94
+  _globals['_BOUNDINGBOX']._serialized_end=191
+  _globals['_GEOPOINT']._serialized_start=194
+  _globals['_GEOPOINT']._serialized_end=436
+  _globals['_MODELVERSIONS']._serialized_start=438
+  _globals['_MODELVERSIONS']._serialized_end=510
+  _globals['_PLATEREAD']._serialized_start=513
+  _globals['_PLATEREAD']._serialized_end=1513
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,9 @@ Global___NodeKind: _TypeAlias = NodeKind  # noqa: Y015
 
 @_typing.final
 class BoundingBox(_message.Message):
-    """Axis-aligned box in pixel coordinates of the source frame, top-left origin."""
+    """Axis-aligned box in pixel coordinates of the source frame, top-left origin.
+    x1 < x2 and y1 < y2 (checked by the hub, with the box inside the frame).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -169,20 +171,22 @@ class PlateRead(_message.Message):
     FRAME_WIDTH_FIELD_NUMBER: _builtins.int
     FRAME_HEIGHT_FIELD_NUMBER: _builtins.int
     read_id: _builtins.str
-    """Globally unique id chosen by the node (UUID). Resending the same id is a no-op."""
+    """Globally unique id chosen by the node (canonical UUID). Resending the same id is a no-op."""
     node_id: _builtins.str
     camera_id: _builtins.str
     node_kind: Global___NodeKind.ValueType
     plate_text: _builtins.str
-    """Recognised plate characters, upper case, no spaces or separators."""
+    """Recognised plate characters, upper case, no spaces or separators (printable ASCII;
+    the hub normalizes and checks the characters and length).
+    """
     confidence: _builtins.float
     """Overall confidence of plate_text, 0..1."""
     region: _builtins.str
-    """State / region of issuance, e.g. "IL"; empty when unknown."""
+    """State / region of issuance, e.g. "IL" or "US-IL"; empty when unknown."""
     region_confidence: _builtins.float
     """Confidence of region, 0..1."""
     plate_crop_jpeg: _builtins.bytes
-    """The plate crop, JPEG."""
+    """The plate crop, JPEG (required: the policy keeps the plate image)."""
     frame_jpeg: _builtins.bytes
     """Optional downscaled full frame, JPEG (size-limited by the hub)."""
     frame_width: _builtins.int

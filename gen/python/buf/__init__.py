@@ -1,0 +1,1 @@
+"""Generated from protos/ by ops/codegen.py. Do not edit."""
