@@ -30,7 +30,11 @@ def cassandra() -> Iterator[tuple[list[str], int]]:
     existing = os.environ.get("ALPR_TEST_CASSANDRA")
     if existing:
         host, _, port = existing.rpartition(":")
-        yield [host], int(port)
+        try:
+            yield [host], int(port)
+        finally:
+            # A shared Cassandra slows down for everyone as test keyspaces pile up.
+            _drop_keyspaces([host], int(port), _CREATED)
         return
     run_dir = Path(os.environ.get("ALPR_RUN_DIR", ROOT / ".run")) / f"test-cassandra-{TEST_CQL_PORT}"
     cluster = CassandraCluster(run_dir, nodes=1, base_port=TEST_CQL_PORT, heap="2G")
