@@ -106,6 +106,25 @@ def keras_weights_from_onnx(model: Any, onnx_path: Path) -> None:
         v.assign(w[v.path].astype(np.float32).reshape(tuple(v.shape)))
 
 
+def calibrate_batch_norms(model: Any, images: np.ndarray) -> None:
+    """Give the stem's batch norms the statistics of ``images`` without changing inference.
+
+    The export folds each batch norm into ``(x - mean) * k + b``, so :func:`keras_weights_from_onnx`
+    can only set variance 1 and gamma = k. In training mode a batch norm divides by the batch's
+    own standard deviation, which would rescale every activation and wreck the warm start on the
+    first step. Here mean and variance become those of ``images`` and gamma/beta absorb them:
+    inference is unchanged, training-mode outputs start where inference is."""
+    x = model.get_layer("rescaling")(images.astype(np.float32))
+    for layer in model.get_layer("conv_stem").layers:
+        if type(layer).__name__ == "BatchNormalization":
+            a = np.asarray(x)
+            mean, var = a.mean(axis=(0, 1, 2)), a.var(axis=(0, 1, 2))
+            gamma, beta, m0, v0 = (np.asarray(w) for w in layer.get_weights())
+            k = gamma / np.sqrt(v0 + layer.epsilon)
+            layer.set_weights([k * np.sqrt(var + layer.epsilon), beta + (mean - m0) * k, mean, var])
+        x = layer(x, training=False)
+
+
 def check_same_outputs(model: Any, onnx_path: Path, n: int = 4, seed: int = 0) -> float:
     """Largest absolute difference of the plate probabilities, Keras vs ONNX, on random crops."""
     import onnxruntime as ort  # type: ignore[import-untyped]
@@ -120,9 +139,12 @@ def check_same_outputs(model: Any, onnx_path: Path, n: int = 4, seed: int = 0) -
     return float(np.abs(np.asarray(got).reshape(ref.shape) - ref).max())
 
 
-def write_warm_start(onnx_path: Path, model_config: Path, plate_config: Path, out: Path) -> float:
+def write_warm_start(
+    onnx_path: Path, model_config: Path, plate_config: Path, out: Path, calib_csv: Path | None = None
+) -> float:
     """Build the Keras model for ``plate_config`` (the ONNX model's own), load the ONNX weights,
-    check they give the same outputs, save ``out`` (``.weights.h5``); returns the largest difference."""
+    calibrate the batch norms on up to 512 images of ``calib_csv`` (a trainer CSV), check the
+    model gives the same outputs, save ``out`` (``.weights.h5``); returns the largest difference."""
     from fast_plate_ocr.train.model.config import load_plate_config_from_yaml
     from fast_plate_ocr.train.model.model_builders import build_model
     from fast_plate_ocr.train.model.model_schema import load_model_config_from_yaml
@@ -130,6 +152,20 @@ def write_warm_start(onnx_path: Path, model_config: Path, plate_config: Path, ou
     pc = load_plate_config_from_yaml(plate_config)
     model = build_model(load_model_config_from_yaml(model_config), pc, enable_region_head=bool(pc.plate_regions))
     keras_weights_from_onnx(model, onnx_path)
+    if calib_csv is not None:
+        import csv
+
+        import cv2
+
+        with calib_csv.open() as f:
+            paths = [calib_csv.parent / r["image_path"] for r in csv.DictReader(f)]
+        pick = np.random.default_rng(0).permutation(len(paths))[:512]
+        imgs = []
+        for i in pick:
+            g = cv2.imread(str(paths[int(i)]), cv2.IMREAD_GRAYSCALE)
+            if g is not None:
+                imgs.append(cv2.resize(g, (pc.img_width, pc.img_height), interpolation=cv2.INTER_LINEAR)[..., None])
+        calibrate_batch_norms(model, np.stack(imgs))
     diff = check_same_outputs(model, onnx_path)
     if diff > 1e-3:
         raise ValueError(f"warm start from {onnx_path} does not reproduce it (max difference {diff})")
@@ -137,7 +173,7 @@ def write_warm_start(onnx_path: Path, model_config: Path, plate_config: Path, ou
     return diff
 
 
-if __name__ == "__main__":  # python -m node.training.onnx_weights ONNX MODEL_CFG PLATE_CFG OUT.weights.h5
+if __name__ == "__main__":  # python -m node.training.onnx_weights ONNX MODEL_CFG PLATE_CFG OUT.weights.h5 [TRAIN_CSV]
     import sys
 
-    print(write_warm_start(*(Path(a) for a in sys.argv[1:5])))
+    print(write_warm_start(*(Path(a) for a in sys.argv[1:6])))

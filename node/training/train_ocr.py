@@ -106,7 +106,7 @@ def train_ocr(data_dir: Path, out_dir: Path, params: OcrTrainParams, log=print) 
         params.weights_path = str(out_dir / "init_from_onnx.weights.h5")
         subprocess.run(
             [sys.executable, "-m", "node.training.onnx_weights", str(onnx_path), params.model_config,
-             str(onnx_path.parent / "plate_config.yaml"), params.weights_path],
+             str(onnx_path.parent / "plate_config.yaml"), params.weights_path, str(data_dir / "train.csv")],
             check=True, env=_env("tensorflow"),
         )  # fmt: skip
         log(f"ocr: warm start from {onnx_path} via {params.weights_path}")
