@@ -69,7 +69,7 @@ def _main(argv: list[str] | None) -> int:
 
     if args.command == "add-user":  # bootstrap access (the first admin) without a running hub
         from alpr_common.cassandra import connect as _connect
-        from hub.audit import AuditLog, load_audit_key
+        from hub.audit import AuditCheckpointer, AuditLog, CheckpointSink, load_audit_key
         from hub.schema import migrate as _migrate
         from hub.users import UserStore
 
@@ -85,7 +85,14 @@ def _main(argv: list[str] | None) -> int:
             key = load_audit_key(cfg.auth.audit_key_file)
             audit = AuditLog(session=session, cassandra=cfg.cassandra, chain=f"cli-{cfg.hub_id}", key=key)
             details = {"user_id": args.user, "role": args.role, "via": "alpr-hub add-user"}
-            asyncio.run(audit.record("alpr-hub", "user.add", details=details))
+
+            async def record() -> None:
+                await audit.record("alpr-hub", "user.add", details=details)
+                if cfg.auth.audit_checkpoint_dir:  # this chain is anchored like the hubs' chains
+                    sink = CheckpointSink(cfg.auth.audit_checkpoint_dir, key)
+                    await AuditCheckpointer(audit=audit, sink=sink, hub_id=cfg.hub_id, interval_s=1).checkpoint()
+
+            asyncio.run(record())
         except ValueError as e:
             print(f"alpr-hub: {e}", file=sys.stderr)
             return 2

@@ -36,7 +36,7 @@ class HubThread:
         self._thread.start()
         self.hub, self.port = asyncio.run_coroutine_threadsafe(
             create_server(self.config, self.registry), self.loop
-        ).result(120)
+        ).result(300)  # a fresh keyspace's migrations take minutes on a loaded machine
         return self
 
     @property

@@ -43,7 +43,7 @@ from alpr_common.cassandra import Row
 from alpr_common.simulation import make_read
 from alpr_common.timestamps import to_timestamp
 from dispatch_bridge.config import BridgeConfig
-from hub.config import HubConfig
+from hub.config import HubConfig, load_hub_config
 from hub.server import InsecureConfigError, create_server
 from node.config import NodeConfig
 from tests.access_support import AuthHub, call, rpc_code
@@ -72,6 +72,15 @@ def test_a_hub_config_is_secure_unless_it_says_insecure_dev() -> None:
     assert dev.insecure_parts() == ["access control (auth)", "TLS"]
     # insecure_dev only changes defaults: auth can still be on.
     assert HubConfig.model_validate({"insecure_dev": True, "auth": {"enabled": True}}).auth.enabled
+    # Without insecure_dev the audit chain needs its key and its checkpoints outside Cassandra.
+    no_audit = HubConfig.model_validate({"tls": {"cert_file": "h.crt", "key_file": "h.key", "ca_file": "ca.crt"}})
+    assert [p.split(" ")[0] for p in no_audit.security_problems()] == [
+        "auth.audit_key_file",
+        "auth.audit_checkpoint_dir",
+    ]
+    # The shipped configs serve as they are.
+    for shipped in ("ops/config/hub.example.yaml", "ops/deploy/config/hub.yaml"):
+        assert load_hub_config(ROOT / shipped).security_problems() == [], shipped
 
 
 def test_an_insecure_hub_does_not_start_without_insecure_dev(tmp_path: Path) -> None:
@@ -336,6 +345,27 @@ def test_the_principal_is_the_identity(shub: AuthHub, pki: Path, cql: Session) -
     assert approval.approver_id == "sup-ident"
 
 
+def test_an_import_is_the_signed_in_users(shub: AuthHub) -> None:
+    """Streamed requests too: the importer named in the header is the token's user."""
+    sup = shub.token("sup-import", "supervisor")
+    csv_file = b"plate,state,category\nIMP4242,IL,stolen_vehicle\n"
+
+    def requests() -> Iterator[hotlist_pb2.ImportListRequest]:
+        header = hotlist_pb2.ImportHeader(format=hotlist_pb2.IMPORT_FORMAT_CSV, source=hotlist_pb2.HOT_LIST_SOURCE_SCOFFLAW,
+                                          imported_by="chief-of-police", file_name="scofflaw.csv")  # fmt: skip
+        yield hotlist_pb2.ImportListRequest(header=header)
+        yield hotlist_pb2.ImportListRequest(data=csv_file)
+
+    hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
+    md = (("authorization", f"Bearer {sup}"),)
+    results = [
+        r.result for r in hl.ImportList(requests(), metadata=md, timeout=60) if r.WhichOneof("payload") == "result"
+    ]
+    assert results, "no import result"
+    listed = call(hl.ListEntries, hotlist_pb2.ListEntriesRequest(plate="IMP4242"), sup).entries
+    assert [e.entered_by for e in listed] == ["sup-import"]
+
+
 class _Subscribe:
     """A Subscribe stream over mutual TLS that stays open until closed."""
 
@@ -425,6 +455,15 @@ def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(
     rec = _row_record(original[-1])
     assert rec.entry_hash == rec.compute_hash(key) != rec.compute_hash(None)
     assert key.decode() not in repr(original)
+
+    # `alpr-hub add-user` (the bootstrap without a hub) writes to its own chain, keyed and anchored too.
+    from hub.cli import main as alpr_hub
+
+    cfg_file = tmp_path / "hub.yaml"
+    cfg_file.write_text(yaml.safe_dump(one.config.model_dump(mode="json")))
+    assert alpr_hub(["add-user", "--config", str(cfg_file), "--user", "chief", "--role", "admin"]) == 0
+    cli_anchor = CheckpointSink(anchors_dir, key).latest()[0]["cli-hub-one"]
+    assert cli_anchor.seq == 1 and cli_anchor.entry_hash == _chain_rows(cql, ks, "cli-hub-one")[0].entry_hash
 
     # A second hub on the same keyspace and checkpoint directory answers `alpr audit verify`.
     two = HubThread(one.config.model_copy(update={"hub_id": "hub-two"})).start()
