@@ -450,7 +450,7 @@ class ListShareAuditRequest(_message.Message):
     HOURS_FIELD_NUMBER: _builtins.int
     AGENCY_ID_FIELD_NUMBER: _builtins.int
     hours: _builtins.int
-    """Look back this many hours (default 24, max 1440)."""
+    """Look back this many hours (0: the default, 24; max 1440)."""
     agency_id: _builtins.str
     """Only this agency; empty: all."""
     def __init__(
@@ -653,7 +653,7 @@ class ListSharedAlertsRequest(_message.Message):
     HOURS_FIELD_NUMBER: _builtins.int
     ORIGIN_AGENCY_ID_FIELD_NUMBER: _builtins.int
     hours: _builtins.int
-    """Look back this many hours (default 24, max 1440)."""
+    """Look back this many hours (0: the default, 24; max 1440)."""
     origin_agency_id: _builtins.str
     """Only from this agency; empty: all."""
     def __init__(
@@ -738,7 +738,7 @@ class ListDeadLettersRequest(_message.Message):
     bridge_id: _builtins.str
     """Empty: the default bridge id "bridge"."""
     hours: _builtins.int
-    """Look back this many hours (default 24, max 1440)."""
+    """Look back this many hours (0: the default, 24; max 1440)."""
     def __init__(
         self,
         *,
@@ -785,6 +785,7 @@ class RetryDeadLettersRequest(_message.Message):
     sink: _builtins.str
     """Only this sink; empty: any."""
     hours: _builtins.int
+    """Look back this many hours (0: the default, 24; max 1440)."""
     @_builtins.property
     def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """These keys; empty: every dead letter of the last `hours` hours."""

@@ -23,28 +23,31 @@ _sym_db = _symbol_database.Default()
 
 
 from alpr.v1 import reads_pb2 as alpr_dot_v1_dot_reads__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpr/v1/evidence.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/reads.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x15\x45xportEvidenceRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x10\n\x08read_ids\x18\x03 \x03(\t\"\x9e\x01\n\x0c\x45videnceRead\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12 \n\x04read\x18\x02 \x01(\x0b\x32\x12.alpr.v1.PlateRead\x12\x31\n\rexported_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65xported_by\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\"\xb3\x01\n\x16\x45xportEvidenceResponse\x12$\n\x05reads\x18\x01 \x03(\x0b\x32\x15.alpr.v1.EvidenceRead\x12\x18\n\x10missing_read_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x65xported_by\x18\x03 \x01(\t\x12\x31\n\rexported_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texport_id\x18\x05 \x01(\t\"\x8e\x01\n\x0e\x45videnceExport\x12\x11\n\texport_id\x18\x01 \x01(\t\x12\x10\n\x08read_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x65xported_by\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x31\n\rexported_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x12GetEvidenceRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\"e\n\x13GetEvidenceResponse\x12$\n\x05reads\x18\x01 \x03(\x0b\x32\x15.alpr.v1.EvidenceRead\x12(\n\x07\x65xports\x18\x02 \x03(\x0b\x32\x17.alpr.v1.EvidenceExport2\xae\x01\n\x0f\x45videnceService\x12Q\n\x0e\x45xportEvidence\x12\x1e.alpr.v1.ExportEvidenceRequest\x1a\x1f.alpr.v1.ExportEvidenceResponse\x12H\n\x0bGetEvidence\x12\x1b.alpr.v1.GetEvidenceRequest\x1a\x1c.alpr.v1.GetEvidenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpr/v1/evidence.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x15\x45xportEvidenceRequest\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x10\n\x08read_ids\x18\x03 \x03(\t\"\x9e\x01\n\x0c\x45videnceRead\x12\x13\n\x0b\x63\x61se_number\x18\x01 \x01(\t\x12 \n\x04read\x18\x02 \x01(\x0b\x32\x12.alpr.v1.PlateRead\x12\x31\n\rexported_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65xported_by\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\"\xb3\x01\n\x16\x45xportEvidenceResponse\x12$\n\x05reads\x18\x01 \x03(\x0b\x32\x15.alpr.v1.EvidenceRead\x12\x18\n\x10missing_read_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x65xported_by\x18\x03 \x01(\t\x12\x31\n\rexported_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\texport_id\x18\x05 \x01(\t\"\x8e\x01\n\x0e\x45videnceExport\x12\x11\n\texport_id\x18\x01 \x01(\t\x12\x10\n\x08read_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x65xported_by\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x31\n\rexported_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x12GetEvidenceRequest\x12\x65\n\x0b\x63\x61se_number\x18\x01 \x01(\tBP\xbaHM\xba\x01J\n\tnot_blank\x12(is required: the case or incident number\x1a\x13this.matches(\'\\\\S\')\"e\n\x13GetEvidenceResponse\x12$\n\x05reads\x18\x01 \x03(\x0b\x32\x15.alpr.v1.EvidenceRead\x12(\n\x07\x65xports\x18\x02 \x03(\x0b\x32\x17.alpr.v1.EvidenceExport2\xae\x01\n\x0f\x45videnceService\x12Q\n\x0e\x45xportEvidence\x12\x1e.alpr.v1.ExportEvidenceRequest\x1a\x1f.alpr.v1.ExportEvidenceResponse\x12H\n\x0bGetEvidence\x12\x1b.alpr.v1.GetEvidenceRequest\x1a\x1c.alpr.v1.GetEvidenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.evidence_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTEVIDENCEREQUEST']._serialized_start=89
-  _globals['_EXPORTEVIDENCEREQUEST']._serialized_end=168
-  _globals['_EVIDENCEREAD']._serialized_start=171
-  _globals['_EVIDENCEREAD']._serialized_end=329
-  _globals['_EXPORTEVIDENCERESPONSE']._serialized_start=332
-  _globals['_EXPORTEVIDENCERESPONSE']._serialized_end=511
-  _globals['_EVIDENCEEXPORT']._serialized_start=514
-  _globals['_EVIDENCEEXPORT']._serialized_end=656
-  _globals['_GETEVIDENCEREQUEST']._serialized_start=658
-  _globals['_GETEVIDENCEREQUEST']._serialized_end=699
-  _globals['_GETEVIDENCERESPONSE']._serialized_start=701
-  _globals['_GETEVIDENCERESPONSE']._serialized_end=802
-  _globals['_EVIDENCESERVICE']._serialized_start=805
-  _globals['_EVIDENCESERVICE']._serialized_end=979
+  _globals['_GETEVIDENCEREQUEST'].fields_by_name['case_number']._loaded_options = None
+  _globals['_GETEVIDENCEREQUEST'].fields_by_name['case_number']._serialized_options = b'\272HM\272\001J\n\tnot_blank\022(is required: the case or incident number\032\023this.matches(\'\\\\S\')'
+  _globals['_EXPORTEVIDENCEREQUEST']._serialized_start=118
+  _globals['_EXPORTEVIDENCEREQUEST']._serialized_end=197
+  _globals['_EVIDENCEREAD']._serialized_start=200
+  _globals['_EVIDENCEREAD']._serialized_end=358
+  _globals['_EXPORTEVIDENCERESPONSE']._serialized_start=361
+  _globals['_EXPORTEVIDENCERESPONSE']._serialized_end=540
+  _globals['_EVIDENCEEXPORT']._serialized_start=543
+  _globals['_EVIDENCEEXPORT']._serialized_end=685
+  _globals['_GETEVIDENCEREQUEST']._serialized_start=687
+  _globals['_GETEVIDENCEREQUEST']._serialized_end=810
+  _globals['_GETEVIDENCERESPONSE']._serialized_start=812
+  _globals['_GETEVIDENCERESPONSE']._serialized_end=913
+  _globals['_EVIDENCESERVICE']._serialized_start=916
+  _globals['_EVIDENCESERVICE']._serialized_end=1090
 # @@protoc_insertion_point(module_scope)

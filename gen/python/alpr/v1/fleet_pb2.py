@@ -24,22 +24,25 @@ _sym_db = _symbol_database.Default()
 
 from alpr.v1 import ingest_pb2 as alpr_dot_v1_dot_ingest__pb2
 from alpr.v1 import reads_pb2 as alpr_dot_v1_dot_reads__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/fleet.proto\x12\x07\x61lpr.v1\x1a\x14\x61lpr/v1/ingest.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x1c\x46leetServiceListNodesRequest\x12\x15\n\rproblems_only\x18\x01 \x01(\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x1d\x46leetServiceListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.alpr.v1.NodeStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbd\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x04 \x01(\t\x12\x10\n\x08problems\x18\x05 \x03(\t\x12&\n\x07\x63\x61meras\x18\x06 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0b\x64\x65tector_ok\x18\x07 \x01(\x08\x12\x17\n\x0fhotlist_version\x18\x08 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bqueue_depth\x18\n \x01(\x04\x12\x1a\n\x12queue_oldest_age_s\x18\x0b \x01(\x01\x12\x17\n\x0f\x64isk_free_bytes\x18\x0c \x01(\x04\x12\x19\n\x0c\x63lock_skew_s\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10software_version\x18\x0e \x01(\tB\x0f\n\r_clock_skew_s2j\n\x0c\x46leetService\x12Z\n\tListNodes\x12%.alpr.v1.FleetServiceListNodesRequest\x1a&.alpr.v1.FleetServiceListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/fleet.proto\x12\x07\x61lpr.v1\x1a\x14\x61lpr/v1/ingest.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x1c\x46leetServiceListNodesRequest\x12\x15\n\rproblems_only\x18\x01 \x01(\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x1d\x46leetServiceListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.alpr.v1.NodeStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbd\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x04 \x01(\t\x12\x10\n\x08problems\x18\x05 \x03(\t\x12&\n\x07\x63\x61meras\x18\x06 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0b\x64\x65tector_ok\x18\x07 \x01(\x08\x12\x17\n\x0fhotlist_version\x18\x08 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bqueue_depth\x18\n \x01(\x04\x12\x1a\n\x12queue_oldest_age_s\x18\x0b \x01(\x01\x12\x17\n\x0f\x64isk_free_bytes\x18\x0c \x01(\x04\x12\x19\n\x0c\x63lock_skew_s\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10software_version\x18\x0e \x01(\tB\x0f\n\r_clock_skew_s2j\n\x0c\x46leetService\x12Z\n\tListNodes\x12%.alpr.v1.FleetServiceListNodesRequest\x1a&.alpr.v1.FleetServiceListNodesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_start=108
-  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_end=217
-  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_start=219
-  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_end=311
-  _globals['_NODESTATUS']._serialized_start=314
-  _globals['_NODESTATUS']._serialized_end=759
-  _globals['_FLEETSERVICE']._serialized_start=761
-  _globals['_FLEETSERVICE']._serialized_end=867
+  _globals['_FLEETSERVICELISTNODESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_FLEETSERVICELISTNODESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
+  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_start=137
+  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_end=258
+  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_start=260
+  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_end=352
+  _globals['_NODESTATUS']._serialized_start=355
+  _globals['_NODESTATUS']._serialized_end=800
+  _globals['_FLEETSERVICE']._serialized_start=802
+  _globals['_FLEETSERVICE']._serialized_end=908
 # @@protoc_insertion_point(module_scope)
