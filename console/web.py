@@ -36,7 +36,8 @@ CSP = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts.
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
@@ -46,7 +47,7 @@ SECURITY_HEADERS = [
 # may do, and refuses the rest (shown as 403).
 NAV: list[tuple[str, str, frozenset[str]]] = [
     ("/queue", "Hits", frozenset({"officer", "dispatcher", "supervisor", "investigator"})),
-    ("/search", "Search", frozenset({"officer", "supervisor", "investigator"})),
+    ("/search", "Search", frozenset({"officer", "dispatcher", "supervisor", "investigator"})),
     ("/hotlists", "Hot lists", frozenset({"officer", "dispatcher", "supervisor", "investigator", "admin"})),
     ("/fleet", "Fleet", frozenset({"fleet_operator", "supervisor", "admin"})),
     ("/audit", "Audit", frozenset({"auditor", "admin"})),

@@ -4,18 +4,22 @@ real, auth-enabled hub, and a plain HTTP client that signs in like a browser."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import uvicorn
-from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc
 
+from alpr_common.simulation import make_read, noise_jpeg
 from console.app import create_app
 from console.settings import ConsoleSettings
+from hub.alerts import alert_id_for
 from tests.access_support import AuthHub, call
 from tests.hotlist_support import FAST
 
@@ -127,3 +131,51 @@ def wait_until(fn: Any, timeout: float = 10.0, every: float = 0.05) -> Any:
 
 def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class Stack:
+    """A secured hub with one user per role, a console in front of it, and hits on demand."""
+
+    def __init__(self, hub: AuthHub, console: ConsoleServer) -> None:
+        self.hub = hub
+        self.console = console
+        self.officer = hub.token("ofc-1", "officer")
+        self.dispatcher = hub.token("disp-1", "dispatcher")
+        self.fleet = hub.token("fleet-1", "fleet_operator")
+        self.auditor = hub.token("aud-1", "auditor")
+        self.supervisor = hub.token("sup-1", "supervisor")
+        self.alerts = alert_pb2_grpc.AlertServiceStub(hub.channel)
+
+    def client(self, token: str | None = None) -> Browserless:
+        b = Browserless(self.console.url)
+        if token:
+            assert b.sign_in(token).status_code == 303
+        return b
+
+    def hit(self, plate: str = "ABC1234", camera: str = "cam-1") -> str:
+        """Ingest a read that matches the hot list (returns once acked); returns its alert id."""
+        read = make_read(plate=plate, camera_id=camera, crop_jpeg=noise_jpeg(120, 40, seed=1),
+                         frame_jpeg=noise_jpeg(640, 360, seed=2))  # fmt: skip
+        read.frame_width, read.frame_height = 640, 360
+        self.hub.ingest([read])
+        return str(alert_id_for(read.read_id))
+
+    def alert(self, alert_id: str) -> alert_pb2.GetAlertResponse:
+        got: alert_pb2.GetAlertResponse = call(
+            self.alerts.GetAlert, alert_pb2.GetAlertRequest(alert_id=alert_id), self.supervisor
+        )
+        return got
+
+
+@contextlib.contextmanager
+def console_stack(cassandra: Any, cql: Any) -> Iterator[Stack]:
+    hub = secured_hub(cassandra, cql)
+    console = ConsoleServer(settings_for(hub)).start()
+    try:
+        for plate in ("ABC1234", "QRS5678", "XYZ9876"):
+            add_entry(hub, hub.admin, plate)
+        hub.ingest([make_read(plate="NOHIT12")])  # starts the stand-in node path before any timing
+        yield Stack(hub, console)
+    finally:
+        console.stop()
+        hub.stop()
