@@ -38,6 +38,7 @@ HUB_TARGET = "127.0.0.1:50051"
 PKI = RUN / "pki"
 NODE_ID, CAMERA_ID = "sample-pole-1", "sample-pole-1-north"
 CAD_PORT = 8089
+CONSOLE_PORT = 8443
 CAD_SECRET = "local-demo-secret"
 sys.path.insert(0, str(ROOT))
 from ops import cassandractl  # noqa: E402
@@ -106,6 +107,11 @@ def services() -> dict[str, Service]:
                                "--secret", CAD_SECRET, "--out", str(RUN / "cad.jsonl")]),
         "bridge": Service("bridge", [str(BIN / "alpr-bridge"), "serve", "--config", str(RUN / "bridge.yaml")], env),
         "node": Service("node", [str(BIN / "alpr-node"), "run", "--config", str(RUN / "node.yaml")], env),
+        "console": Service("console", [str(BIN / "alpr-console"), "--hub", HUB_TARGET,
+                                       "--hub-ca", str(PKI / "ca" / "ca.crt"), "--hub-cert", str(PKI / "console.crt"),
+                                       "--hub-key", str(PKI / "console.key"), "--host", "127.0.0.1",
+                                       "--port", str(CONSOLE_PORT), "--https-cert", str(PKI / "console-web.crt"),
+                                       "--https-key", str(PKI / "console-web.key")]),
     }  # fmt: skip
 
 
@@ -126,7 +132,8 @@ def _make_pki() -> None:
     if not (PKI / "ca" / "ca.crt").exists():
         tls.init_ca(PKI / "ca", "ALPR local demo CA")
     wanted = [("hub-local", "service", ["127.0.0.1", "localhost"]), (NODE_ID, "node", []),
-              ("local-bridge", "service", []), ("console", "service", [])]  # fmt: skip
+              ("local-bridge", "service", []), ("console", "service", []),
+              ("console-web", "service", ["127.0.0.1", "localhost"])]  # the console's HTTPS certificate  # fmt: skip
     for name, kind, hosts in wanted:
         if not (PKI / f"{name}.crt").exists():
             tls.issue(PKI / "ca", name, kind, PKI, hosts)
@@ -227,9 +234,9 @@ def _models_present() -> bool:
 def up() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     svc = services()
-    print("[1/5] Cassandra")
+    print("[1/6] Cassandra")
     _cluster().start()
-    print("[2/5] hub (mutual TLS and access control on; certificates in .run/local/pki)")
+    print("[2/6] hub (mutual TLS and access control on; certificates in .run/local/pki)")
     _make_pki()
     _write_hub_config()
     svc["hub"].start()
@@ -239,7 +246,7 @@ def up() -> int:
             print(f"hub failed to start; see {svc['hub'].log}:\n" + svc["hub"].log.read_text()[-3000:], file=sys.stderr)
             return 1
         time.sleep(0.5)
-    print("[3/5] users, node registration, sample video, configs, hot-list entry")
+    print("[3/6] users, node registration, sample video, configs, hot-list entry")
     admin, officer = _token("local-admin", "admin"), _token("local-officer", "officer")
     env_file = RUN / "env"
     env_file.write_text("".join(f"export {k}={v}\n" for k, v in {**_cli_env(), "ALPR_TOKEN": officer}.items()))
@@ -254,10 +261,13 @@ def up() -> int:
               "--reason", "local demo: stolen from the sample video", "--officer", "demo-officer")  # fmt: skip
 
     print(f"  sample clip .run/local/sample.avi with plates {', '.join(plates)}; {hot} is on the hot list")
-    print("[4/5] dispatch: stand-in CAD webhook and the bridge")
+    print("[4/6] dispatch: stand-in CAD webhook and the bridge")
     svc["cad"].start()
     svc["bridge"].start()
-    print("[5/5] edge node on the sample clip")
+    print("[5/6] web console (HTTPS, certificate from the local CA)")
+    _token("local-fleet", "fleet_operator")  # for the fleet page
+    svc["console"].start()
+    print("[6/6] edge node on the sample clip")
     if _models_present():
         svc["node"].start()
     else:
@@ -268,7 +278,10 @@ def up() -> int:
         "  metrics        hub http://127.0.0.1:9101/metrics  node :9102  bridge :9103\n"
         "  Cassandra      127.0.0.1:9042 (keyspace alpr)\n"
         f"  dispatch       relays received by the stand-in CAD: .run/local/cad.jsonl\n"
-        "  tokens         .run/local/local-officer.token, .run/local/local-admin.token\n"
+        "  tokens         .run/local/local-officer.token, .run/local/local-admin.token, .run/local/local-fleet.token\n"
+        f"  web console    https://localhost:{CONSOLE_PORT}  sign in with a token file's content (officer: hits and\n"
+        "                 review; admin: hot lists and audit; fleet: the fleet page). The certificate is from the\n"
+        "                 local CA: trust .run/local/pki/ca/ca.crt in the browser or accept the warning once.\n"
         "try:\n"
         "  source .run/local/env                      # hub address, TLS files, the officer's token\n"
         f"  .venv/bin/alpr alerts list                 # the hit on {hot}, PENDING\n"
@@ -279,7 +292,7 @@ def up() -> int:
 
 
 def down() -> int:
-    for name in ("node", "bridge", "cad", "hub"):
+    for name in ("node", "console", "bridge", "cad", "hub"):
         services()[name].stop()
     _cluster().stop()
     return 0
