@@ -140,6 +140,15 @@ class DeliveryConfig(StrictModel):
     rescan_interval_s: float = Field(10.0, gt=0)
 
 
+ProblemKind = Literal["no_heartbeat", "detector", "camera", "disk", "clock", "damage", "gps", "hotlist", "other"]
+UnitKind = Literal["FIXED", "MOBILE"]
+
+
+def _default_open_for() -> dict[UnitKind, list[ProblemKind]]:
+    usual: list[ProblemKind] = ["no_heartbeat", "detector", "camera", "disk", "clock", "damage", "other"]
+    return {"FIXED": list(usual), "MOBILE": list(usual)}
+
+
 class TicketsConfig(StrictModel):
     """Help-desk tickets for failing units (policy 4.8)."""
 
@@ -149,6 +158,11 @@ class TicketsConfig(StrictModel):
     no_heartbeat_after_s: float = Field(600.0, gt=0)
     min_disk_free_bytes: int = Field(1 << 30, ge=0)
     sinks: list[SinkConfig] = Field(default_factory=list)
+    # Which kinds of problem open a ticket, per kind of unit (FIXED, MOBILE). Kinds:
+    # no_heartbeat, detector, camera, disk, clock, damage (an officer's report, policy 4.8),
+    # gps (no fix), hotlist (not confirmed current), other (any other self-check finding).
+    # A mobile unit off shift (alpr-node shift-end) raises no no_heartbeat ticket.
+    open_for: dict[UnitKind, list[ProblemKind]] = Field(default_factory=_default_open_for)
 
     @model_validator(mode="after")
     def _kinds(self) -> TicketsConfig:

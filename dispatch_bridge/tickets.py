@@ -2,9 +2,12 @@
 
 Every ``tickets.poll_interval_s`` the bridge asks a hub's ``FleetService`` for the latest
 heartbeat of every node (failing over between ``hubs``) and decides whether each unit is failing: no heartbeat
-for ``no_heartbeat_after_s``, a camera down, the detector dead, the disk nearly full
-(``min_disk_free_bytes``), or any self-check problem the node reports (clock skew among
-them). A failing unit without an open incident gets one (``bridge_tickets``) and an
+for ``no_heartbeat_after_s`` (not for a patrol car off shift), a camera down, the detector
+dead, the disk nearly full (``min_disk_free_bytes``), an officer's damage report, or a
+self-check problem the node reports (clock skew among them) - each only when
+``tickets.open_for`` names its kind for that kind of unit (by default not "no GPS fix" nor
+"hot list not confirmed", which the unit's own display and shift-start already tell the
+officer). A failing unit without an open incident gets one (``bridge_tickets``) and an
 "open" ticket event through the ticket sinks; while it stays open nothing new is sent
 (exactly one ticket per unit per incident); when the unit is healthy again the incident
 is closed and a "close" event sent. Ticket events go through the durable outbox like
@@ -22,11 +25,11 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from alpr.v1 import fleet_pb2, fleet_pb2_grpc
+from alpr.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
 from cassandra.util import uuid_from_time
 
 from alpr_common.timestamps import from_timestamp, now_utc, utc_or_none
-from dispatch_bridge.config import BridgeConfig
+from dispatch_bridge.config import BridgeConfig, UnitKind
 from dispatch_bridge.metrics import BridgeMetrics
 from dispatch_bridge.outbox import Outbox
 
@@ -37,26 +40,48 @@ MAX_PAGE = 1000
 FLEET_TIMEOUT_S = 30.0
 
 
+# A node's self-check findings by their opening words (node/runtime.py writes them).
+_KIND_PREFIXES = (
+    ("damage reported", "damage"),
+    ("no GPS fix", "gps"),
+    ("hot list not confirmed", "hotlist"),
+    ("clock off", "clock"),
+    ("camera ", "camera"),
+    ("detector", "detector"),
+    ("disk", "disk"),
+)
+
+
+def problem_kind(problem: str) -> str:
+    """The kind of a node's self-check finding, as named in ``tickets.open_for``."""
+    return next((kind for prefix, kind in _KIND_PREFIXES if problem.startswith(prefix)), "other")
+
+
 def problems_of(node: fleet_pb2.NodeStatus, config: BridgeConfig, now: datetime) -> list[str]:
-    """Why a unit is failing (empty: healthy), from its latest status."""
+    """Why a unit needs a ticket (empty: none), from its latest status: only the kinds of
+    problem ``tickets.open_for`` names for its kind of unit; a patrol car off shift is
+    expected to be silent."""
     cfg = config.tickets
-    out: list[str] = []
+    unit: UnitKind = "MOBILE" if node.node_kind == reads_pb2.NODE_KIND_MOBILE else "FIXED"
+    wanted: set[str] = set(cfg.open_for.get(unit, ()))
+    off_shift = unit == "MOBILE" and node.shift_state == ingest_pb2.SHIFT_STATE_OFF_SHIFT
     last = from_timestamp(node.last_heartbeat_time) if node.HasField("last_heartbeat_time") else None
     if last is None or (now - last).total_seconds() > cfg.no_heartbeat_after_s:
-        mins = cfg.no_heartbeat_after_s / 60
-        out.append(f"no heartbeat for more than {mins:g} min")
-        return out  # the rest of the status is stale
+        if "no_heartbeat" in wanted and not off_shift:
+            return [f"no heartbeat for more than {cfg.no_heartbeat_after_s / 60:g} min"]
+        return []  # the rest of the status is stale
+    found: list[tuple[str, str]] = []
     if not node.detector_ok:
-        out.append("detector not working")
+        found.append(("detector", "detector not working"))
     for c in node.cameras:
         if not c.ok:
-            out.append(f"camera {c.camera_id or '?'} down" + (f": {c.problem}" if c.problem else ""))
+            found.append(("camera", f"camera {c.camera_id or '?'} down" + (f": {c.problem}" if c.problem else "")))
     if node.disk_free_bytes < cfg.min_disk_free_bytes:
-        out.append(f"disk full ({node.disk_free_bytes / 2**20:.0f} MiB free)")
+        found.append(("disk", f"disk full ({node.disk_free_bytes / 2**20:.0f} MiB free)"))
     for p in node.problems:
-        if p not in out and not any(p in o for o in out):
-            out.append(p)  # node self-check findings (e.g. clock skew)
-    return out
+        if not any(p == text or p in text for _, text in found):
+            found.append((problem_kind(p), p))  # node self-check findings (e.g. clock skew)
+    return [text for kind, text in found if kind in wanted]
 
 
 class TicketWatcher:

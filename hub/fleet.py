@@ -9,6 +9,8 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Callable
+from datetime import UTC
 
 import grpc
 from alpr.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
@@ -20,10 +22,11 @@ from hub.storage import ReadStore
 
 DEFAULT_PAGE_SIZE = 100
 _KINDS = {"FIXED": reads_pb2.NODE_KIND_FIXED, "MOBILE": reads_pb2.NODE_KIND_MOBILE}
+_SHIFT = {"ON_SHIFT": ingest_pb2.SHIFT_STATE_ON_SHIFT, "OFF_SHIFT": ingest_pb2.SHIFT_STATE_OFF_SHIFT}
 
 
-def node_status_proto(r: Row) -> fleet_pb2.NodeStatus:
-    """A ``node_status`` row as the API's NodeStatus."""
+def node_status_proto(r: Row, hub_hotlist_version: int | None = None) -> fleet_pb2.NodeStatus:
+    """A ``node_status`` row as the API's NodeStatus (lag against ``hub_hotlist_version`` when given)."""
     try:
         cams = json.loads(r.cameras or "[]")
     except ValueError:
@@ -55,6 +58,15 @@ def node_status_proto(r: Row) -> fleet_pb2.NodeStatus:
         msg.hotlist_synced_time.CopyFrom(to_timestamp(r.hotlist_synced_time))
     if r.clock_skew_s is not None:
         msg.clock_skew_s = r.clock_skew_s
+    if hub_hotlist_version is not None:
+        msg.hotlist_lag_versions = max(0, hub_hotlist_version - (r.hotlist_version or 0))
+    if r.latitude is not None and r.longitude is not None:
+        msg.last_position.CopyFrom(
+            reads_pb2.GeoPoint(latitude=r.latitude, longitude=r.longitude, accuracy_m=r.position_accuracy_m or 0.0)
+        )
+        if r.position_time is not None:
+            msg.last_position_time.CopyFrom(to_timestamp(r.position_time))
+    msg.shift_state = _SHIFT.get(r.shift_state or "", ingest_pb2.SHIFT_STATE_UNSPECIFIED)
     return msg
 
 
@@ -72,8 +84,10 @@ def _after(token: str) -> str:
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, *, reads: ReadStore) -> None:
+    def __init__(self, *, reads: ReadStore, hotlist_version: Callable[[], int] | None = None) -> None:
+        """``hotlist_version``: the hub's current hot-list version (for each node's lag)."""
         self.reads = reads
+        self.hotlist_version = hotlist_version
 
     async def ListNodes(
         self, request: fleet_pb2.FleetServiceListNodesRequest, context: Context
@@ -90,7 +104,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             rows = [row] if row is not None else []
         else:
             rows = await asyncio.get_running_loop().run_in_executor(None, self.reads.node_statuses)
-        nodes = sorted((node_status_proto(r) for r in rows if r.node_id > after), key=lambda n: n.node_id)
+        current = self.hotlist_version() if self.hotlist_version is not None else None
+        nodes = sorted((node_status_proto(r, current) for r in rows if r.node_id > after), key=lambda n: n.node_id)
         if request.problems_only:
             nodes = [n for n in nodes if has_problem(n)]
         page = nodes[:size]
@@ -98,3 +113,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.FleetServiceListNodesResponse(
             nodes=page, next_page_token=_token(page[-1].node_id) if more else ""
         )
+
+
+async def restore_heartbeat_gauge(reads: ReadStore, set_gauge: Callable[[str, float], None]) -> int:
+    """At start-up: every node's last heartbeat from ``node_status`` into the gauge, so a node
+    that died before a hub restart is still seen as silent (and alerted on) after it."""
+    rows = await asyncio.get_running_loop().run_in_executor(None, reads.node_statuses)
+    n = 0
+    for r in rows:
+        if r.last_heartbeat is not None:
+            set_gauge(r.node_id, r.last_heartbeat.replace(tzinfo=UTC).timestamp())
+            n += 1
+    return n

@@ -256,6 +256,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.metrics.heartbeats.inc()
         if hb.node_id:
             self.metrics.node_last_seen.labels(hb.node_id).set(now.timestamp())
+            self.metrics.node_last_heartbeat.labels(hb.node_id).set(now.timestamp())
             task = asyncio.create_task(self._store_heartbeat(hb, now))
             pending.add(task)
             task.add_done_callback(pending.discard)

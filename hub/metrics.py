@@ -43,6 +43,13 @@ class HubMetrics:
             ["node_id"],
             registry=registry,
         )
+        self.node_last_heartbeat = Gauge(
+            "alpr_hub_node_last_heartbeat_timestamp_seconds",
+            "Unix time of each node's last heartbeat on this hub; restored from node_status at start-up, "
+            "so a node that died before a restart is still reported silent",
+            ["node_id"],
+            registry=registry,
+        )
 
 
 class HotListMetrics:

@@ -53,7 +53,7 @@ from hub.audit import AuditCheckpointer, AuditLog, AuditServicer, CheckpointSink
 from hub.auth import AdminServicer, Authenticator, AuthInterceptor
 from hub.config import HubConfig
 from hub.evidence import EvidenceServicer, EvidenceStore
-from hub.fleet import FleetServicer
+from hub.fleet import FleetServicer, restore_heartbeat_gauge
 from hub.hotlists.mirror import HotListMirror
 from hub.hotlists.service import HotListServicer
 from hub.hotlists.store import HotListStore
@@ -257,7 +257,10 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(
             EvidenceServicer(store=EvidenceStore(session=session, cassandra=cassandra), audit=audit), server
         )
-        fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(reads=reads), server)
+        fleet = FleetServicer(reads=reads, hotlist_version=lambda: mirror.version)
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
+        restored = await restore_heartbeat_gauge(reads, lambda n, t: metrics.node_last_heartbeat.labels(n).set(t))
+        log.info("last heartbeat of %d node(s) restored from node_status", restored)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from alpr.v1 import ingest_pb2, reads_pb2
 from cassandra import ConsistencyLevel
@@ -40,7 +40,7 @@ READS_BY_CAMERA = (
 NODE_STATUS = (
     "node_id", "node_kind", "last_heartbeat", "hub_id", "queue_depth", "queue_oldest_age_s", "hotlist_version",
     "hotlist_synced_time", "detector_ok", "disk_free_bytes", "problems", "cameras", "software_version",
-    "clock_skew_s",
+    "clock_skew_s", "latitude", "longitude", "position_accuracy_m", "position_time", "shift_state",
 )  # fmt: skip
 
 
@@ -199,6 +199,8 @@ class ReadStore(CassandraStore):
                 "clock_skew_s": (
                     (from_timestamp(hb.sent_time) - now).total_seconds() if hb.HasField("sent_time") else None
                 ),
+                **_position_columns(hb),
+                "shift_state": ingest_pb2.ShiftState.Name(hb.shift_state).removeprefix("SHIFT_STATE_"),
             },
         )
 
@@ -219,3 +221,16 @@ class ReadStore(CassandraStore):
             if first is not None:
                 return utc(first.capture_time)
         return None
+
+
+def _position_columns(hb: ingest_pb2.Heartbeat) -> dict[str, Any]:
+    """The heartbeat's position as node_status columns (all None when it carries none)."""
+    if not hb.HasField("position"):
+        return {"latitude": None, "longitude": None, "position_accuracy_m": None, "position_time": None}
+    p = hb.position
+    return {
+        "latitude": p.latitude,
+        "longitude": p.longitude,
+        "position_accuracy_m": p.accuracy_m,
+        "position_time": from_timestamp(hb.position_time) if hb.HasField("position_time") else None,
+    }

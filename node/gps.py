@@ -160,6 +160,10 @@ class GpsReader:
             return None
         return fix
 
+    def last_known(self) -> Fix | None:
+        """The latest fix however old (its ``time`` says how old); None when there was none yet."""
+        return self._fix
+
     def _lines(self) -> Iterator[str]:
         kind, _, rest = self.source.partition(":")
         if kind == "file":

@@ -36,7 +36,7 @@ from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
 from node.recognition.types import Image, PlateResult
-from node.shift import damage_problem, damage_report
+from node.shift import damage_problem, damage_report, on_shift
 from node.sources import Frame, SourceError, describe, open_source
 from node.tracker import FinishedTrack, PlateTracker, TrackerSettings
 from node.uplink import Uplink, UplinkSettings
@@ -44,7 +44,7 @@ from node.uplink import Uplink, UplinkSettings
 log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "0.1.0"
 # Reads kept in memory for tests and the status view: a node runs for months, so only the last few.
-RECENT_READS = 64
+RECENT_READS = 16
 
 
 class Recognizer(Protocol):
@@ -499,6 +499,14 @@ class NodeRuntime:
             software_version=SOFTWARE_VERSION,
         )
         hb.sent_time.FromDatetime(datetime.now(UTC))
+        position = self._unit_position()
+        if position is not None:
+            point, measured = position
+            hb.position.CopyFrom(point)
+            hb.position_time.FromDatetime(datetime.fromtimestamp(measured, UTC))
+        shift = on_shift(self.config.state_dir)
+        if shift is not None:
+            hb.shift_state = ingest_pb2.SHIFT_STATE_ON_SHIFT if shift else ingest_pb2.SHIFT_STATE_OFF_SHIFT
         for cam in self.cameras:
             problem = next((p for p in hb.problems if p.startswith(f"camera {cam.config.camera_id}:")), "")
             hb.cameras.add(
@@ -514,6 +522,25 @@ class NodeRuntime:
             if synced:
                 hb.hotlist_synced_time.FromDatetime(datetime.fromtimestamp(synced, UTC))
         return hb
+
+    def _unit_position(self) -> tuple[reads_pb2.GeoPoint, float] | None:
+        """Where the unit is and when that was measured: a fixed node's configured location
+        (now), a mobile node's last GPS fix however old; None when there never was one."""
+        if self.config.kind == "FIXED":
+            fixed = self.config.location or next((c.location for c in self.config.cameras if c.location), None)
+            if fixed is None:
+                return None
+            return reads_pb2.GeoPoint(latitude=fixed.latitude, longitude=fixed.longitude,
+                                      accuracy_m=fixed.accuracy_m), time.time()  # fmt: skip
+        fix = self.gps.last_known() if self.gps else None
+        if fix is None:
+            return None
+        gp = reads_pb2.GeoPoint(latitude=fix.latitude, longitude=fix.longitude, accuracy_m=fix.accuracy_m)
+        if fix.heading_deg is not None:
+            gp.heading_deg = fix.heading_deg
+        if fix.speed_mps is not None:
+            gp.speed_mps = fix.speed_mps
+        return gp, fix.time
 
     def status(self) -> dict[str, Any]:
         problems = self.problems()

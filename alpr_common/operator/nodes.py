@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 import grpc
-from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, reads_pb2
+from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
 
 from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, output, rpc_error, to_dict
 from alpr_common.timestamps import from_timestamp, now_utc
@@ -95,10 +95,19 @@ def _describe(n: fleet_pb2.NodeStatus) -> str:
         synced = from_timestamp(n.hotlist_synced_time).isoformat(timespec="seconds")
     skew = f"{n.clock_skew_s:+.1f} s" if n.HasField("clock_skew_s") else "unknown"
     cams = ", ".join(f"{c.camera_id} {'ok' if c.ok else 'DOWN: ' + c.problem}" for c in n.cameras) or "none"
+    shift = ingest_pb2.ShiftState.Name(n.shift_state).removeprefix("SHIFT_STATE_").lower().replace("_", " ")
+    where = "position unknown"
+    if n.HasField("last_position"):
+        p = n.last_position
+        where = f"at {p.latitude:.5f},{p.longitude:.5f}"
+        if n.HasField("last_position_time"):
+            where += f" ({(now - from_timestamp(n.last_position_time)).total_seconds():.0f} s ago)"
+    lag = f" ({n.hotlist_lag_versions} behind)" if n.hotlist_lag_versions else ""
     lines = [
-        f"{n.node_id} ({kind}, {n.software_version or 'version ?'}): heartbeat {seen}",
-        f"  cameras: {cams}; detector {'ok' if n.detector_ok else 'NOT WORKING'}",
-        f"  hot list v{n.hotlist_version}, confirmed current {synced}; clock skew {skew}",
+        f"{n.node_id} ({kind}, {n.software_version or 'version ?'}): heartbeat {seen}"
+        + ("" if shift == "unspecified" else f"; {shift}"),
+        f"  {where}; cameras: {cams}; detector {'ok' if n.detector_ok else 'NOT WORKING'}",
+        f"  hot list v{n.hotlist_version}{lag}, confirmed current {synced}; clock skew {skew}",
         f"  queue {n.queue_depth} read(s), oldest {n.queue_oldest_age_s:.0f} s; disk free {n.disk_free_bytes / 2**30:.1f} GiB",
     ]
     lines += [f"  PROBLEM: {p}" for p in n.problems]

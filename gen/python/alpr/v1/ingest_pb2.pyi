@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,25 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ShiftState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ShiftStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ShiftState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SHIFT_STATE_UNSPECIFIED: _ShiftState.ValueType  # 0
+    """Not tracked (fixed nodes) or no shift ever started on the unit."""
+    SHIFT_STATE_ON_SHIFT: _ShiftState.ValueType  # 1
+    SHIFT_STATE_OFF_SHIFT: _ShiftState.ValueType  # 2
+
+class ShiftState(_ShiftState, metaclass=_ShiftStateEnumTypeWrapper): ...
+
+SHIFT_STATE_UNSPECIFIED: ShiftState.ValueType  # 0
+"""Not tracked (fixed nodes) or no shift ever started on the unit."""
+SHIFT_STATE_ON_SHIFT: ShiftState.ValueType  # 1
+SHIFT_STATE_OFF_SHIFT: ShiftState.ValueType  # 2
+Global___ShiftState: _TypeAlias = ShiftState  # noqa: Y015
 
 @_typing.final
 class IngestRequest(_message.Message):
@@ -192,6 +212,9 @@ class Heartbeat(_message.Message):
     DISK_FREE_BYTES_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    POSITION_TIME_FIELD_NUMBER: _builtins.int
+    SHIFT_STATE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     node_kind: _reads_pb2.NodeKind.ValueType
     queue_depth: _builtins.int
@@ -204,6 +227,10 @@ class Heartbeat(_message.Message):
     disk_free_bytes: _builtins.int
     """Free disk for the queue, bytes."""
     software_version: _builtins.str
+    shift_state: Global___ShiftState.ValueType
+    """Whether an officer has the unit on shift (alpr-node shift-start / shift-end);
+    a parked patrol car off shift is not expected to send heartbeats.
+    """
     @_builtins.property
     def sent_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -213,6 +240,17 @@ class Heartbeat(_message.Message):
     @_builtins.property
     def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Self-check findings, empty when healthy."""
+
+    @_builtins.property
+    def position(self) -> _reads_pb2.GeoPoint:
+        """Where the unit is: a fixed node's configured location, a mobile node's last
+        GPS fix (kept when the fix is lost, with position_time saying how old it is).
+        Unset when the unit has never had a position.
+        """
+
+    @_builtins.property
+    def position_time(self) -> _timestamp_pb2.Timestamp:
+        """When the position was measured (node clock)."""
 
     def __init__(
         self,
@@ -229,10 +267,13 @@ class Heartbeat(_message.Message):
         disk_free_bytes: _builtins.int = ...,
         problems: _abc.Iterable[_builtins.str] | None = ...,
         software_version: _builtins.str = ...,
+        position: _reads_pb2.GeoPoint | None = ...,
+        position_time: _timestamp_pb2.Timestamp | None = ...,
+        shift_state: Global___ShiftState.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hotlist_synced_time", b"hotlist_synced_time", "sent_time", b"sent_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hotlist_synced_time", b"hotlist_synced_time", "position", b"position", "position_time", b"position_time", "sent_time", b"sent_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cameras", b"cameras", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "node_id", b"node_id", "node_kind", b"node_kind", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "sent_time", b"sent_time", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cameras", b"cameras", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "node_id", b"node_id", "node_kind", b"node_kind", "position", b"position", "position_time", b"position_time", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "sent_time", b"sent_time", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
