@@ -157,5 +157,5 @@ def test_stop_does_not_block_on_a_full_frame_queue(tmp_path: Path) -> None:
     releaser.join()
     camera_threads = [th for th in runtime._threads if th.name.startswith("camera-")]
     assert not any(th.is_alive() for th in camera_threads), "a camera thread hangs on the frame queue"
-    assert took < 5, f"stop() took {took:.1f} s"
+    assert took < 9, f"stop() took {took:.1f} s"  # a hung camera thread held it 10 s (join timeout)
     assert os.path.exists(Path(runtime.config.state_dir) / "status.json")
