@@ -248,10 +248,6 @@ class Authenticator:
                 )  # fmt: skip
 
 
-async def _no_stamp(message: Any, principal: Principal, context: Context) -> None:
-    return None
-
-
 Stamp = Callable[[Any, Principal, Context], Awaitable[None]]
 
 
@@ -264,20 +260,24 @@ def _field(message: Any, path: tuple[str, ...]) -> tuple[Any, str] | None:
     return message, path[-1]
 
 
-def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]], stamp: Stamp) -> Handler:
+def _wrap(handler: Handler, check: Callable[[Context], Awaitable[Principal]], stamp: Stamp | None) -> Handler:
     """The same handler, with ``check`` run first, the principal set for the servicer, and
     every request message passed through ``stamp`` (identity fields) before the servicer sees it."""
 
-    async def stamped(requests: AsyncIterator[Any], principal: Principal, context: Context) -> AsyncIterator[Any]:
+    async def stamped(
+        requests: AsyncIterator[Any], apply: Stamp, principal: Principal, context: Context
+    ) -> AsyncIterator[Any]:
         async for message in requests:
-            await stamp(message, principal, context)
+            await apply(message, principal, context)
             yield message
 
     async def admit(request: Any, context: Context, streamed: bool) -> Any:
         principal = await check(context)
         current_principal.set(principal)
+        if stamp is None:  # most methods: requests pass untouched (no per-message cost on Ingest)
+            return request
         if streamed:
-            return stamped(request, principal, context)
+            return stamped(request, stamp, principal, context)
         await stamp(request, principal, context)
         return request
 
@@ -307,7 +307,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             await self.authenticator.stamp(method, message, principal, context)
 
         if method not in IDENTITY_FIELDS and method not in NODE_ID_FIELDS:
-            return _wrap(handler, check, _no_stamp)
+            return _wrap(handler, check, None)
         return _wrap(handler, check, stamp)
 
 
