@@ -72,6 +72,10 @@ class HotListConfig(StrictModel):
 
     # Manual entries without an explicit expiry expire after this many days (policy 4.5).
     manual_default_expiry_days: float = Field(30.0, gt=0)
+    # An import (a full replacement of its source) that would remove more than this share of
+    # the source's current entries, or that has no entries, is refused unless the importer
+    # says --allow-mass-removal: a truncated or failed download must not wipe a list.
+    max_removal_share: float = Field(0.2, ge=0, le=1)
     # How often each hub looks for new versions in the change log.
     poll_interval_s: float = Field(0.1, gt=0)
     # A node further behind than this many changes gets a snapshot instead of deltas.

@@ -26,9 +26,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
 from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read, noise_jpeg
+from hub.hotlists.file_formats import parse_file
 from node.queue import ReadQueue
 from tests.access_support import AuthHub, call, slow_ok
 from tests.conftest import make_hub_config
+from tests.hotlist_support import SAMPLES
 from tests.support import ROOT, HubThread, PacedStream, read_request, run_stream
 
 pytestmark = pytest.mark.security
@@ -379,3 +381,66 @@ def test_reads_the_hub_refused_expire_on_the_node(tmp_path: Path) -> None:
     q.close()
     with sqlite3.connect(tmp_path / "q.db") as db:
         assert db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0] == 0
+
+
+# -- hot-list imports cannot wipe a list --------------------------------------------------
+
+
+def _leads_lines() -> list[str]:
+    """The good records of the LEADS sample (the broken ones deliberately in it dropped)."""
+    lines = (SAMPLES / "il_leads_sample.txt").read_text().splitlines(keepends=True)
+    good = {b.line for b in parse_file("IL_LEADS", "".join(lines).encode(), "LEADS", "t").bad_rows}
+    return [line for i, line in enumerate(lines, start=1) if i not in good and line.strip()]
+
+
+def _import(sec: SecHub, capsys: pytest.CaptureFixture[str], path: Path, *extra: str) -> tuple[int, str]:
+    args = ["--hub", sec.thread.target, "--token", sec.admin, "hotlist", "import", str(path)]
+    rc = alpr([*args, "--format", "il-leads", "--source", "leads", *extra])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def _leads_held(sec: SecHub) -> int:
+    rows = sec.cql.execute(f"SELECT entry_id FROM {sec.keyspace}.hotlist_entries")
+    return sum(1 for r in rows if str(r.entry_id).startswith("LEADS:"))
+
+
+def test_empty_truncated_or_shrunken_imports_do_not_wipe_the_list(
+    sec: SecHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = _leads_lines()
+    n = len(lines)
+    full = tmp_path / "leads.txt"
+    full.write_text("".join(lines))
+    rc, out = _import(sec, capsys, full)
+    assert rc == 0, out
+    held = _leads_held(sec)
+    assert held == n
+
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    rc, out = _import(sec, capsys, empty)
+    assert rc == 1 and "FAILED_PRECONDITION" in out and f"remove all {n}" in out, out
+    assert "--allow-mass-removal" in out
+
+    cut = tmp_path / "cut.txt"  # cut at a line boundary: 60% of the records
+    cut.write_text("".join(lines[: n * 6 // 10]))
+    rc, out = _import(sec, capsys, cut)
+    removed = n - n * 6 // 10
+    assert rc == 1 and f"remove {removed} of the {n}" in out and "20%" in out, out
+
+    mid = tmp_path / "mid.txt"  # cut in the middle of a record
+    mid.write_text("".join(lines)[:-20])
+    rc, out = _import(sec, capsys, mid)
+    assert rc == 1 and "truncated" in out, out
+    assert _leads_held(sec) == held  # nothing was removed by any of them
+
+    small = tmp_path / "small.txt"  # a real removal of a few entries is allowed
+    small.write_text("".join(lines[:-2]))
+    rc, out = _import(sec, capsys, small)
+    assert rc == 0, out
+    rc, out = _import(sec, capsys, cut, "--allow-mass-removal")
+    assert rc == 0, out
+    assert _leads_held(sec) == n * 6 // 10
+    refusals = sec.audit_actions("hotlist.import_refused")
+    assert len(refusals) >= 3 and all(r["outcome"] == "refused" for r in refusals)

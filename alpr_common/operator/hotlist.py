@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         x.lower() for x in SOURCES if x != "MANUAL"))  # fmt: skip
     i.add_argument("--skip-bad", action="store_true", help="import the good rows and skip bad ones")
     i.add_argument("--dry-run", action="store_true", help="report the delta without changing anything")
+    i.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="commit even if the file is empty or removes more than the hub's limit (default 20%%) of the source",
+    )
     i.add_argument("--by", default="", help="who imports (default: $USER)")
 
     ls = s.add_parser("list", parents=common, help="list entries")
@@ -174,7 +179,7 @@ def _import(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.HotLi
         yield hotlist_pb2.ImportListRequest(
             header=hotlist_pb2.ImportHeader(
                 format=fmt, source=source, skip_bad=args.skip_bad, dry_run=args.dry_run,  # type: ignore[arg-type]
-                imported_by=by, file_name=path.name,
+                imported_by=by, file_name=path.name, allow_mass_removal=args.allow_mass_removal,
             )
         )  # fmt: skip
         sent = 0
@@ -201,7 +206,7 @@ def _import(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.HotLi
         else:
             for b in result.bad_rows:
                 print(f"{path}:{b.line}: {b.message}", file=sys.stderr)
-            what = "would change" if result.dry_run else "imported"
+            what = "would change" if result.dry_run or error is not None else "imported"
             print(
                 f"{path.name}: {result.rows} rows, {len(result.bad_rows)} bad; {what}: +{result.added} added, "
                 f"~{result.changed} changed, -{result.removed} removed, {result.unchanged} unchanged"

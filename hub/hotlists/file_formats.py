@@ -43,6 +43,8 @@ class ParsedFile:
     entries: list[HotListEntry]
     bad_rows: list[BadRow]
     rows: int  # non-empty records seen
+    # Why the file as a whole cannot be imported (e.g. cut off mid-record); empty when it can.
+    problem: str = ""
 
 
 class _Bad(Exception):
@@ -220,6 +222,13 @@ def parse_file(fmt: str, data: bytes, source: str, imported_by: str, now: dateti
         return out
 
     parse = _leads if fmt == "IL_LEADS" else _sos
+    if text and not text.endswith(("\n", "\r")):
+        # Extracts end every record with a line break (these layouts have no trailer record):
+        # a last line without one is a file cut off part-way through a download or copy.
+        out.problem = (
+            "the file ends in the middle of a record (no line break after the last line): "
+            "it looks truncated; fetch it again"
+        )
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or not line.replace(",", "").strip():
             continue

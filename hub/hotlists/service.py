@@ -288,6 +288,12 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         parsed = await loop.run_in_executor(None, parse_file, fmt, b"".join(parts), source, by)
         parts.clear()
         yield _progress("parse", parsed.rows, parsed.rows)
+        if parsed.problem:
+            await self.audit.record_call(
+                "hotlist.import_refused", fallback_actor=by, outcome="refused",
+                details={"source": source, "file": header.file_name, "refused": parsed.problem},
+            )  # fmt: skip
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{parsed.problem}; nothing imported")
         bad = [hotlist_pb2.BadRow(line=b.line, message=b.message) for b in parsed.bad_rows]
         if bad and not header.skip_bad:
             yield hotlist_pb2.ImportListResponse(
@@ -307,13 +313,32 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"an import of {source.lower()} is already running ({held}); wait for it to finish and retry",
                 )
+        refused: list[str] = []
         try:
-            async for msg in self._import_delta(context, header, fmt, source, by, parsed, bad):
+            async for msg in self._import_delta(context, header, fmt, source, by, parsed, bad, refused):
                 yield msg
         finally:
             if not header.dry_run:
                 with contextlib.suppress(Exception):
                     await self.store.unlock_import(source, holder)
+        if refused:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refused[0])
+
+    def _mass_removal(self, source: str, held: int, removed: int, entries: int) -> str:
+        """Why an import is too destructive to commit without ``allow_mass_removal`` ("" if it is not)."""
+        limit = self.config.hotlists.max_removal_share
+        if entries == 0:
+            return (
+                f"the file has no {source.lower()} entries: importing it would remove all {held} current entries"
+                " (an empty or failed download?)"
+            )
+        share = _removal_share(removed, held)
+        if share > limit:
+            return (
+                f"the import would remove {removed} of the {held} current {source.lower()} entries ({share:.0%}), "
+                f"more than the {limit:.0%} limit (the file has {entries} entries; truncated?)"
+            )
+        return ""
 
     async def _import_delta(
         self,
@@ -324,7 +349,10 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         by: str,
         parsed: ParsedFile,
         bad: list[hotlist_pb2.BadRow],
+        refused: list[str],
     ) -> AsyncIterator[hotlist_pb2.ImportListResponse]:
+        """The delta and its commit; a refusal (too many removals) is appended to ``refused``
+        and nothing is committed (the caller answers it once the import lock is released)."""
         await self.mirror.catch_up()
         current = {e.entry_id: e for e in self.mirror.matcher.entries.values() if e.source == source}
         changes: list[Change] = []
@@ -346,6 +374,20 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             dry_run=header.dry_run,
         )  # fmt: skip
         yield _progress("delta", len(changes), len(changes))
+        held = removed + changed + unchanged
+        refusal = self._mass_removal(source, held, removed, len(parsed.entries))
+        if refusal and not header.allow_mass_removal and not header.dry_run:
+            yield hotlist_pb2.ImportListResponse(result=result)
+            await self.audit.record_call(
+                "hotlist.import_refused", fallback_actor=by, outcome="refused",
+                details={"source": source, "file": header.file_name, "entries": len(parsed.entries), "held": held,
+                         "removed": removed, "refused": refusal},
+            )  # fmt: skip
+            refused.append(
+                f"{refusal}; nothing imported. If the source really dropped them, import again with "
+                "--allow-mass-removal"
+            )
+            return
         if changes and not header.dry_run:
             queue: asyncio.Queue[hotlist_pb2.ImportListResponse] = asyncio.Queue()
             last = [0.0]
@@ -368,6 +410,10 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             for kind, n in (("add", added), ("change", changed), ("remove", removed)):
                 self.metrics.changes.labels(kind).inc(n)
         yield hotlist_pb2.ImportListResponse(result=result)
+
+
+def _removal_share(removed: int, held: int) -> float:
+    return removed / held if held else 0.0
 
 
 def _progress(phase: str, done: int, total: int) -> hotlist_pb2.ImportListResponse:

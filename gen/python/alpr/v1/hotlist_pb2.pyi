@@ -804,6 +804,7 @@ class ImportHeader(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     IMPORTED_BY_FIELD_NUMBER: _builtins.int
     FILE_NAME_FIELD_NUMBER: _builtins.int
+    ALLOW_MASS_REMOVAL_FIELD_NUMBER: _builtins.int
     format: Global___ImportFormat.ValueType
     source: Global___HotListSource.ValueType
     """The list this file replaces in full: every current entry of this source that
@@ -818,6 +819,11 @@ class ImportHeader(_message.Message):
     Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility.
     """
     file_name: _builtins.str
+    allow_mass_removal: _builtins.bool
+    """An import that would remove more than hotlists.max_removal_share (default 20%) of
+    the source's current entries, or whose file has no entries, is refused
+    (FAILED_PRECONDITION, with the counts) unless this is set.
+    """
     def __init__(
         self,
         *,
@@ -827,10 +833,11 @@ class ImportHeader(_message.Message):
         dry_run: _builtins.bool = ...,
         imported_by: _builtins.str = ...,
         file_name: _builtins.str = ...,
+        allow_mass_removal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "file_name", b"file_name", "format", b"format", "imported_by", b"imported_by", "skip_bad", b"skip_bad", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_mass_removal", b"allow_mass_removal", "dry_run", b"dry_run", "file_name", b"file_name", "format", b"format", "imported_by", b"imported_by", "skip_bad", b"skip_bad", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
