@@ -36,6 +36,13 @@ class IngestConfig(StrictModel):
     max_in_flight_total: int = Field(4096, ge=1)
     max_crop_bytes: int = Field(256 * 1024, ge=1024)
     max_frame_bytes: int = Field(512 * 1024, ge=1024)
+    # The largest gRPC message the hub receives. A read with images up to this size gets a
+    # per-read error (image_too_large) and the stream goes on; a larger message ends the stream
+    # (RESOURCE_EXHAUSTED), as the transport cannot skip it.
+    max_message_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024, le=256 * 1024 * 1024)
+    # A stream that sends nothing (no read, no heartbeat, or half a message and then silence)
+    # for this long is closed, so stalled clients do not hold memory. Nodes heartbeat every 10 s.
+    idle_timeout_s: float = Field(60.0, gt=0)
     # Reads stamped further in the future than this are refused (node clock wrong).
     max_future_skew_s: float = Field(300.0, ge=0)
     plate_min_length: int = Field(1, ge=1)

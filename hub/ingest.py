@@ -32,6 +32,7 @@ from hub.validation import ReadRejected, ValidRead, validate_read
 log = logging.getLogger(__name__)
 
 _END = object()  # sentinel: the stream's responses are complete
+_IDLE = object()  # sentinel: the client sent nothing within the idle timeout
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -72,11 +73,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         reader = asyncio.create_task(self._read_stream(request_iterator, out, gate))
         self._readers.add(reader)
         self.metrics.open_streams.inc()
+        idle = False
         try:
             while True:
                 item = await out.get()
                 if item is _END:
                     break
+                if item is _IDLE:
+                    idle = True
+                    continue
                 assert isinstance(item, ingest_pb2.IngestResponse)
                 yield item
         finally:
@@ -88,6 +93,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "hub is shutting down; reconnect and resend unacked reads",
+            )
+        if idle:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"nothing received for {self.config.ingest.idle_timeout_s:.0f} s (no read, no heartbeat, or a message "
+                "cut off part-way): stream closed; reconnect and resend unacked reads",
             )
         if gate is not None and gate.revoked is not None:
             await context.abort(
@@ -103,8 +114,17 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> None:
         stream_slots = asyncio.Semaphore(self.config.ingest.max_in_flight_per_stream)
         pending: set[asyncio.Task[None]] = set()
+        incoming = aiter(requests)
         try:
-            async for req in requests:
+            while True:
+                try:
+                    req = await asyncio.wait_for(anext(incoming), self.config.ingest.idle_timeout_s)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    self.metrics.idle_streams_closed.inc()
+                    out.put_nowait(_IDLE)
+                    break
                 kind = req.WhichOneof("payload")
                 if gate is not None:
                     await gate.refresh()

@@ -35,6 +35,11 @@ class HubMetrics:
             registry=registry,
         )
         self.open_streams = Gauge("alpr_hub_open_streams", "Open ingest streams", registry=registry)
+        self.idle_streams_closed = Counter(
+            "alpr_hub_idle_streams_closed_total",
+            "Ingest streams closed because nothing arrived within ingest.idle_timeout_s",
+            registry=registry,
+        )
         self.in_flight = Gauge("alpr_hub_reads_in_flight", "Reads being written right now", registry=registry)
         self.heartbeats = Counter("alpr_hub_heartbeats_total", "Heartbeats received", registry=registry)
         self.node_last_seen = Gauge(

@@ -65,7 +65,9 @@ def validate_read(read: reads_pb2.PlateRead, config: HubConfig, now: datetime) -
         )
     _check_size(read.plate_crop_jpeg, "plate_crop_jpeg", lim.max_crop_bytes)
     _check_size(read.frame_jpeg, "frame_jpeg", lim.max_frame_bytes)
-    _check_box(read)
+    _decoded(read.plate_crop_jpeg, "plate_crop_jpeg")
+    frame = _decoded(read.frame_jpeg, "frame_jpeg") if read.frame_jpeg else None
+    _check_box(read, frame)
     if lim.require_location and not read.HasField("location"):
         raise ReadRejected(
             "missing_location",
@@ -84,13 +86,83 @@ def _check_size(data: bytes, field: str, limit: int) -> None:
         )
 
 
-def _check_box(read: reads_pb2.PlateRead) -> None:
+class JpegError(ValueError):
+    """Bytes that are not a well-formed baseline/progressive JPEG."""
+
+
+# Start-of-frame markers (they carry the image size): C0-CF except DHT (C4), JPG (C8), DAC (CC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG, read from its structure without decoding the pixels.
+
+    Walks the marker segments from SOI: every segment's length must fit the data, a
+    start-of-frame must give a non-zero size, a start-of-scan must follow it, and the image
+    must end with EOI. Bytes that merely begin with FF D8 FF are refused.
+    """
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        raise JpegError("does not start with a JPEG start-of-image marker")
+    if data[-2] != 0xFF or data[-1] != 0xD9:
+        raise JpegError("does not end with a JPEG end-of-image marker (truncated?)")
+    i, size = 2, None
+    while True:
+        if i + 4 > n or data[i] != 0xFF:
+            raise JpegError(f"broken marker structure at byte {i}")
+        while data[i + 1] == 0xFF and i + 5 <= n:  # fill bytes
+            i += 1
+        marker = data[i + 1]
+        if marker == 0xD9 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            raise JpegError(f"unexpected marker FF{marker:02X} before the image data")
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2 or i + 2 + length > n:
+            raise JpegError(f"segment FF{marker:02X} at byte {i} runs past the end of the data")
+        if marker in _SOF:
+            if length < 8:
+                raise JpegError("start-of-frame segment too short")
+            height = (data[i + 5] << 8) | data[i + 6]
+            width = (data[i + 7] << 8) | data[i + 8]
+            if not width or not height:
+                raise JpegError(f"start-of-frame gives a {width}x{height} image")
+            size = (width, height)
+        if marker == 0xDA:  # start of scan: entropy-coded data follows up to EOI
+            if size is None:
+                raise JpegError("image data without a start-of-frame (no image size)")
+            if i + 2 + length >= n - 2:
+                raise JpegError("no image data after the start-of-scan")
+            return size
+        i += 2 + length
+
+
+def _decoded(data: bytes, field: str) -> tuple[int, int]:
+    try:
+        return jpeg_size(data)
+    except JpegError as e:
+        raise ReadRejected("not_jpeg", field, f"{field} is not a valid JPEG image: {e}") from None
+
+
+def _check_box(read: reads_pb2.PlateRead, frame: tuple[int, int] | None) -> None:
+    """The box must lie inside the frame: the size the node states, or the frame image's
+    decoded size when it states none. A stated size must agree with the frame image (which
+    may be downscaled, keeping the aspect ratio)."""
     b = read.plate_box
     if b.x2 <= b.x1 or b.y2 <= b.y1:
         raise ReadRejected("bad_plate_box", "plate_box", "plate_box must have x1 < x2 and y1 < y2 (pixels)")
-    if read.frame_width and read.frame_height and (b.x2 > read.frame_width or b.y2 > read.frame_height):
+    width, height = read.frame_width, read.frame_height
+    if frame is not None:
+        fw, fh = frame
+        if not (width and height):
+            width, height = fw, fh
+        elif fw > width or fh > height or abs(fw / fh - width / height) > 0.02 * (width / height) + 2 / fh:
+            raise ReadRejected(
+                "bad_frame_size",
+                "frame_width",
+                f"frame_jpeg is {fw}x{fh}, which is not the stated {width}x{height} frame (or a downscaled copy)",
+            )
+    if width and height and (b.x2 > width or b.y2 > height):
         raise ReadRejected(
             "bad_plate_box",
             "plate_box",
-            f"plate_box ({b.x1},{b.y1})-({b.x2},{b.y2}) lies outside the {read.frame_width}x{read.frame_height} frame",
+            f"plate_box ({b.x1},{b.y1})-({b.x2},{b.y2}) lies outside the {width}x{height} frame",
         )

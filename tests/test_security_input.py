@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import evidence_pb2, evidence_pb2_grpc, reads_pb2, search_pb2, search_pb2_grpc
+from alpr.v1 import evidence_pb2, evidence_pb2_grpc, ingest_pb2, reads_pb2, search_pb2, search_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
@@ -41,7 +42,11 @@ class SecHub(AuthHub):
 
     def __init__(self, cassandra: tuple[list[str], int], cql: Any) -> None:
         super().__init__(cassandra, cql)
-        self.ingest_hub = HubThread(slow_ok(make_hub_config(cassandra, self.keyspace, hub_id="ingest-hub"))).start()
+        try:
+            self.ingest_hub = HubThread(slow_ok(make_hub_config(cassandra, self.keyspace, hub_id="ingest-hub"))).start()
+        except BaseException:
+            self.stop()  # drops the keyspace: a failed start must not leave it on the shared Cassandra
+            raise
         self._open = self.ingest_hub
         self.inv = self.token("det-1", "investigator")
 
@@ -444,3 +449,91 @@ def test_empty_truncated_or_shrunken_imports_do_not_wipe_the_list(
     assert _leads_held(sec) == n * 6 // 10
     refusals = sec.audit_actions("hotlist.import_refused")
     assert len(refusals) >= 3 and all(r["outcome"] == "refused" for r in refusals)
+
+
+# -- hostile ingest input ----------------------------------------------------------------
+
+
+def half_message_stream(port: int, declared: int = 1_000_000, sent: int = 1000) -> socket.socket:
+    """Open an Ingest stream by hand (HTTP/2, no TLS) and send only the start of one message:
+    the gRPC prefix declares ``declared`` bytes, ``sent`` of them follow, then nothing."""
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def literal(name: bytes, value: bytes) -> bytes:  # HPACK literal without indexing, no Huffman
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+    headers = b"".join(
+        literal(k, v)
+        for k, v in (
+            (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/alpr.v1.IngestService/Ingest"),
+            (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+        )
+    )  # fmt: skip
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
+    s.sendall(frame(0x1, 0x4, 1, headers))
+    s.sendall(frame(0x0, 0, 1, b"\x00" + declared.to_bytes(4, "big") + b"\x01" * sent))
+    return s
+
+
+@pytest.fixture(scope="module")
+def strict_ingest(sec: SecHub) -> Iterator[HubThread]:
+    """An ingest hub with a 2 s idle timeout, on the security suite's keyspace."""
+    cfg = make_hub_config(sec.cassandra, sec.keyspace, hub_id="strict-hub", ingest={"idle_timeout_s": 2.0})
+    hub = HubThread(slow_ok(cfg)).start()
+    yield hub
+    hub.stop()
+
+
+def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(strict_ingest: HubThread) -> None:
+    rnd = random.Random(16)
+    huge = make_read("n-i", "cam-i", "HUGE01", rnd=rnd)
+    huge.frame_jpeg = noise_jpeg(96, 32, 1)[:-2] + b"\x00" * (20 * 1024 * 1024) + b"\xff\xd9"  # a 20 MB frame
+    fake = make_read("n-i", "cam-i", "FAKE01", rnd=rnd)
+    fake.plate_crop_jpeg = b"\xff\xd8\xff\xe0" + b"this is not a JPEG" * 20 + b"\xff\xd9"
+    outside = make_read("n-i", "cam-i", "BOX001", rnd=rnd, frame_jpeg=noise_jpeg(160, 90, 2))
+    outside.frame_width = outside.frame_height = 0  # frame size not stated: checked against the image, 160x90
+    outside.plate_box.x1, outside.plate_box.x2 = 100, 500
+    mismatch = make_read("n-i", "cam-i", "BOX002", rnd=rnd, frame_jpeg=noise_jpeg(160, 90, 3))
+    mismatch.frame_width, mismatch.frame_height = 100, 400  # not the frame image's shape
+    good = make_read("n-i", "cam-i", "GOOD01", rnd=rnd, frame_jpeg=noise_jpeg(160, 90, 4))
+    good.plate_box.x1, good.plate_box.y1, good.plate_box.x2, good.plate_box.y2 = 10, 10, 150, 80
+    result = run_stream(strict_ingest.target, [read_request(r) for r in (huge, fake, outside, mismatch, good)])
+    assert result.status == grpc.StatusCode.OK, result.status
+    assert set(result.acks) == {good.read_id}, result
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    for read, field, words in (
+        (huge, "frame_jpeg", "over the"),
+        (fake, "plate_crop_jpeg", "not a valid JPEG"),
+        (outside, "plate_box", "outside the 160x90 frame"),
+        (mismatch, "frame_width", "160x90"),
+    ):
+        err = result.errors[read.read_id]
+        assert (err.code, err.field) == (invalid, field) and words in err.message, err
+
+
+def test_stalled_streams_are_closed(strict_ingest: HubThread) -> None:
+    before = strict_ingest.metric("alpr_hub_idle_streams_closed_total")
+    socks = [half_message_stream(strict_ingest.port) for _ in range(5)]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if strict_ingest.metric("alpr_hub_idle_streams_closed_total") - before >= 5:
+                break
+            time.sleep(0.2)
+        assert strict_ingest.metric("alpr_hub_idle_streams_closed_total") - before >= 5
+        assert strict_ingest.metric("alpr_hub_open_streams") == 0
+    finally:
+        for s in socks:
+            s.close()
+    # A quiet node that heartbeats is not idle: only silence is.
+    stream = PacedStream(strict_ingest.target)
+    for _ in range(4):
+        stream.send(
+            ingest_pb2.IngestRequest(heartbeat=ingest_pb2.Heartbeat(node_id="n-i", node_kind=reads_pb2.NODE_KIND_FIXED))
+        )
+        time.sleep(1.0)
+    assert stream.result.status == grpc.StatusCode.OK and len(stream.result.heartbeat_acks) == 4
+    assert stream.wait_closed(10).status == grpc.StatusCode.DEADLINE_EXCEEDED
