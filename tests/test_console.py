@@ -117,18 +117,22 @@ def test_a_new_hit_reaches_the_open_queue_within_two_seconds_and_resumes_by_even
 
         def ingest_soon() -> None:
             time.sleep(1.0)
-            box["t0"] = time.monotonic()
             box["id"] = stack.hit("QRS5678", camera="cam-q")
+            box["acked"] = time.monotonic()  # the read's ack has come back
 
-        threading.Thread(target=ingest_soon, daemon=True).start()
-        got = events(b, "?camera=cam-q", stop_when=lambda evs: any(e["data"].get("kind") == "created" for e in evs))
+        feeder = threading.Thread(target=ingest_soon, daemon=True)
+        feeder.start()
+        # Generous stream timeout: on a loaded machine the stand-in node path itself can be slow.
+        got = events(b, "?camera=cam-q", timeout=60,
+                     stop_when=lambda evs: any(e["data"].get("kind") == "created" for e in evs))  # fmt: skip
+        feeder.join(60)
         created = next(e for e in got if e["data"]["kind"] == "created")
         assert created["data"]["alert_id"] == box["id"]
-        assert created["at"] - box["t0"] < 2.0  # acked read → event at the console's client
+        assert created["at"] - box["acked"] < 2.0  # at the console's client within 2 s of the ack
         assert "QRS5678" in created["data"]["html"] and created["data"]["pending"]
         # A drop: what happens meanwhile comes on reconnect with Last-Event-ID.
         missed = stack.hit("QRS5678", camera="cam-q")
-        again = events(b, "?camera=cam-q", last_event_id=created["id"],
+        again = events(b, "?camera=cam-q", last_event_id=created["id"], timeout=60,
                        stop_when=lambda evs: any(e["data"]["alert_id"] == missed for e in evs))  # fmt: skip
         assert next(e for e in again if e["data"]["alert_id"] == missed)["data"]["kind"] == "created"
         assert all(e["data"]["alert_id"] != box["id"] for e in again)  # nothing before the resume point
