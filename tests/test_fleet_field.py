@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+import pytest
 from alpr.v1 import fleet_pb2, fleet_pb2_grpc, hotlist_pb2, ingest_pb2, reads_pb2
 
 from alpr_common.operator_cli import main as alpr_cli
@@ -40,7 +41,13 @@ def _mobile(tmp_path: Path, node_id: str, nmea: Path) -> NodeConfig:
     })  # fmt: skip
 
 
-def test_heartbeat_position_shift_and_lag_through_the_fleet_api(cassandra, keyspace, session_hub, tmp_path, capsys):
+def test_heartbeat_position_shift_and_lag_through_the_fleet_api(
+    cassandra: tuple[list[str], int],
+    keyspace: str,
+    session_hub: HubThread,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     node_id = f"car-{uuid.uuid4().hex[:6]}"
     nmea = tmp_path / "drive.nmea"
     simulate_nmea(nmea, (41.52, -88.08), heading=90, speed_mps=10, seconds=5)
@@ -92,14 +99,20 @@ def test_heartbeat_position_shift_and_lag_through_the_fleet_api(cassandra, keysp
         later.stop()
 
 
-def _status(kind: int, *, silent_s: float = 5, shift: int = 0, problems: tuple[str, ...] = ()) -> fleet_pb2.NodeStatus:
+def _status(
+    kind: reads_pb2.NodeKind.ValueType,
+    *,
+    silent_s: float = 5,
+    shift: ingest_pb2.ShiftState.ValueType = ingest_pb2.SHIFT_STATE_UNSPECIFIED,
+    problems: tuple[str, ...] = (),
+) -> fleet_pb2.NodeStatus:
     n = fleet_pb2.NodeStatus(node_id="u1", node_kind=kind, detector_ok=True, disk_free_bytes=2**40,
                              problems=list(problems), shift_state=shift)  # fmt: skip
     n.last_heartbeat_time.CopyFrom(to_timestamp(datetime.now(UTC) - timedelta(seconds=silent_s)))
     return n
 
 
-def test_tickets_only_for_what_the_help_desk_acts_on():
+def test_tickets_only_for_what_the_help_desk_acts_on() -> None:
     cfg = BridgeConfig.model_validate({})
     now = datetime.now(UTC)
     mobile, fixed = reads_pb2.NODE_KIND_MOBILE, reads_pb2.NODE_KIND_FIXED
