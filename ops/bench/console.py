@@ -89,11 +89,14 @@ class Ingest:
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
-        for r in self.responses:
-            if r.WhichOneof("result") == "ack":
-                self.acks.put((r.ack.read_id, time.time() * 1000))
-            elif r.WhichOneof("result") == "error":
-                raise RuntimeError(f"read refused: {r.error.message}")
+        try:
+            for r in self.responses:
+                if r.WhichOneof("result") == "ack":
+                    self.acks.put((r.ack.read_id, time.time() * 1000))
+                elif r.WhichOneof("result") == "error":
+                    log(f"console bench: read refused: {r.error.message}")
+        except grpc.RpcError:
+            pass  # the stream ends when the bench closes the channel
 
     def send(self, read: Any) -> float:
         self.q.put(ingest_pb2.IngestRequest(read=read))
