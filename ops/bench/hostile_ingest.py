@@ -95,7 +95,9 @@ def large_read(rnd: random.Random, size: int) -> reads_pb2.PlateRead:
         n = min(pad - 4, 65_533)
         comments += b"\xff\xfe" + (n + 2).to_bytes(2, "big") + bytes(n)
         pad -= n + 4
-    return make_read("bench-h", "bench-h-cam", rnd=rnd, frame_jpeg=base[:2] + comments + base[2:])
+    read = make_read("bench-h", "bench-h-cam", rnd=rnd, frame_jpeg=base[:2] + comments + base[2:])
+    read.frame_width, read.frame_height = 320, 240  # the frame image's own size
+    return read
 
 
 def main() -> int:
