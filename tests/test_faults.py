@@ -138,7 +138,7 @@ def stack(cluster: CassandraCluster, tmp_path_factory: pytest.TempPathFactory) -
     for name, port in zip(("a", "b"), ports, strict=True):
         cfg = tmp / f"hub-{name}.yaml"
         cfg.write_text(
-            f"hub_id: hub-{name}\nlisten_host: 127.0.0.1\ngrpc_port: {port}\nmetrics_port: -1\n"
+            f"insecure_dev: true\nhub_id: hub-{name}\nlisten_host: 127.0.0.1\ngrpc_port: {port}\nmetrics_port: -1\n"
             f"cassandra:\n  contact_points: {cluster.contact_points}\n  port: {cluster.port}\n  keyspace: {keyspace}\n"
             "  local_dc: dc1\n  replication_class: NetworkTopologyStrategy\n  replication_factor: 3\n"
             "  write_consistency: QUORUM\n  read_consistency: QUORUM\n  request_timeout_s: 30\n" + yaml.safe_dump(FAST)

@@ -86,9 +86,9 @@ def test_full_import_then_delta(hubs: tuple[HubThread, HubThread], tmp_path: Pat
     kept = [ln for ln in lines if not ln.startswith(("HX90996", "Y219935"))]
     kept = [ln.replace("VCO/MAR", "VCO/RED") if ln.startswith("XD826330") else ln for ln in kept]
     kept.append("NEW1234 ILPCSTOLEN VYR/20 VMA/FORD VMO/F15 VST/PK VCO/BLK     DOT/010125 LDS/V99A0001")
-    dry = import_ok(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True, dry_run=True)
+    dry = import_ok(b.target, ("\n".join(kept) + "\n").encode(), LEADS, SRC_LEADS, skip_bad=True, dry_run=True)
     assert dry.dry_run and dry.version == 0 and (dry.added, dry.changed, dry.removed) == (1, 1, 2)
-    delta = import_ok(b.target, "\n".join(kept).encode(), LEADS, SRC_LEADS, skip_bad=True)
+    delta = import_ok(b.target, ("\n".join(kept) + "\n").encode(), LEADS, SRC_LEADS, skip_bad=True)
     assert (delta.added, delta.changed, delta.removed, delta.unchanged) == (1, 1, 2, 57)
     assert delta.version == result.version + 1
     stub = hotlist_stub(a.target)

@@ -69,7 +69,7 @@ def test_alert_commands(hub: HubThread, capsys: pytest.CaptureFixture[str], tmp_
     # The watcher runs in a thread (its output is captured with the rest).
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    crop, frame = noise_jpeg(100, 30, 1), noise_jpeg(200, 100, 2)
+    crop, frame = noise_jpeg(100, 30, 1), noise_jpeg(320, 180, 2)
     deadline = time.monotonic() + 15
     while t.is_alive():  # until the watcher (connecting in its thread) has seen one
         assert time.monotonic() < deadline
