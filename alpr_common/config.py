@@ -105,6 +105,21 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> T:
     """Load ``model`` from a YAML file (optional) plus environment overrides."""
+    data, source = load_config_data(model, path, env_prefix, environ)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(source, e)) from e
+
+
+def load_config_data(
+    model: type[BaseModel],
+    path: str | Path | None,
+    env_prefix: str,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The settings of a YAML file (optional) plus environment overrides, not yet validated,
+    and where they came from (for messages)."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -123,6 +138,11 @@ def load_config(
     if overrides:
         source += f" + {env_prefix}__* environment"
         data = _merge(data, overrides)
+    return data, source
+
+
+def validate_config(model: type[T], data: Mapping[str, Any], source: str) -> T:
+    """``model`` from settings, a ConfigError listing each bad field otherwise."""
     try:
         return model.model_validate(data)
     except ValidationError as e:

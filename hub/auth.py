@@ -103,6 +103,12 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AdminService/ListNodes": frozenset({ADMIN, AUDITOR}),
     # Node health (policy 4.1, 4.8): fleet operators, supervisors, admins, the bridge's tickets
     "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, BRIDGE}),
+    # Fleet configuration: changed by fleet operators and admins (audited), read by supervisors
+    # and auditors too; nodes subscribe to their own.
+    "/alpr.v1.FleetConfigService/SetOverlay": frozenset({FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.FleetConfigService/GetConfig": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
+    "/alpr.v1.FleetConfigService/ListHistory": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
+    "/alpr.v1.FleetConfigService/Subscribe": frozenset({NODE}),
 }
 
 # Request fields that name who acts, by method: (path to the field, in the request or in a
@@ -115,10 +121,12 @@ IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.AgencyExchangeService/RegisterAgency": ("agency", "registered_by"),
     "/alpr.v1.AgencyExchangeService/ApproveAgency": ("approver_id",),
     "/alpr.v1.AgencyExchangeService/AuthorizeShare": ("requested_by",),
+    "/alpr.v1.FleetConfigService/SetOverlay": ("changed_by",),
 }
 # A node calling these must be registered, and may name only itself (certificate CN).
 NODE_ID_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.HotListService/Subscribe": ("start", "node_id"),
+    "/alpr.v1.FleetConfigService/Subscribe": ("start", "node_id"),
 }
 
 # No credentials needed: they return no read data.

@@ -74,6 +74,15 @@ class MatchConfig(StrictModel):
     min_score: float = Field(0.4, ge=0, le=1)
 
 
+class FleetConfigSettings(StrictModel):
+    """The fleet configuration log (FleetConfigService): how each hub follows it."""
+
+    # How often each hub looks for new versions written by other hubs.
+    poll_interval_s: float = Field(0.2, gt=0)
+    # A subscribed node hears the current version at least this often.
+    notice_interval_s: float = Field(10.0, gt=0)
+
+
 class HotListConfig(StrictModel):
     """Hot-list log, node subscriptions and manual entries."""
 
@@ -173,6 +182,7 @@ class HubConfig(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     hotlists: HotListConfig = Field(default_factory=HotListConfig)
+    fleet_config: FleetConfigSettings = Field(default_factory=FleetConfigSettings)
     search: SearchConfig = Field(default_factory=SearchConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)

@@ -25,8 +25,10 @@ _KINDS = {"FIXED": reads_pb2.NODE_KIND_FIXED, "MOBILE": reads_pb2.NODE_KIND_MOBI
 _SHIFT = {"ON_SHIFT": ingest_pb2.SHIFT_STATE_ON_SHIFT, "OFF_SHIFT": ingest_pb2.SHIFT_STATE_OFF_SHIFT}
 
 
-def node_status_proto(r: Row, hub_hotlist_version: int | None = None) -> fleet_pb2.NodeStatus:
-    """A ``node_status`` row as the API's NodeStatus (lag against ``hub_hotlist_version`` when given)."""
+def node_status_proto(
+    r: Row, hub_hotlist_version: int | None = None, hub_config_version: int | None = None
+) -> fleet_pb2.NodeStatus:
+    """A ``node_status`` row as the API's NodeStatus (lags against the hub's versions when given)."""
     try:
         cams = json.loads(r.cameras or "[]")
     except ValueError:
@@ -67,6 +69,10 @@ def node_status_proto(r: Row, hub_hotlist_version: int | None = None) -> fleet_p
         if r.position_time is not None:
             msg.last_position_time.CopyFrom(to_timestamp(r.position_time))
     msg.shift_state = _SHIFT.get(r.shift_state or "", ingest_pb2.SHIFT_STATE_UNSPECIFIED)
+    msg.config_version = getattr(r, "config_version", None) or 0
+    msg.config_error = getattr(r, "config_error", None) or ""
+    if hub_config_version is not None:
+        msg.config_lag_versions = max(0, hub_config_version - msg.config_version)
     return msg
 
 
@@ -84,10 +90,17 @@ def _after(token: str) -> str:
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, *, reads: ReadStore, hotlist_version: Callable[[], int] | None = None) -> None:
-        """``hotlist_version``: the hub's current hot-list version (for each node's lag)."""
+    def __init__(
+        self,
+        *,
+        reads: ReadStore,
+        hotlist_version: Callable[[], int] | None = None,
+        config_version: Callable[[], int] | None = None,
+    ) -> None:
+        """``hotlist_version``, ``config_version``: the hub's current versions (for each node's lag)."""
         self.reads = reads
         self.hotlist_version = hotlist_version
+        self.config_version = config_version
 
     async def ListNodes(
         self, request: fleet_pb2.FleetServiceListNodesRequest, context: Context
@@ -105,7 +118,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         else:
             rows = await asyncio.get_running_loop().run_in_executor(None, self.reads.node_statuses)
         current = self.hotlist_version() if self.hotlist_version is not None else None
-        nodes = sorted((node_status_proto(r, current) for r in rows if r.node_id > after), key=lambda n: n.node_id)
+        cfg = self.config_version() if self.config_version is not None else None
+        nodes = sorted((node_status_proto(r, current, cfg) for r in rows if r.node_id > after), key=lambda n: n.node_id)
         if request.problems_only:
             nodes = [n for n in nodes if has_problem(n)]
         page = nodes[:size]

@@ -29,6 +29,8 @@ from alpr.v1 import (
     audit_pb2_grpc,
     evidence_pb2,
     evidence_pb2_grpc,
+    fleet_config_pb2,
+    fleet_config_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     hotlist_pb2,
@@ -54,6 +56,7 @@ from hub.auth import AdminServicer, Authenticator, AuthInterceptor
 from hub.config import HubConfig
 from hub.evidence import EvidenceServicer, EvidenceStore
 from hub.fleet import FleetServicer, restore_heartbeat_gauge
+from hub.fleet_config import FleetConfigMetrics, FleetConfigMirror, FleetConfigServicer, FleetConfigStore
 from hub.hotlists.mirror import HotListMirror
 from hub.hotlists.service import HotListServicer
 from hub.hotlists.store import HotListStore
@@ -82,6 +85,7 @@ SERVICE_NAMES = tuple(
         (search_pb2, "SearchService"),
         (evidence_pb2, "EvidenceService"),
         (fleet_pb2, "FleetService"),
+        (fleet_config_pb2, "FleetConfigService"),
     )
 )
 
@@ -117,6 +121,7 @@ class Hub:
     feed: AlertFeedTailer
     retention: RetentionMonitor
     resources: contextlib.AsyncExitStack
+    fleet_config: FleetConfigServicer | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -129,6 +134,8 @@ class Hub:
         await self.health.enter_graceful_shutdown()
         await self.feed.stop()  # ends Watch streams: watchers resume on another hub
         self.hotlists.closing.set()  # ends Subscribe streams: nodes resubscribe elsewhere
+        if self.fleet_config is not None:
+            self.fleet_config.closing.set()
         await asyncio.gather(self.server.stop(grace), self.ingest.shutdown())
         await self.resources.aclose()  # the parts, the server, the metrics endpoint, Cassandra
         log.info("hub stopped")
@@ -257,7 +264,18 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         evidence_pb2_grpc.add_EvidenceServiceServicer_to_server(
             EvidenceServicer(store=EvidenceStore(session=session, cassandra=cassandra), audit=audit), server
         )
-        fleet = FleetServicer(reads=reads, hotlist_version=lambda: mirror.version)
+        fc_store = FleetConfigStore(session=session, config=config)
+        fc_mirror = FleetConfigMirror(
+            store=fc_store, settings=config.fleet_config, metrics=FleetConfigMetrics(registry)
+        )
+        await fc_mirror.load()
+        fleet_config = FleetConfigServicer(
+            mirror=fc_mirror, store=fc_store, config=config, audit=audit, metrics=fc_mirror.metrics
+        )
+        fleet_config_pb2_grpc.add_FleetConfigServiceServicer_to_server(fleet_config, server)
+        fleet = FleetServicer(
+            reads=reads, hotlist_version=lambda: mirror.version, config_version=lambda: fc_mirror.version
+        )
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
         restored = await restore_heartbeat_gauge(reads, lambda n, t: metrics.node_last_heartbeat.labels(n).set(t))
         log.info("last heartbeat of %d node(s) restored from node_status", restored)
@@ -267,7 +285,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
 
         port = _bind(server, config)
         await server.start()
-        for part in (mirror, hotlists, feed, alerts, retention):
+        for part in (mirror, hotlists, feed, alerts, retention, fc_mirror):
             _started(stack, part)
         if checkpoints is not None:  # stopped after the server: the last entries get checkpointed too
             interval = config.auth.audit_checkpoint_interval_s
@@ -295,6 +313,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
             feed=feed,
             retention=retention,
             resources=stack.pop_all(),
+            fleet_config=fleet_config,
         )
     log.info("hub %s serving gRPC on %s:%d, metrics on %s", config.hub_id, config.listen_host, port, metrics_port)
     return hub, port

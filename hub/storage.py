@@ -41,6 +41,7 @@ NODE_STATUS = (
     "node_id", "node_kind", "last_heartbeat", "hub_id", "queue_depth", "queue_oldest_age_s", "hotlist_version",
     "hotlist_synced_time", "detector_ok", "disk_free_bytes", "problems", "cameras", "software_version",
     "clock_skew_s", "latitude", "longitude", "position_accuracy_m", "position_time", "shift_state",
+    "config_version", "config_error",
 )  # fmt: skip
 
 
@@ -201,6 +202,8 @@ class ReadStore(CassandraStore):
                 ),
                 **_position_columns(hb),
                 "shift_state": ingest_pb2.ShiftState.Name(hb.shift_state).removeprefix("SHIFT_STATE_"),
+                "config_version": hb.config_version,
+                "config_error": hb.config_error,
             },
         )
 

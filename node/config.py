@@ -151,6 +151,25 @@ class SelfCheckConfig(StrictModel):
     max_clock_skew_s: float = Field(2.0, gt=0)
 
 
+class FleetLinkConfig(StrictModel):
+    """Central configuration (FleetConfigService): the hub's overlays for this unit's groups and
+    for the unit itself apply on top of this file. Local-only: never set by the hub."""
+
+    enabled: bool = True
+    # The unit's groups, in the order their overlays apply (e.g. [patrol, district-3]).
+    groups: list[str] = Field(default_factory=list)
+    # How often the node looks for an edit of its own configuration file (0: never).
+    local_file_check_s: float = Field(2.0, ge=0)
+
+    @field_validator("groups")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", g):
+                raise ValueError(f"group {g!r}: letters, digits and . _ : - only (at most 64)")
+        return v
+
+
 class NodeConfig(StrictModel):
     node_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
     kind: Literal["FIXED", "MOBILE"] = "FIXED"
@@ -168,6 +187,7 @@ class NodeConfig(StrictModel):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     hotlist: HotListConfig = Field(default_factory=HotListConfig)
     self_check: SelfCheckConfig = Field(default_factory=SelfCheckConfig)
+    fleet: FleetLinkConfig = Field(default_factory=FleetLinkConfig)
     # Loopback unless configured (a Prometheus elsewhere: 0.0.0.0 or an address).
     metrics_host: str = "127.0.0.1"
     # 0 picks a free port; -1 disables

@@ -31,6 +31,8 @@ from alpr_common.plates import normalize_plate
 from alpr_common.retry import Backoff
 from node.alert_hooks import AlertHooks
 from node.config import CameraConfig, NodeConfig
+from node.fleet_config import ConfigManager, FleetConfigSync
+from node.fleet_overlay import changed_paths, runtime_changeable
 from node.gps import GpsReader
 from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
@@ -114,7 +116,18 @@ class NodeRuntime:
         registry: CollectorRegistry | None = None,
         local_matcher: LocalMatcher | None = None,
         hotlist_version: Callable[[], tuple[int, float | None]] | None = None,
+        fleet: ConfigManager | None = None,
     ) -> None:
+        # Central configuration: the hub's overlay on the node's own settings (last good one).
+        if fleet is None and config.fleet.enabled:
+            fleet = ConfigManager.from_config(config)
+        if fleet is not None:
+            config = fleet.current
+        self.fleet = fleet
+        # Set (with the configuration to restart on) when a change cannot be applied in place.
+        self.restart_needed = threading.Event()
+        self.restart_config: NodeConfig | None = None
+        self._apply_lock = threading.Lock()
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = NodeMetrics(self.registry)
@@ -154,6 +167,12 @@ class NodeRuntime:
                 h.targets, h.window, h.heartbeat_interval_s, backoff=Backoff(h.backoff_initial_s, h.backoff_max_s)
             )
             self.uplink = Uplink(uplink_settings, self.queue, self.heartbeat, self.metrics, credentials=credentials)
+            self.fleet_sync: FleetConfigSync | None = None
+            if fleet is not None and config.fleet.enabled:
+                self.fleet_sync = FleetConfigSync(
+                    fleet, h.targets, config.node_id, config.fleet.groups,
+                    backoff=Backoff(h.backoff_initial_s, h.backoff_max_s), credentials=credentials,
+                )  # fmt: skip
             self._resources = opened.pop_all()
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
@@ -199,6 +218,12 @@ class NodeRuntime:
                 self.hotlist.start()  # its stop() is registered since it was opened
             self.uplink.start()
             stack.callback(self.uplink.stop)
+            if self.fleet is not None:
+                self.fleet.applier = self.apply_config
+                stack.callback(setattr, self.fleet, "applier", None)
+            if self.fleet_sync is not None:
+                self.fleet_sync.start()
+                stack.callback(self.fleet_sync.stop)
             stack.callback(self._join_threads)
             for cam in self.cameras:
                 self._spawn(f"camera-{cam.config.camera_id}", self._capture, cam)
@@ -235,7 +260,7 @@ class NodeRuntime:
     def _capture(self, cam: CameraState) -> None:
         c = cam.config
         try:
-            for frame in open_source(c.source, c.max_fps, c.loop, self._stop):
+            for frame in open_source(c.source, lambda: cam.config.max_fps, c.loop, self._stop):
                 self.metrics.frames_in.labels(c.camera_id).inc()
                 cam.last_frame_wall = time.time()
                 cam.frames_since_heartbeat += 1
@@ -410,6 +435,58 @@ class NodeRuntime:
             gp.speed_mps = fix.speed_mps
         return gp
 
+    # -- central configuration -------------------------------------------------------------
+
+    def apply_config(self, new: NodeConfig) -> str | None:
+        """Apply a new effective configuration: in place when every change can be (thresholds,
+        plate formats, alert hooks, camera fps caps, upload window, ...), else by asking for a
+        clean restart (``restart_needed``; ``alpr-node run`` restarts on ``restart_config``).
+        None when done or scheduled, else why not (the current configuration stays)."""
+        with self._apply_lock:
+            old = self.config
+            paths = changed_paths(old.model_dump(mode="json"), new.model_dump(mode="json"))
+            if not paths:
+                self.config = new
+                return None
+            if not all(runtime_changeable(p) for p in paths):
+                slow = [p for p in paths if not runtime_changeable(p)]
+                log.warning("configuration change needs a restart of the node's parts (%s)", ", ".join(slow))
+                self.restart_config = new
+                self.restart_needed.set()
+                return None
+            try:
+                formats = PlateFormats(new.plate_formats.patterns, new.plate_formats.enabled)
+                tracker = TrackerSettings(**new.tracker.model_dump())
+                hooks = self.alert_hooks
+                if new.alerts != old.alerts:
+                    a = new.alerts
+                    hooks = None
+                    if a.command:
+                        hooks = AlertHooks(
+                            a.command, a.timeout_s, a.workers, a.max_pending,
+                            on_drop=self.metrics.alert_hooks_dropped.inc,
+                            on_failure=self.metrics.alert_hook_failures.inc,
+                        )  # fmt: skip
+            except Exception as e:
+                return f"{type(e).__name__}: {e}"
+            by_id = {c.camera_id: c for c in new.cameras}
+            for cam in self.cameras:
+                cam.tracker.settings = tracker
+                cam.config = by_id.get(cam.config.camera_id, cam.config)
+            self.formats = formats
+            u = self.uplink.settings
+            u.window, u.heartbeat_interval_s = new.hub.window, new.hub.heartbeat_interval_s
+            u.backoff = Backoff(new.hub.backoff_initial_s, new.hub.backoff_max_s)
+            if hooks is not self.alert_hooks:
+                old_hooks, self.alert_hooks = self.alert_hooks, hooks
+                if hooks is not None:
+                    self._resources.callback(hooks.stop)
+                if old_hooks is not None:
+                    old_hooks.stop()
+            self.config = new
+            log.info("configuration applied in place: %s", ", ".join(paths))
+            return None
+
     # -- local alerts ----------------------------------------------------------------------
 
     def _match_hotlist(self, plate: str, state: str | None) -> list[dict[str, Any]]:
@@ -516,6 +593,8 @@ class NodeRuntime:
                 problem=problem,
             )
             cam.frames_since_heartbeat = 0
+        if self.fleet is not None:
+            hb.config_version, hb.config_error = self.fleet.status()
         if self.hotlist_version:
             version, synced = self.hotlist_version()
             hb.hotlist_version = version
@@ -569,6 +648,7 @@ class NodeRuntime:
                 "clock_skew_s": self.uplink.clock_skew_s,
             },
             "detector_ok": self.detector_ok,
+            "config": dict(zip(("version", "error"), self.fleet.status(), strict=True)) if self.fleet else None,
             "reads_emitted": self.reads_emitted,
             "metrics_port": self.metrics_port,
         }
@@ -587,5 +667,12 @@ class NodeRuntime:
         tmp.replace(path)
 
     def _status_loop(self) -> None:
-        while not self._stop.wait(2.0):
+        next_check = 0.0
+        while not self._stop.wait(min(2.0, self.config.fleet.local_file_check_s or 2.0)):
+            if self.fleet is not None and self.config.fleet.local_file_check_s and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.config.fleet.local_file_check_s
+                try:
+                    self.fleet.check_local_file()
+                except Exception:
+                    log.exception("checking the local configuration file failed")
             self._write_status()

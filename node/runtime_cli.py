@@ -13,6 +13,7 @@ from pathlib import Path
 
 from alpr_common.config import ConfigError
 from node.config import load_node_config
+from node.fleet_config import ConfigManager
 
 EXAMPLE = "ops/config/node.example.yaml"
 
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--config", "-c", metavar="FILE", help="node config (YAML)")
     parser.add_argument("--validate-config", metavar="FILE", help="check FILE and exit (0 if valid)")
+    parser.add_argument("--state-dir", help="where the last good configuration is kept, when the config file is broken")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(rest)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,31 +43,46 @@ def main(argv: list[str]) -> int:
         if not args.config:
             parser.error(f"--config FILE is required (see {EXAMPLE})")
         cfg = load_node_config(args.config)
+        manager = ConfigManager.from_file(args.config, args.state_dir) if cfg.fleet.enabled else None
     except ConfigError as e:
-        print(f"alpr-node: {e}", file=sys.stderr)
-        return 2
+        if args.validate_config or not args.config:
+            print(f"alpr-node: {e}", file=sys.stderr)
+            return 2
+        # A broken file: the last good configuration (file settings + fleet overlay) still runs.
+        try:
+            manager = ConfigManager.from_file(args.config, args.state_dir)
+        except ConfigError:
+            print(f"alpr-node: {e}", file=sys.stderr)
+            return 2
+        cfg = manager.current
+        print(f"alpr-node: {e}\nalpr-node: running on the last good configuration", file=sys.stderr)
 
     from node.runtime import NodeRuntime
 
-    try:
-        runtime = NodeRuntime(cfg).start()
-    except ConfigError as e:  # e.g. a TLS file that cannot be read
-        print(f"alpr-node: {e}", file=sys.stderr)
-        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(
-        f"alpr-node: {cfg.node_id} running; metrics on :{runtime.metrics_port}; status: alpr-node status "
-        f"--state-dir {cfg.state_dir}",
-        flush=True,
-    )
-    while not stop.is_set():
-        if runtime.wait_sources_done(0.5):
-            print("alpr-node: all camera sources ended; sending what is queued and exiting", flush=True)
-            break
-    runtime.stop(drain_s=30.0)
-    return 0
+    while True:
+        try:
+            runtime = NodeRuntime(cfg, fleet=manager).start()
+        except ConfigError as e:  # e.g. a TLS file that cannot be read
+            print(f"alpr-node: {e}", file=sys.stderr)
+            return 2
+        print(
+            f"alpr-node: {cfg.node_id} running; metrics on :{runtime.metrics_port}; status: alpr-node status "
+            f"--state-dir {cfg.state_dir}",
+            flush=True,
+        )
+        while not stop.is_set() and not runtime.restart_needed.is_set():
+            if runtime.wait_sources_done(0.5):
+                print("alpr-node: all camera sources ended; sending what is queued and exiting", flush=True)
+                stop.set()
+        runtime.stop(drain_s=5.0 if not stop.is_set() else 30.0)
+        if stop.is_set() or runtime.restart_config is None:
+            return 0
+        # A central change that cannot apply in place: the parts restart on it (queued reads stay queued).
+        cfg = runtime.restart_config
+        print("alpr-node: restarting on the new fleet configuration", flush=True)
 
 
 def _status(rest: list[str]) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
@@ -49,8 +49,11 @@ def describe(uri: str) -> str:
     return "video"
 
 
-def open_source(uri: str, max_fps: float = 0.0, loop: bool = False, stop: Event | None = None) -> Iterator[Frame]:
-    """Frames from ``uri``. ``max_fps`` 0 = no cap; ``loop`` repeats files forever."""
+def open_source(
+    uri: str, max_fps: float | Callable[[], float] = 0.0, loop: bool = False, stop: Event | None = None
+) -> Iterator[Frame]:
+    """Frames from ``uri``. ``max_fps`` 0 = no cap (a callable is asked again for every frame, so the
+    cap can change while the camera runs); ``loop`` repeats files forever."""
     kind = describe(uri)
     stop = stop or Event()
     if kind != "stream" and not Path(uri).exists():
@@ -64,13 +67,14 @@ def open_source(uri: str, max_fps: float = 0.0, loop: bool = False, stop: Event 
     return _paced(frames, max_fps, stop, live=kind == "stream")
 
 
-def _paced(frames: Iterator[Frame], max_fps: float, stop: Event, live: bool) -> Iterator[Frame]:
+def _paced(frames: Iterator[Frame], max_fps: float | Callable[[], float], stop: Event, live: bool) -> Iterator[Frame]:
     """Cap the rate: files are paced to max_fps in real time; live streams drop extra frames."""
-    period = 1.0 / max_fps if max_fps > 0 else 0.0
     next_due = time.monotonic()
     for frame in frames:
         if stop.is_set():
             return
+        fps = max_fps() if callable(max_fps) else max_fps
+        period = 1.0 / fps if fps > 0 else 0.0
         if period:
             now = time.monotonic()
             if live:

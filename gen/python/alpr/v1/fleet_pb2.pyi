@@ -103,6 +103,9 @@ class NodeStatus(_message.Message):
     LAST_POSITION_FIELD_NUMBER: _builtins.int
     LAST_POSITION_TIME_FIELD_NUMBER: _builtins.int
     SHIFT_STATE_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    CONFIG_ERROR_FIELD_NUMBER: _builtins.int
+    CONFIG_LAG_VERSIONS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     node_kind: _reads_pb2.NodeKind.ValueType
     hub_id: _builtins.str
@@ -123,6 +126,12 @@ class NodeStatus(_message.Message):
     hotlist_lag_versions: _builtins.int
     """The hub's current hot-list version minus the node's (0: current)."""
     shift_state: _ingest_pb2.ShiftState.ValueType
+    config_version: _builtins.int
+    """Fleet configuration version the node runs with, why the latest could not be
+    applied (empty when fine), and how many versions it is behind the hub's.
+    """
+    config_error: _builtins.str
+    config_lag_versions: _builtins.int
     @_builtins.property
     def last_heartbeat_time(self) -> _timestamp_pb2.Timestamp:
         """When a hub received the heartbeat (hub clock)."""
@@ -164,10 +173,13 @@ class NodeStatus(_message.Message):
         last_position: _reads_pb2.GeoPoint | None = ...,
         last_position_time: _timestamp_pb2.Timestamp | None = ...,
         shift_state: _ingest_pb2.ShiftState.ValueType = ...,
+        config_version: _builtins.int = ...,
+        config_error: _builtins.str = ...,
+        config_lag_versions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "clock_skew_s", b"clock_skew_s", "hotlist_synced_time", b"hotlist_synced_time", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "cameras", b"cameras", "clock_skew_s", b"clock_skew_s", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_lag_versions", b"hotlist_lag_versions", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "hub_id", b"hub_id", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time", "node_id", b"node_id", "node_kind", b"node_kind", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "cameras", b"cameras", "clock_skew_s", b"clock_skew_s", "config_error", b"config_error", "config_lag_versions", b"config_lag_versions", "config_version", b"config_version", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_lag_versions", b"hotlist_lag_versions", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "hub_id", b"hub_id", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time", "node_id", b"node_id", "node_kind", b"node_kind", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__clock_skew_s: _TypeAlias = _typing.Literal["clock_skew_s"]  # noqa: Y015
     _WhichOneofArgType__clock_skew_s: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s"]  # noqa: Y015

@@ -27,7 +27,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61lpr/v1/ingest.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\rIngestRequest\x12\"\n\x04read\x18\x01 \x01(\x0b\x32\x12.alpr.v1.PlateReadH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.alpr.v1.HeartbeatH\x00\x42\t\n\x07payload\"\x90\x01\n\x0eIngestResponse\x12\x1f\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x10.alpr.v1.ReadAckH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.alpr.v1.ReadErrorH\x00\x12.\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x15.alpr.v1.HeartbeatAckH\x00\x42\x08\n\x06result\"K\n\x07ReadAck\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12/\n\x0bstored_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\tReadError\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"W\n\x0c\x43\x61meraStatus\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66rames_received\x18\x02 \x01(\r\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"\x94\x04\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12-\n\tsent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x63\x61meras\x18\x04 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x04\x12,\n\x12queue_oldest_age_s\x18\x06 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x17\n\x0fhotlist_version\x18\x07 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65tector_ok\x18\t \x01(\x08\x12\x17\n\x0f\x64isk_free_bytes\x18\n \x01(\x04\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x18\n\x10software_version\x18\x0c \x01(\t\x12#\n\x08position\x18\r \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12\x31\n\rposition_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x0bshift_state\x18\x0f \x01(\x0e\x32\x13.alpr.v1.ShiftState\"?\n\x0cHeartbeatAck\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*^\n\nShiftState\x12\x1b\n\x17SHIFT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SHIFT_STATE_ON_SHIFT\x10\x01\x12\x19\n\x15SHIFT_STATE_OFF_SHIFT\x10\x02\x32N\n\rIngestService\x12=\n\x06Ingest\x12\x16.alpr.v1.IngestRequest\x1a\x17.alpr.v1.IngestResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61lpr/v1/ingest.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\rIngestRequest\x12\"\n\x04read\x18\x01 \x01(\x0b\x32\x12.alpr.v1.PlateReadH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.alpr.v1.HeartbeatH\x00\x42\t\n\x07payload\"\x90\x01\n\x0eIngestResponse\x12\x1f\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x10.alpr.v1.ReadAckH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.alpr.v1.ReadErrorH\x00\x12.\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x15.alpr.v1.HeartbeatAckH\x00\x42\x08\n\x06result\"K\n\x07ReadAck\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12/\n\x0bstored_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\tReadError\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"W\n\x0c\x43\x61meraStatus\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66rames_received\x18\x02 \x01(\r\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07problem\x18\x04 \x01(\t\"\xc2\x04\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12-\n\tsent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x63\x61meras\x18\x04 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x04\x12,\n\x12queue_oldest_age_s\x18\x06 \x01(\x01\x42\x10\xbaH\r\x12\x0b)\x00\x00\x00\x00\x00\x00\x00\x00@\x01\x12\x17\n\x0fhotlist_version\x18\x07 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65tector_ok\x18\t \x01(\x08\x12\x17\n\x0f\x64isk_free_bytes\x18\n \x01(\x04\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x18\n\x10software_version\x18\x0c \x01(\t\x12#\n\x08position\x18\r \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12\x31\n\rposition_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x0bshift_state\x18\x0f \x01(\x0e\x32\x13.alpr.v1.ShiftState\x12\x16\n\x0e\x63onfig_version\x18\x10 \x01(\x03\x12\x14\n\x0c\x63onfig_error\x18\x11 \x01(\t\"?\n\x0cHeartbeatAck\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*^\n\nShiftState\x12\x1b\n\x17SHIFT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SHIFT_STATE_ON_SHIFT\x10\x01\x12\x19\n\x15SHIFT_STATE_OFF_SHIFT\x10\x02\x32N\n\rIngestService\x12=\n\x06Ingest\x12\x16.alpr.v1.IngestRequest\x1a\x17.alpr.v1.IngestResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEAT'].fields_by_name['node_kind']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_HEARTBEAT'].fields_by_name['queue_oldest_age_s']._loaded_options = None
   _globals['_HEARTBEAT'].fields_by_name['queue_oldest_age_s']._serialized_options = b'\272H\r\022\013)\000\000\000\000\000\000\000\000@\001'
-  _globals['_SHIFTSTATE']._serialized_start=1229
-  _globals['_SHIFTSTATE']._serialized_end=1323
+  _globals['_SHIFTSTATE']._serialized_start=1275
+  _globals['_SHIFTSTATE']._serialized_end=1369
   _globals['_INGESTREQUEST']._serialized_start=116
   _globals['_INGESTREQUEST']._serialized_end=219
   _globals['_INGESTRESPONSE']._serialized_start=222
@@ -51,9 +51,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAMERASTATUS']._serialized_start=540
   _globals['_CAMERASTATUS']._serialized_end=627
   _globals['_HEARTBEAT']._serialized_start=630
-  _globals['_HEARTBEAT']._serialized_end=1162
-  _globals['_HEARTBEATACK']._serialized_start=1164
-  _globals['_HEARTBEATACK']._serialized_end=1227
-  _globals['_INGESTSERVICE']._serialized_start=1325
-  _globals['_INGESTSERVICE']._serialized_end=1403
+  _globals['_HEARTBEAT']._serialized_end=1208
+  _globals['_HEARTBEATACK']._serialized_start=1210
+  _globals['_HEARTBEATACK']._serialized_end=1273
+  _globals['_INGESTSERVICE']._serialized_start=1371
+  _globals['_INGESTSERVICE']._serialized_end=1449
 # @@protoc_insertion_point(module_scope)

@@ -215,6 +215,8 @@ class Heartbeat(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     POSITION_TIME_FIELD_NUMBER: _builtins.int
     SHIFT_STATE_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    CONFIG_ERROR_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     node_kind: _reads_pb2.NodeKind.ValueType
     queue_depth: _builtins.int
@@ -231,6 +233,12 @@ class Heartbeat(_message.Message):
     """Whether an officer has the unit on shift (alpr-node shift-start / shift-end);
     a parked patrol car off shift is not expected to send heartbeats.
     """
+    config_version: _builtins.int
+    """Fleet configuration version the node runs with (FleetConfigService), 0 when
+    none was ever applied, and why the latest one could not be applied (the node
+    then keeps its last good configuration); empty when fine.
+    """
+    config_error: _builtins.str
     @_builtins.property
     def sent_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -270,10 +278,12 @@ class Heartbeat(_message.Message):
         position: _reads_pb2.GeoPoint | None = ...,
         position_time: _timestamp_pb2.Timestamp | None = ...,
         shift_state: Global___ShiftState.ValueType = ...,
+        config_version: _builtins.int = ...,
+        config_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hotlist_synced_time", b"hotlist_synced_time", "position", b"position", "position_time", b"position_time", "sent_time", b"sent_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cameras", b"cameras", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "node_id", b"node_id", "node_kind", b"node_kind", "position", b"position", "position_time", b"position_time", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "sent_time", b"sent_time", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cameras", b"cameras", "config_error", b"config_error", "config_version", b"config_version", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "node_id", b"node_id", "node_kind", b"node_kind", "position", b"position", "position_time", b"position_time", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "sent_time", b"sent_time", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
