@@ -3,8 +3,9 @@
 Every read is validated, written to all its tables, and answered exactly once: an ack
 after the writes met the configured consistency level, or a per-read error. Bad reads
 never end the stream. Back-pressure: each stream (and the hub as a whole) has a bound on
-reads being written; when it is reached the hub stops reading from the stream, so HTTP/2
-flow control slows the sender instead of memory growing.
+reads being written, and the hub a bound on their bytes (:class:`~hub.byte_budget.ByteBudget`);
+when one is reached the hub stops reading from the stream, so HTTP/2 flow control slows the
+sender instead of memory growing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from alpr_common.timestamps import now_utc, to_timestamp
 from hub import request_rules
 from hub.alerts import Alerter
 from hub.audit import AuditLog
+from hub.byte_budget import ByteBudget
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
 from hub.node_identity import NodeGate, NodeIdentity
@@ -58,6 +60,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.audit = audit
         self.clock = clock
         self._global = asyncio.Semaphore(config.ingest.max_in_flight_total)
+        self._bytes = ByteBudget(config.ingest.max_bytes_in_flight)
+        metrics.bytes_in_flight.set_function(lambda: self._bytes.used)
         self._readers: set[asyncio.Task[None]] = set()
         self._shutting_down = False
 
@@ -183,12 +187,28 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             self.metrics.reads_rejected.labels(rej.reason).inc()
             out.put_nowait(_error(read.read_id, grpc.StatusCode.INVALID_ARGUMENT, rej.message, rej.field, False))
             return
-        await stream_slots.acquire()
-        await self._global.acquire()
+        taken = await self._admit(read.ByteSize(), stream_slots)
         self.metrics.in_flight.inc()
-        task = asyncio.create_task(self._store(read, valid, now, out, stream_slots))
+        task = asyncio.create_task(self._store(read, valid, now, out, stream_slots, taken))
         pending.add(task)
         task.add_done_callback(pending.discard)
+
+    async def _admit(self, size: int, stream_slots: asyncio.Semaphore) -> int:
+        """Wait for a slot on the stream, one on the hub and room for ``size`` bytes (the stream is
+        not read meanwhile); the bytes taken, for :meth:`_store` to give back."""
+        await stream_slots.acquire()
+        try:
+            await self._global.acquire()
+            try:
+                if self._bytes.waiting or self._bytes.used + self._bytes.cost(size) > self._bytes.limit:
+                    self.metrics.backpressure_waits.inc()
+                return await self._bytes.acquire(size)
+            except BaseException:
+                self._global.release()
+                raise
+        except BaseException:
+            stream_slots.release()
+            raise
 
     async def _store(
         self,
@@ -197,6 +217,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         now: datetime,
         out: asyncio.Queue[object],
         stream_slots: asyncio.Semaphore,
+        taken: int,
     ) -> None:
         start = time.perf_counter()
         try:
@@ -229,6 +250,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
         finally:
             self.metrics.in_flight.dec()
+            self._bytes.release(taken)
             self._global.release()
             stream_slots.release()
 

@@ -41,6 +41,16 @@ class HubMetrics:
             registry=registry,
         )
         self.in_flight = Gauge("alpr_hub_reads_in_flight", "Reads being written right now", registry=registry)
+        self.bytes_in_flight = Gauge(
+            "alpr_hub_ingest_bytes_in_flight",
+            "Bytes of reads being stored right now (bounded by ingest.max_bytes_in_flight)",
+            registry=registry,
+        )
+        self.backpressure_waits = Counter(
+            "alpr_hub_ingest_backpressure_waits_total",
+            "Reads that waited for room in ingest.max_bytes_in_flight (their stream was paused meanwhile)",
+            registry=registry,
+        )
         self.heartbeats = Counter("alpr_hub_heartbeats_total", "Heartbeats received", registry=registry)
         self.node_last_seen = Gauge(
             "alpr_hub_node_last_seen_timestamp_seconds",

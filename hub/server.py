@@ -232,6 +232,10 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # HTTP/2 windows stay at their defaults (plus what one message needs) instead of growing
+                # with the link's bandwidth-delay product: a stream the hub pauses (ingest back-pressure)
+                # then holds ~64 KB in the transport, not megabytes.
+                ("grpc.http2.bdp_probe", int(config.ingest.http2_bdp_probe)),
             ],
         )
         stack.push_async_callback(server.stop, None)

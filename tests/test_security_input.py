@@ -500,8 +500,10 @@ def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(stric
     mismatch.frame_width, mismatch.frame_height = 100, 400  # not the frame image's shape
     good = make_read("n-i", "cam-i", "GOOD01", rnd=rnd, frame_jpeg=noise_jpeg(160, 90, 4))
     good.plate_box.x1, good.plate_box.y1, good.plate_box.x2, good.plate_box.y2 = 10, 10, 150, 80
-    result = run_stream(strict_ingest.target, [read_request(r) for r in (huge, fake, outside, mismatch, good)])
+    with LatencyProbe(strict_ingest.target) as probe:
+        result = run_stream(strict_ingest.target, [read_request(r) for r in (huge, fake, outside, mismatch, good)])
     assert result.status == grpc.StatusCode.OK, result.status
+    assert probe.latencies and max(probe.latencies) <= 0.2, sorted(probe.latencies)[-5:]
     assert set(result.acks) == {good.read_id}, result
     invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
     for read, field, words in (
@@ -516,15 +518,17 @@ def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(stric
 
 def test_stalled_streams_are_closed(strict_ingest: HubThread) -> None:
     before = strict_ingest.metric("alpr_hub_idle_streams_closed_total")
-    socks = [half_message_stream(strict_ingest.port) for _ in range(5)]
-    try:
+    with LatencyProbe(strict_ingest.target) as probe:
+        socks = [half_message_stream(strict_ingest.port) for _ in range(5)]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if strict_ingest.metric("alpr_hub_idle_streams_closed_total") - before >= 5:
                 break
             time.sleep(0.2)
+    try:
         assert strict_ingest.metric("alpr_hub_idle_streams_closed_total") - before >= 5
         assert strict_ingest.metric("alpr_hub_open_streams") == 0
+        assert probe.latencies and max(probe.latencies) <= 0.2, sorted(probe.latencies)[-5:]
     finally:
         for s in socks:
             s.close()
@@ -537,3 +541,61 @@ def test_stalled_streams_are_closed(strict_ingest: HubThread) -> None:
         time.sleep(1.0)
     assert stream.result.status == grpc.StatusCode.OK and len(stream.result.heartbeat_acks) == 4
     assert stream.wait_closed(10).status == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _large_read(rnd: random.Random, size: int) -> reads_pb2.PlateRead:
+    """A valid read whose frame is a real JPEG padded with comment segments to about ``size`` bytes."""
+    base = noise_jpeg(320, 240, seed=rnd.randrange(1000))
+    comments = b"".join(b"\xff\xfe" + (60_002).to_bytes(2, "big") + bytes(60_000) for _ in range(size // 60_004))
+    read = make_read("n-big", "cam-big", rnd=rnd, frame_jpeg=base[:2] + comments + base[2:])
+    read.frame_width, read.frame_height = 320, 240
+    return read
+
+
+@pytest.fixture(scope="module")
+def budget_ingest(sec: SecHub) -> Iterator[HubThread]:
+    """An ingest hub that may hold only 1 MB of reads being stored at once."""
+    cfg = make_hub_config(sec.cassandra, sec.keyspace, hub_id="budget-hub", ingest={"max_bytes_in_flight": 1 << 20})
+    hub = HubThread(slow_ok(cfg)).start()
+    yield hub
+    hub.stop()
+
+
+def test_large_reads_are_slowed_not_buffered_or_refused(budget_ingest: HubThread) -> None:
+    """Four nodes send 300 KB reads at once: the hub never holds more than its byte budget,
+    pauses the streams instead (back-pressure), acks every read, and stays responsive."""
+    rnd = random.Random(17)
+    per_node = [[_large_read(rnd, 300_000) for _ in range(6)] for _ in range(4)]
+    peak = [0.0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], budget_ingest.metric("alpr_hub_ingest_bytes_in_flight"))
+            stop.wait(0.005)
+
+    results: list[Any] = []
+    watcher = threading.Thread(target=watch, daemon=True)
+    waits_before = budget_ingest.metric("alpr_hub_ingest_backpressure_waits_total")
+    with LatencyProbe(budget_ingest.target) as probe:
+        watcher.start()
+        senders = [
+            threading.Thread(
+                target=lambda reads=reads: results.append(
+                    run_stream(budget_ingest.target, [read_request(r) for r in reads], timeout=240)
+                )
+            )
+            for reads in per_node
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        stop.set()
+        watcher.join()
+    acked = {rid for r in results for rid in r.acks}
+    assert acked == {r.read_id for reads in per_node for r in reads}, [(r.status, r.errors) for r in results]
+    assert 0 < peak[0] <= 1 << 20, peak[0]
+    assert budget_ingest.metric("alpr_hub_ingest_backpressure_waits_total") > waits_before
+    assert budget_ingest.metric("alpr_hub_ingest_bytes_in_flight") == 0
+    assert probe.latencies and max(probe.latencies) <= 0.2, sorted(probe.latencies)[-5:]

@@ -4,12 +4,18 @@
 
 A stalled stream sends the start of one message (the gRPC prefix declares 1 MB, 60 KB follow)
 and then nothing; the hub must close it after ``ingest.idle_timeout_s`` and not hold memory
-for it meanwhile. Target: the hub's RSS stays within 1.5x its idle value. Prints progress on
-stderr and, as the last line, JSON:
+for it meanwhile. The large reads come on 10 streams at once; like a node, each stream's
+sender sends again what was not acked (on a new stream) until every read is acked or
+``--deadline`` passes. Meanwhile a probe calls the hub's health check every 20 ms (an
+unrelated call: target <= 200 ms). Target: the hub's RSS stays within 1.5x its idle value
+and every read is acked. Prints progress on stderr and, as the last line, JSON:
   {"idle_rss_mb", "stalled_peak_rss_mb", "stalled_ratio", "large_reads_peak_rss_mb",
-   "large_reads_ratio", "rss_after_idle_timeout_mb", "large_reads_acked", ...}
+   "large_reads_ratio", "rss_after_idle_timeout_mb", "large_reads_acked",
+   "large_reads_acked_first_try", "large_read_errors", "large_reads_s",
+   "probe_max_ms", "probe_p99_ms", "hub_poll_failures", ...}
 
     .venv/bin/python -m ops.bench.hostile_ingest [--stalled 50] [--large 300]
+        [--max-bytes-in-flight N]   (the hub's ingest.max_bytes_in_flight; default: the hub's own)
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc
 from alpr.v1 import ingest_pb2, reads_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
-from ops.bench.common import ROOT, cassandra, hub_process, log
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 from tests.support import run_stream
 
 
@@ -87,6 +95,68 @@ def stalled_stream(port: int, declared: int = 1 << 20, sent: int = 60_000) -> so
     return s
 
 
+class HealthProbe:
+    """Calls the hub's health check every 20 ms from its own thread; keeps the latencies
+    (a call that fails or takes over 10 s counts as 10 s)."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = health_pb2_grpc.HealthStub(self.channel)
+        self.stub.Check(health_pb2.HealthCheckRequest(), timeout=30)  # connected before measuring
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                self.stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+                self.latencies.append(time.perf_counter() - t0)
+            except grpc.RpcError:
+                self.latencies.append(10.0)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.channel.close()
+
+
+class NodeSender:
+    """One simulated node: sends its reads on a stream, and what was not acked again on a new
+    stream (as a node's store-and-forward queue does) until all are acked or the deadline."""
+
+    def __init__(self, target: str, reads: list[reads_pb2.PlateRead], deadline: float) -> None:
+        self.target, self.reads, self.deadline = target, reads, deadline
+        self.acked: set[str] = set()
+        self.first_try = 0
+        self.errors: dict[str, int] = {}
+
+    def run(self) -> None:
+        attempt = 0
+        while time.monotonic() < self.deadline:
+            todo = [r for r in self.reads if r.read_id not in self.acked]
+            if not todo:
+                return
+            timeout = max(1.0, self.deadline - time.monotonic())
+            result = run_stream(self.target, [ingest_pb2.IngestRequest(read=r) for r in todo], timeout=timeout)
+            self.acked |= set(result.acks)
+            if attempt == 0:
+                self.first_try = len(result.acks)
+            for err in result.errors.values():
+                name = next(c.name for c in grpc.StatusCode if c.value[0] == err.code)
+                self.errors[name] = self.errors.get(name, 0) + 1
+            if result.status != grpc.StatusCode.OK:
+                self.errors[f"stream {result.status.name}"] = self.errors.get(f"stream {result.status.name}", 0) + 1
+            attempt += 1
+            time.sleep(0.5)
+
+
 def large_read(rnd: random.Random, size: int) -> reads_pb2.PlateRead:
     """A valid read whose frame is a real JPEG padded with comment segments to ``size`` bytes."""
     base = noise_jpeg(320, 240, seed=rnd.randrange(1000), quality=80)
@@ -106,6 +176,8 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=300)
     ap.add_argument("--large-bytes", type=int, default=500_000)
     ap.add_argument("--idle-timeout", type=float, default=10.0)
+    ap.add_argument("--max-bytes-in-flight", type=int, default=None, help="the hub's ingest.max_bytes_in_flight")
+    ap.add_argument("--deadline", type=float, default=300.0, help="seconds for every large read to be acked")
     args = ap.parse_args()
     rnd = random.Random(5)
     with cassandra() as cass:
@@ -116,8 +188,12 @@ def main() -> int:
         )
         cluster, session = connect(config.cassandra)
         migrate(session, config)
-        extra = {"ingest": {"idle_timeout_s": args.idle_timeout}, "cassandra": {"write_consistency": "ONE"}}
-        with hub_process(cass, ks, ROOT / ".run" / "bench-hostile", **extra) as target:
+        ingest: dict[str, object] = {"idle_timeout_s": args.idle_timeout}
+        if args.max_bytes_in_flight is not None:
+            ingest["max_bytes_in_flight"] = args.max_bytes_in_flight
+        extra = {"ingest": ingest, "cassandra": {"write_consistency": "ONE"}}
+        run_dir = ROOT / ".run" / "bench-hostile"
+        with hub_process(cass, ks, run_dir, **extra) as target:
             pid, hub_port = target.pid, int(target.rsplit(":", 1)[1])
             warm = run_stream(target, [ingest_pb2.IngestRequest(read=make_read(rnd=rnd)) for _ in range(50)])
             assert len(warm.acks) == 50, warm
@@ -134,22 +210,26 @@ def main() -> int:
             log(f"bench: {args.stalled} stalled streams: peak RSS {stalled_peak.peak:.0f} MB")
 
             reads = [large_read(rnd, args.large_bytes) for _ in range(args.large)]
-            per = [reads[i::10] for i in range(10)]
-            results: list[int] = []
-            with PeakRss(pid) as large_peak:
-                threads = [
-                    threading.Thread(
-                        target=lambda p=p: results.append(
-                            len(run_stream(target, [ingest_pb2.IngestRequest(read=r) for r in p]).acks)
-                        )
-                    )
-                    for p in per
-                ]
+            log_at = (run_dir / "hub.log").stat().st_size
+            deadline = time.monotonic() + args.deadline
+            senders = [NodeSender(target, reads[i::10], deadline) for i in range(10)]
+            with PeakRss(pid) as large_peak, HealthProbe(target) as probe:
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=s.run) for s in senders]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
-            log(f"bench: {args.large} reads of {args.large_bytes} B: peak RSS {large_peak.peak:.0f} MB")
+                large_s = time.perf_counter() - t0
+            with open(run_dir / "hub.log", "rb") as f:
+                f.seek(log_at)
+                poll_failures = sum(1 for ln in f if b"poll failed" in ln)
+            errors: dict[str, int] = {}
+            for sender in senders:
+                for k, v in sender.errors.items():
+                    errors[k] = errors.get(k, 0) + v
+            log(f"bench: {args.large} reads of {args.large_bytes} B: peak RSS {large_peak.peak:.0f} MB, "
+                f"{sum(len(s.acked) for s in senders)} acked in {large_s:.1f} s, errors {errors}")  # fmt: skip
         try:
             session.execute(f"DROP KEYSPACE {ks}", timeout=120)
         except Exception as e:
@@ -166,9 +246,16 @@ def main() -> int:
                 "idle_timeout_s": args.idle_timeout,
                 "large_reads": args.large,
                 "large_read_bytes": args.large_bytes,
-                "large_reads_acked": sum(results),
+                "max_bytes_in_flight": args.max_bytes_in_flight,
+                "large_reads_acked": sum(len(s.acked) for s in senders),
+                "large_reads_acked_first_try": sum(s.first_try for s in senders),
+                "large_read_errors": errors,
+                "large_reads_s": round(large_s, 1),
                 "large_reads_peak_rss_mb": round(large_peak.peak, 1),
                 "large_reads_ratio": round(large_peak.peak / idle, 3),
+                "probe_max_ms": round(max(probe.latencies, default=float("nan")) * 1000, 1),
+                "probe_p99_ms": round(percentile(probe.latencies, 0.99) * 1000, 1),
+                "hub_poll_failures": poll_failures,
             }
         ),
         flush=True,
