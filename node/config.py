@@ -123,6 +123,23 @@ class TrackerConfig(StrictModel):
     settle_max_reads: int = Field(8, ge=0, description="OCR a track at most this often (0 = no limit)")
 
 
+class GatingConfig(StrictModel):
+    """Detector only where a plate can be (node/motion_gate.py): changed regions + followed plates."""
+
+    enabled: bool = True
+    downscale: int = Field(8, ge=1, le=32, description="motion mask at 1/downscale of the frame")
+    threshold: int = Field(14, ge=1, le=255, description="grey-level change that counts as motion")
+    background_alpha: float = Field(0.1, gt=0, le=1)
+    margin_px: int = Field(48, ge=0)
+    min_region_px: int = Field(192, ge=32)
+    max_region_fraction: float = Field(0.5, gt=0, le=1, description="beyond this share: the whole frame")
+    max_regions: int = Field(6, ge=1)
+    full_frame_interval_s: float = Field(1.0, gt=0, description="the whole frame at least this often")
+    settled_interval_s: float = Field(
+        0.2, ge=0, description="a plate whose text is settled is looked at this often (below tracker.emit_delay_s)"
+    )
+
+
 class AlertsConfig(StrictModel):
     # command run on a local hot-list hit, e.g. ["aplay", "/usr/share/sounds/alert.wav"];
     # the alert is passed as JSON on stdin
@@ -182,6 +199,7 @@ class NodeConfig(StrictModel):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     plate_formats: PlateFormatsConfig = Field(default_factory=PlateFormatsConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    gating: GatingConfig = Field(default_factory=GatingConfig)
     # detector / OCR / state models: see node/recognition/loading.py (RecognizerConfig)
     recognizer: dict[str, Any] = Field(default_factory=dict)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -201,6 +219,10 @@ class NodeConfig(StrictModel):
                 raise ValueError(f"a FIXED node needs `location` (or a location per camera); missing for {missing}")
         elif self.gps is None:
             raise ValueError("a MOBILE node needs `gps.source` (file:PATH, serial:DEVICE or gpsd:HOST:PORT)")
+        if self.gating.settled_interval_s >= self.tracker.emit_delay_s:
+            raise ValueError(
+                "gating.settled_interval_s must be below tracker.emit_delay_s, or a followed plate is read twice"
+            )
         ids = [c.camera_id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera_id values must be unique: {ids}")

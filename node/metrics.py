@@ -75,4 +75,17 @@ class NodeMetrics:
             "Local alert commands that failed, exited non-zero or were killed on timeout",
             registry=registry,
         )
+        self.stage_seconds = Counter(
+            "alpr_node_stage_seconds",
+            "Time spent per pipeline stage: decode (camera threads), gate, detect, ocr, track, encode (JPEG), commit "
+            "(SQLite queue)",
+            ["stage"],
+            registry=registry,
+        )
+        self.gate_frames = Counter(
+            "alpr_node_gate_frames",
+            "Frames by what the motion gate had detected: full (interval or motion), regions, idle (nothing), off",
+            ["camera", "decision"],
+            registry=registry,
+        )
         self.self_check_ok = Gauge("alpr_node_self_check_ok", "1 when every self-check passes", registry=registry)

@@ -35,6 +35,11 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--detector", type=Path, help="detector model (.onnx or ultralytics file)")
     ap.add_argument("--detector-imgsz", type=int, help="detector input size (dynamic/ultralytics models)")
     ap.add_argument("--detector-conf", type=float, help="minimum detection score")
+    ap.add_argument(
+        "--detector-input",
+        choices=["fit", "square"],
+        help="square (default): as exported; fit: pad only to a multiple of 32",
+    )
     ap.add_argument("--ocr-model", type=Path, help="fast-plate-ocr ONNX model")
     ap.add_argument("--plate-config", type=Path, help="fast-plate-ocr plate config yaml")
     ap.add_argument("--hub-ocr-model", help="fast-plate-ocr hub model name (downloads; needs network)")
@@ -52,6 +57,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ("detector", "detector_path"),
         ("detector_imgsz", "detector_imgsz"),
         ("detector_conf", "detector_conf"),
+        ("detector_input", "detector_input"),
         ("ocr_model", "ocr_model_path"),
         ("plate_config", "plate_config_path"),
         ("hub_ocr_model", "hub_ocr_model"),

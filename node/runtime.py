@@ -36,6 +36,7 @@ from node.fleet_overlay import changed_paths, runtime_changeable
 from node.gps import GpsReader
 from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
+from node.motion_gate import GateSettings, MotionGate
 from node.queue import ReadQueue
 from node.recognition.types import Image, PlateResult
 from node.shift import damage_problem, damage_report, on_shift
@@ -52,6 +53,8 @@ RECENT_READS = 16
 class Recognizer(Protocol):
     def recognize(self, frame: Image) -> list[PlateResult]: ...
 
+    # optional: ``recognize(frame, skip_ocr=..., regions=...)`` (see node.recognition.loading.Recognizer)
+
     def versions(self) -> dict[str, str]: ...
 
 
@@ -65,6 +68,7 @@ class CameraState:
     frames: stdqueue.Queue[Frame | None]
     live: bool
     tracker: PlateTracker
+    gate: MotionGate | None = None
     last_frame_wall: float = 0.0
     frames_since_heartbeat: int = 0
     finished: bool = False
@@ -137,7 +141,10 @@ class NodeRuntime:
             recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
         self.recognizer = recognizer
         # recognizers that accept ``skip_ocr`` let the tracker spare OCR on plates already read
-        self._can_skip_ocr = "skip_ocr" in inspect.signature(recognizer.recognize).parameters
+        params = inspect.signature(recognizer.recognize).parameters
+        self._can_skip_ocr = "skip_ocr" in params
+        # recognizers that accept ``regions`` let the motion gate spare the detector where nothing moved
+        self._can_gate = "regions" in params and config.gating.enabled
         self.versions = recognizer.versions()
         h = config.hub
         # Closes, in reverse order, what the node opened (queue and hot-list files here;
@@ -178,8 +185,15 @@ class NodeRuntime:
         self.formats = PlateFormats(config.plate_formats.patterns, config.plate_formats.enabled)
         t = config.tracker
         settings = TrackerSettings(**t.model_dump())
+        gate = GateSettings(**config.gating.model_dump())
         self.cameras = [
-            CameraState(c, stdqueue.Queue(maxsize=4), describe(c.source) == "stream", PlateTracker(settings))
+            CameraState(
+                c,
+                stdqueue.Queue(maxsize=4),
+                describe(c.source) == "stream",
+                PlateTracker(settings),
+                MotionGate(gate) if self._can_gate else None,
+            )
             for c in config.cameras
         ]
         # the last reads only; the queue holds every read until the hub has it
@@ -259,8 +273,15 @@ class NodeRuntime:
 
     def _capture(self, cam: CameraState) -> None:
         c = cam.config
+        decode = self.metrics.stage_seconds.labels("decode")
         try:
-            for frame in open_source(c.source, lambda: cam.config.max_fps, c.loop, self._stop):
+            frames = open_source(c.source, lambda: cam.config.max_fps, c.loop, self._stop)
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                decode.inc(time.perf_counter() - t0)
                 self.metrics.frames_in.labels(c.camera_id).inc()
                 cam.last_frame_wall = time.time()
                 cam.frames_since_heartbeat += 1
@@ -318,7 +339,11 @@ class NodeRuntime:
                     cam.finished = True
                     active.remove(cam)
                     continue
-                self._emit(cam, cam.tracker.update(frame.t, self._recognize(cam, frame), frame))
+                results = self._recognize(cam, frame)
+                t0 = time.perf_counter()
+                finished = cam.tracker.update(frame.t, results, frame)
+                self.metrics.stage_seconds.labels("track").inc(time.perf_counter() - t0)
+                self._emit(cam, finished)
             if idle:
                 now_t = time.time()
                 for cam in active:
@@ -330,13 +355,25 @@ class NodeRuntime:
         self._all_sources_done.set()
 
     def _recognize(self, cam: CameraState, frame: Frame) -> list[PlateResult]:
+        stages = self.metrics.stage_seconds
         start = time.perf_counter()
+        regions = None
+        if cam.gate is not None:
+            plan = cam.gate.plan(frame.image, frame.t, cam.tracker.followed(frame.t))
+            decision = plan.reason.split(":")[0]
+            self.metrics.gate_frames.labels(cam.config.camera_id, decision).inc()
+            stages.labels("gate").inc(time.perf_counter() - start)
+            if plan.regions == []:  # nothing moved and nothing followed: no detector, no OCR
+                self.metrics.frames_processed.labels(cam.config.camera_id).inc()
+                return []
+            regions = plan.regions
         try:
+            kwargs: dict[str, Any] = {}
             if self._can_skip_ocr:
-                settled = partial(cam.tracker.is_settled, t=frame.t)
-                results = self.recognizer.recognize(frame.image, skip_ocr=settled)  # type: ignore[call-arg]
-            else:
-                results = self.recognizer.recognize(frame.image)
+                kwargs["skip_ocr"] = partial(cam.tracker.is_settled, t=frame.t)
+            if cam.gate is not None:
+                kwargs["regions"] = regions
+            results = self.recognizer.recognize(frame.image, **kwargs)
         except Exception as e:  # a broken model must show up in the self-check, not kill the node
             self.detector_ok = False
             self.detector_error = f"{type(e).__name__}: {e}"
@@ -346,8 +383,10 @@ class NodeRuntime:
         self.last_detection_ok = time.time()
         detect_s = getattr(self.recognizer, "last_detect_s", None)
         self.metrics.detector_latency.observe(detect_s if detect_s is not None else time.perf_counter() - start)
+        stages.labels("detect").inc(detect_s if detect_s is not None else time.perf_counter() - start)
         for ocr_s in getattr(self.recognizer, "last_ocr_s", ()):
             self.metrics.ocr_latency.observe(ocr_s)
+            stages.labels("ocr").inc(ocr_s)
         self.metrics.frames_processed.labels(cam.config.camera_id).inc()
         return results
 
@@ -362,9 +401,13 @@ class NodeRuntime:
                 self.metrics.reads_dropped_format.labels(cam.config.camera_id).inc()
                 log.debug("dropped a junk read (%d characters, confidence %.2f)", len(text), tr.confidence)
                 continue
-            read = self._make_read(cam, tr, text)
+            t0 = time.perf_counter()
+            read = self._make_read(cam, tr, text)  # the only place frames and crops become JPEG
+            t1 = time.perf_counter()
             payload = ingest_pb2.IngestRequest(read=read).SerializeToString()
             self.queue.put(read.read_id, payload)  # durable before anything else happens
+            self.metrics.stage_seconds.labels("encode").inc(t1 - t0)
+            self.metrics.stage_seconds.labels("commit").inc(time.perf_counter() - t1)
             self.metrics.reads_emitted.labels(cam.config.camera_id).inc()
             hits = self._match_locally(read)
             self.emitted.append(EmittedRead(read, hits))

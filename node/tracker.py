@@ -160,6 +160,17 @@ class PlateTracker:
     def active(self) -> int:
         return len(self._tracks)
 
+    def followed(self, t: float, still_widths_per_s: float = 0.5) -> list[tuple[Box, bool]]:
+        """(predicted box at ``t``, quiet) of every track still followed; quiet: its text is
+        settled and it moves less than ``still_widths_per_s`` plate widths a second (parked,
+        waiting): looking at it now and then keeps it followed."""
+        out = []
+        for tr in self._tracks:
+            width = max(1, tr.box[2] - tr.box[0])
+            still = abs(tr.velocity[0]) + abs(tr.velocity[1]) <= still_widths_per_s * width
+            out.append((tr.predicted(t), tr.settled and still))
+        return out
+
     def is_settled(self, box: Box, t: float) -> bool:
         """True when ``box`` continues a track whose text is already settled (no OCR needed)."""
         return any(tr.settled and iou(tr.predicted(t), box) >= 0.3 for tr in self._tracks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,11 @@ class RecognizerConfig(BaseModel):
         default=MODELS_DIR / "plate_detector.onnx", description="YOLO .onnx or any ultralytics model file"
     )
     detector_imgsz: int = Field(default=640, ge=32, description="input size for dynamic-shape/ultralytics models")
+    detector_input: Literal["fit", "square"] = Field(
+        default="square",
+        description="square: whole frames letterboxed to the export size; fit: padded only to a multiple of 32 "
+        "(1280x720 runs at 640x384, ~45% faster; one us/ plate of 72 fewer found)",
+    )
     detector_conf: float = Field(default=0.15, ge=0.0, le=1.0, description="minimum detection score")
     detector_iou: float = Field(default=0.5, ge=0.0, le=1.0)
     ocr_model_path: Path = Field(default=MODELS_DIR / "plate_ocr.onnx")
@@ -113,15 +119,21 @@ class Recognizer:
             char_confidences=text.char_confidences, state=guess.state, state_confidence=guess.confidence,
         )  # fmt: skip
 
-    def recognize(self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None) -> list[PlateResult]:
+    def recognize(
+        self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
         """Detect, crop and read every plate in the frame.
 
         ``skip_ocr(box)`` lets the caller (the node's tracker) say a plate is already read
         with confidence; that plate is returned with its box and an empty text, unread.
+        ``regions``: detect only inside these parts of the frame (None: the whole frame).
         """
         results = []
         t0 = time.perf_counter()
-        detections = self.detector.detect(frame_bgr)
+        if regions is not None and isinstance(self.detector, OnnxYoloDetector) and self.detector.body is not None:
+            detections = self.detector.detect_regions(frame_bgr, regions) if regions else []
+        else:
+            detections = self.detector.detect(frame_bgr)
         self.last_detect_s = time.perf_counter() - t0
         self.last_ocr_s = []
         for det in detections:
@@ -158,7 +170,10 @@ class Recognizer:
 def load_recognizer(cfg: RecognizerConfig | None = None) -> Recognizer:
     """Load and warm up all models (raises FileNotFoundError for a missing model file)."""
     cfg = cfg or RecognizerConfig()
-    detector = load_detector(cfg.detector_path, conf=cfg.detector_conf, iou=cfg.detector_iou, imgsz=cfg.detector_imgsz)
+    detector = load_detector(
+        cfg.detector_path, conf=cfg.detector_conf, iou=cfg.detector_iou, imgsz=cfg.detector_imgsz,
+        input_mode=cfg.detector_input,
+    )  # fmt: skip
     if cfg.hub_ocr_model:
         reader = FastPlateReader(hub_ocr_model=cfg.hub_ocr_model)
     else:
