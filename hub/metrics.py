@@ -52,6 +52,12 @@ class HubMetrics:
             registry=registry,
         )
         self.heartbeats = Counter("alpr_hub_heartbeats_total", "Heartbeats received", registry=registry)
+        self.loop_lag = Histogram(
+            "alpr_hub_event_loop_lag_seconds",
+            "How much later than due the hub's event loop ran a 100 ms timer (time something held the loop)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
         self.node_last_seen = Gauge(
             "alpr_hub_node_last_seen_timestamp_seconds",
             "Unix time of the last read or heartbeat from each node on this hub",

@@ -61,6 +61,7 @@ from hub.hotlists.mirror import HotListMirror
 from hub.hotlists.service import HotListServicer
 from hub.hotlists.store import HotListStore
 from hub.ingest import IngestServicer
+from hub.loop_lag import LoopLagProbe
 from hub.metrics import AgencyMetrics, HotListMetrics, HubMetrics
 from hub.node_identity import NodeIdentity
 from hub.request_rules import RequestRulesInterceptor
@@ -289,7 +290,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
 
         port = _bind(server, config)
         await server.start()
-        for part in (mirror, hotlists, feed, alerts, retention, fc_mirror):
+        for part in (mirror, hotlists, feed, alerts, retention, fc_mirror, LoopLagProbe(metrics.loop_lag)):
             _started(stack, part)
         if checkpoints is not None:  # stopped after the server: the last entries get checkpointed too
             interval = config.auth.audit_checkpoint_interval_s
