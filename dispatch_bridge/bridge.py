@@ -75,7 +75,10 @@ class Bridge:
                 channels.append(grpc_channel(hub, cfg.hub_tls, token))
                 stack.push_async_callback(channels[-1].close, None)
             sinks: list[Sink] = [make_sink(s) for s in cfg.dispatch]
-            sinks += [AgencySink(n, channels[0], cfg.bridge_id) for n in cfg.neighbours]
+            # A hub with access control records who asks from the bridge's credentials (and refuses
+            # another name); only a hub without it is told the bridge's id.
+            asker = "" if (cfg.hub_tls or token) else cfg.bridge_id
+            sinks += [AgencySink(n, channels[0], asker) for n in cfg.neighbours]
             if cfg.tickets.enabled:
                 sinks += [make_sink(s) for s in cfg.tickets.sinks]
             for s in sinks:

@@ -430,11 +430,11 @@ class GrpcStreamSink:
 class AgencySink:
     """Relays to a neighbouring agency's hub, after the sharing rules allow it (AuthorizeShare on our hub)."""
 
-    def __init__(self, cfg: NeighbourConfig, hub_channel: grpc.aio.Channel, bridge_id: str) -> None:
+    def __init__(self, cfg: NeighbourConfig, hub_channel: grpc.aio.Channel, requested_by: str) -> None:
         self.name = f"agency:{cfg.agency_id}"
         self.cfg = cfg
         self.hub = agency_pb2_grpc.AgencyExchangeServiceStub(hub_channel)
-        self.bridge_id = bridge_id
+        self.requested_by = requested_by  # empty: the hub takes it from the bridge's credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def deliver(self, key: str, kind: str, payload: bytes) -> None:
@@ -445,7 +445,7 @@ class AgencySink:
                     agency_id=self.cfg.agency_id,
                     scope=agency_pb2.SHARE_SCOPE_ALERTS,
                     subject=f"alert {relay.alert_id} ({key})",
-                    requested_by=self.bridge_id,
+                    requested_by=self.requested_by,
                     reason=_enum(agency_pb2.RelayReason, relay.reason, "RELAY_REASON_"),
                 ),
                 timeout=self.cfg.timeout_s,

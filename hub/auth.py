@@ -15,8 +15,9 @@ method does not allow → PERMISSION_DENIED. Both say why.
 
 The principal is the identity: fields that name who acts (the officer deciding an alert,
 who enters, removes or imports hot-list entries, who approves an agency, who asks for a
-share) are set from the principal (:data:`IDENTITY_FIELDS`), whatever the request says; a
-node subscribes to the hot list only as its certificate's registered node id.
+share) are set from the principal (:data:`IDENTITY_FIELDS`): left empty they are filled in,
+naming anyone else is refused (PERMISSION_DENIED, audited); a node subscribes to the hot list
+only as its certificate's registered node id.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
 }
 
 # Request fields that name who acts, by method: (path to the field, in the request or in a
-# streamed message). With auth on they hold the principal's id, whatever the caller typed.
+# streamed message). With auth on they hold the principal's id: empty is filled in, another name refused.
 IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.AlertService/DecideAlert": ("officer_id",),
     "/alpr.v1.HotListService/AddEntry": ("entered_by",),
@@ -238,11 +239,14 @@ class Authenticator:
         where = _field(message, path) if path else None
         if where is not None:
             holder, name = where
-            typed = getattr(holder, name)
-            if typed and typed.strip() != principal.id:
-                log.info(
-                    "%s: %s %r typed by %s ignored: the principal is the identity", method, name, typed, principal.actor
-                )
+            typed = getattr(holder, name).strip()
+            if typed and typed != principal.id:
+                await self._deny(
+                    context, grpc.StatusCode.PERMISSION_DENIED,
+                    f"{'.'.join(path or ())} {typed[:64]!r} is not the signed-in {principal.actor}: who acts is "
+                    f"taken from the credentials; leave {name} empty (or give {principal.id!r})", principal.actor,
+                    method,
+                )  # fmt: skip
             setattr(holder, name, principal.id)
         path = NODE_ID_FIELDS.get(method)
         where = _field(message, path) if path else None

@@ -258,7 +258,7 @@ def up() -> int:
     hot = plates[0]
     if f'"{hot}"' not in _alpr(admin, "--json", "hotlist", "list").stdout:  # idempotent: one demo entry
         _alpr(admin, "hotlist", "add", hot, "--category", "stolen_vehicle",
-              "--reason", "local demo: stolen from the sample video", "--officer", "demo-officer")  # fmt: skip
+              "--reason", "local demo: stolen from the sample video")  # fmt: skip
 
     print(f"  sample clip .run/local/sample.avi with plates {', '.join(plates)}; {hot} is on the hot list")
     print("[4/6] dispatch: stand-in CAD webhook and the bridge")

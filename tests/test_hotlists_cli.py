@@ -25,7 +25,8 @@ def hub(cassandra: tuple[list[str], int]) -> Iterator[HubThread]:
 
 
 def alpr(capsys: pytest.CaptureFixture[str], hub: HubThread, *argv: str) -> tuple[int, str, str]:
-    rc = main(["--hub", hub.target, "--token", "t0k", *argv])
+    """The CLI without a token: this hub has no access control, so flags name who acts."""
+    rc = main(["--hub", hub.target, *argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -51,6 +52,8 @@ def test_hotlist_commands(hub: HubThread, capsys: pytest.CaptureFixture[str]) ->
     assert rc == 1 and "NOT_FOUND" in err
     rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "nonsense", "--reason", "r", "--officer", "o")
     assert rc == 1 and "unknown category" in err
+    rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "stolen_vehicle", "--reason", "r")
+    assert rc == 1 and "--officer ID is needed without a token" in err, err
     rc, out, _ = alpr(
         capsys, hub, "hotlist", "remove", entry["entry_id"], "--reason", "child found", "--officer", "o-5"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import secrets
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -299,23 +300,42 @@ def test_shared_alerts_only_from_the_registered_agency_identity(shub: AuthHub, p
     assert len(refused) == 3 and all(e.outcome == "refused" for e in refused)
 
 
+def _refused_as_someone_else(fn: Callable[[], object], field: str, typed: str, who: str) -> None:
+    code, msg = rpc_code(fn)
+    assert code == grpc.StatusCode.PERMISSION_DENIED, (code, msg)
+    assert f"{field} {typed!r} is not the signed-in {who}" in msg and "credentials" in msg, msg
+
+
 def test_the_principal_is_the_identity(shub: AuthHub, pki: Path, cql: Session) -> None:
+    """Who acts comes from the token: left empty it is filled in, naming someone else is refused."""
     sup = shub.token("sup-ident", "supervisor")
     officer = shub.token("ofc-ident", "officer")
     hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
-    entry = call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
-        plate="IDN4321", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="identity test",
-        entered_by="chief-of-police"), sup).entry  # fmt: skip
-    assert entry.entered_by == "sup-ident"
-    removed = call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
-        plate="IDN9999", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="to remove",
-        entered_by=""), sup).entry  # fmt: skip
-    assert removed.entered_by == "sup-ident"  # empty is fine: the token says who
-    call(hl.RemoveEntry, hotlist_pb2.RemoveEntryRequest(entry_id=removed.entry_id, reason="done", removed_by="x"), sup)
-    changes = [e for e in audit_entries(shub, "hotlist.change") if "IDN" in e.details_json or e.actor == "sup-ident"]
-    assert changes and all(e.actor == "sup-ident" and "on_behalf_of" not in e.details_json for e in changes)
 
-    # An alert decided by an officer carries the officer of the token, not the typed name.
+    def add(plate: str, entered_by: str) -> hotlist_pb2.HotListEntry:
+        return call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
+            plate=plate, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="identity test",
+            entered_by=entered_by), sup).entry  # fmt: skip
+
+    _refused_as_someone_else(lambda: add("IDN0001", "chief-of-police"), "entered_by", "chief-of-police", "sup-ident")
+    held = call(hl.ListEntries, hotlist_pb2.ListEntriesRequest(plate="IDN0001"), sup).entries
+    assert list(held) == []  # nothing was entered under the other name
+    assert add("IDN4321", "").entered_by == "sup-ident"  # empty is fine: the token says who
+    removed = add("IDN9999", "sup-ident")  # naming oneself is fine too
+    assert removed.entered_by == "sup-ident"
+    _refused_as_someone_else(
+        lambda: call(hl.RemoveEntry, hotlist_pb2.RemoveEntryRequest(entry_id=removed.entry_id, reason="done",
+                                                                   removed_by="x"), sup), "removed_by", "x", "sup-ident"
+    )  # fmt: skip
+    call(hl.RemoveEntry, hotlist_pb2.RemoveEntryRequest(entry_id=removed.entry_id, reason="done"), sup)
+    changes = [e for e in audit_entries(shub, "hotlist.change") if "IDN" in e.details_json or e.actor == "sup-ident"]
+    assert len(changes) == 3 and all(e.actor == "sup-ident" and "on_behalf_of" not in e.details_json for e in changes)
+    denied = [e for e in audit_entries(shub, "access.denied") if e.actor == "sup-ident"]
+    assert {json.loads(e.details_json)["method"] for e in denied} >= {
+        "/alpr.v1.HotListService/AddEntry", "/alpr.v1.HotListService/RemoveEntry"
+    }  # fmt: skip
+
+    # An alert is decided by the officer of the token; a typed other officer is refused.
     time.sleep(0.5)  # the ingesting hub picks up the new entry
     read = make_read(plate="IDN4321", camera_id="cam-ident")
     read.region = "IL"
@@ -329,39 +349,55 @@ def test_the_principal_is_the_identity(shub: AuthHub, pki: Path, cql: Session) -
     assert found, "no alert for the hot-listed read"
     accept = alert_pb2.Acceptance(characters_verified=True, state_verified=True, leads_check=alert_pb2.LEADS_CHECK_DONE,
                                   action=alert_pb2.ENFORCEMENT_ACTION_TAKING_ACTION)  # fmt: skip
-    decided = call(alerts.DecideAlert, alert_pb2.DecideAlertRequest(
-        alert_id=found[0].alert_id, officer_id="someone-else", accept=accept), officer)  # fmt: skip
-    assert decided.alert.disposition.officer_id == "ofc-ident"
 
-    # An out-of-state approval is the signed-in supervisor's, whatever approver_id says.
+    def decide(officer_id: str) -> alert_pb2.DecideAlertResponse:
+        return call(alerts.DecideAlert, alert_pb2.DecideAlertRequest(
+            alert_id=found[0].alert_id, officer_id=officer_id, accept=accept), officer)  # fmt: skip
+
+    _refused_as_someone_else(lambda: decide("someone-else"), "officer_id", "someone-else", "ofc-ident")
+    pending = call(alerts.GetAlert, alert_pb2.GetAlertRequest(alert_id=found[0].alert_id), officer).alert
+    assert pending.status == alert_pb2.ALERT_STATUS_PENDING
+    assert decide("").alert.disposition.officer_id == "ofc-ident"
+
+    # An out-of-state approval is the signed-in supervisor's: approver_id cannot name another.
     ag = agency_pb2_grpc.AgencyExchangeServiceStub(shub.channel)
     agency = agency_pb2.Agency(agency_id="kenosha-pd", name="Kenosha", state="WI", endpoint="127.0.0.1:2",
                                tls_identity="kenosha.example.gov", law_enforcement=True)  # fmt: skip
     call(ag.RegisterAgency, agency_pb2.RegisterAgencyRequest(agency=agency, replace=True), sup)
     expires = to_timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
-    approval = call(ag.ApproveAgency, agency_pb2.ApproveAgencyRequest(
-        agency_id="kenosha-pd", approver_id="deputy-chief", approver_role=agency_pb2.APPROVER_ROLE_DEPUTY_CHIEF_OF_INVESTIGATIONS,
-        scopes=[agency_pb2.SHARE_SCOPE_ALERTS], expires_time=expires), sup).approval  # fmt: skip
-    assert approval.approver_id == "sup-ident"
+
+    def approve(approver_id: str) -> agency_pb2.ApproveAgencyResponse:
+        return call(ag.ApproveAgency, agency_pb2.ApproveAgencyRequest(
+            agency_id="kenosha-pd", approver_id=approver_id,
+            approver_role=agency_pb2.APPROVER_ROLE_DEPUTY_CHIEF_OF_INVESTIGATIONS,
+            scopes=[agency_pb2.SHARE_SCOPE_ALERTS], expires_time=expires), sup)  # fmt: skip
+
+    _refused_as_someone_else(lambda: approve("deputy-chief"), "approver_id", "deputy-chief", "sup-ident")
+    assert approve("").approval.approver_id == "sup-ident"
 
 
 def test_an_import_is_the_signed_in_users(shub: AuthHub) -> None:
-    """Streamed requests too: the importer named in the header is the token's user."""
+    """Streamed requests too: an importer named in the header must be the token's user."""
     sup = shub.token("sup-import", "supervisor")
     csv_file = b"plate,state,category\nIMP4242,IL,stolen_vehicle\n"
-
-    def requests() -> Iterator[hotlist_pb2.ImportListRequest]:
-        header = hotlist_pb2.ImportHeader(format=hotlist_pb2.IMPORT_FORMAT_CSV, source=hotlist_pb2.HOT_LIST_SOURCE_SCOFFLAW,
-                                          imported_by="chief-of-police", file_name="scofflaw.csv")  # fmt: skip
-        yield hotlist_pb2.ImportListRequest(header=header)
-        yield hotlist_pb2.ImportListRequest(data=csv_file)
-
     hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
     md = (("authorization", f"Bearer {sup}"),)
-    results = [
-        r.result for r in hl.ImportList(requests(), metadata=md, timeout=60) if r.WhichOneof("payload") == "result"
-    ]
-    assert results, "no import result"
+
+    def run_import(imported_by: str) -> list[hotlist_pb2.ImportResult]:
+        def requests() -> Iterator[hotlist_pb2.ImportListRequest]:
+            header = hotlist_pb2.ImportHeader(format=hotlist_pb2.IMPORT_FORMAT_CSV,
+                                              source=hotlist_pb2.HOT_LIST_SOURCE_SCOFFLAW,
+                                              imported_by=imported_by, file_name="scofflaw.csv")  # fmt: skip
+            yield hotlist_pb2.ImportListRequest(header=header)
+            yield hotlist_pb2.ImportListRequest(data=csv_file)
+
+        return [r.result for r in hl.ImportList(requests(), metadata=md, timeout=60)
+                if r.WhichOneof("payload") == "result"]  # fmt: skip
+
+    _refused_as_someone_else(lambda: run_import("chief-of-police"), "header.imported_by", "chief-of-police",
+                             "sup-import")  # fmt: skip
+    assert list(call(hl.ListEntries, hotlist_pb2.ListEntriesRequest(plate="IMP4242"), sup).entries) == []
+    assert run_import(""), "no import result"
     listed = call(hl.ListEntries, hotlist_pb2.ListEntriesRequest(plate="IMP4242"), sup).entries
     assert [e.entered_by for e in listed] == ["sup-import"]
 

@@ -9,7 +9,17 @@ import grpc
 from alpr.v1 import agency_pb2, agency_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import (
+    ACTING_AS_HELP,
+    CliError,
+    Context,
+    acting_as,
+    emit_json,
+    enum_arg,
+    leaf_options,
+    rpc_error,
+    to_dict,
+)
 from alpr_common.timestamps import from_timestamp, to_timestamp
 
 ROLES = ("deputy-chief-of-investigations", "designee")
@@ -28,12 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--tls-identity", default="", help="expected mTLS certificate identity (CN / SAN)")
     a.add_argument("--ori", default="", help="NCIC ORI")
     a.add_argument("--not-law-enforcement", action="store_true", help="register, but never share with it")
-    a.add_argument("--by", required=True, help="who registers it")
+    a.add_argument("--by", default="", help=f"who registers it: {ACTING_AS_HELP}")
     a.add_argument("--replace", action="store_true", help="update an agency already registered")
     s.add_parser("list", parents=common, help="registered agencies with their active approvals")
     ap = s.add_parser("approve", parents=common, help="approve sharing with an out-of-state agency (policy 4.7)")
     ap.add_argument("agency_id")
-    ap.add_argument("--approver", required=True, help="approver's id")
+    ap.add_argument("--approver", default="", help=f"who approves: {ACTING_AS_HELP}")
     ap.add_argument("--role", choices=ROLES, required=True)
     ap.add_argument("--designated-by", default="", help="for a designee: who designated them")
     ap.add_argument("--scope", action="append", choices=SCOPES, default=[], help="repeatable (default: alerts)")
@@ -80,7 +90,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
                 agency=agency_pb2.Agency(
                     agency_id=args.agency_id, name=args.name, state=args.state, endpoint=args.endpoint,
                     tls_identity=args.tls_identity, ori=args.ori, law_enforcement=not args.not_law_enforcement,
-                    registered_by=args.by,
+                    registered_by=acting_as(ctx, args.by, "--by"),
                 ),
                 replace=args.replace,
             ),
@@ -101,7 +111,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: agency_pb2_grpc.Agen
         scopes = [agency_pb2.ShareScope.Value("SHARE_SCOPE_" + enum_arg(s)) for s in (args.scope or ["alerts"])]
         appr = stub.ApproveAgency(
             agency_pb2.ApproveAgencyRequest(
-                agency_id=args.agency_id, approver_id=args.approver,
+                agency_id=args.agency_id, approver_id=acting_as(ctx, args.approver, "--approver"),
                 approver_role=agency_pb2.ApproverRole.Value("APPROVER_ROLE_" + enum_arg(args.role)),
                 designated_by=args.designated_by, expires_time=_expiry(args.expires), note=args.note,
                 scopes=scopes,

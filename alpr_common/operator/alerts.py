@@ -9,7 +9,17 @@ import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
 
 from alpr_common.hotlist_model import CATEGORIES, category_name
-from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import (
+    ACTING_AS_HELP,
+    CliError,
+    Context,
+    acting_as,
+    emit_json,
+    enum_arg,
+    leaf_options,
+    rpc_error,
+    to_dict,
+)
 from alpr_common.timestamps import from_timestamp
 
 ACTIONS = ("taking-action", "action-taken", "unable-to-act")
@@ -50,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for name in ("accept", "reject"):
         d = s.add_parser(name, parents=common, help=f"{name} a PENDING alert (--amend to change a decision)")
         d.add_argument("alert_id")
-        d.add_argument("--officer", required=True, help="your officer id")
+        d.add_argument("--officer", default="", help=f"who decides: {ACTING_AS_HELP}")
         d.add_argument("--note", default="")
         d.add_argument("--amend", action="store_true", help="change an earlier decision (note required)")
         if name == "accept":
@@ -171,7 +181,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             call.cancel()  # type: ignore[no-untyped-call]
         return 0
     dreq = alert_pb2.DecideAlertRequest(
-        alert_id=args.alert_id, officer_id=args.officer, note=args.note, amend=args.amend
+        alert_id=args.alert_id, officer_id=acting_as(ctx, args.officer, "--officer"), note=args.note, amend=args.amend
     )
     if args.action == "accept":
         dreq.accept.CopyFrom(

@@ -87,6 +87,19 @@ class Context:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+ACTING_AS_HELP = "only for a hub without access control; with a token the hub records the token's user"
+
+
+def acting_as(ctx: Context, typed: str, flag: str) -> str:
+    """Who acts, for the request field that names them: with a token the hub takes it from
+    the token (empty is sent; a different name is refused there), without one ``flag`` says."""
+    if not typed.strip() and not ctx.token:
+        raise CliError(
+            f"{flag} ID is needed without a token; with a token (--token / ALPR_TOKEN) the hub records its user"
+        )
+    return typed.strip()
+
+
 def add_global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hub",

@@ -13,7 +13,17 @@ import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.hotlist_model import CATEGORIES, SOURCES, category_name, source_name
-from alpr_common.operator.common import CliError, Context, emit_json, enum_arg, leaf_options, rpc_error, to_dict
+from alpr_common.operator.common import (
+    ACTING_AS_HELP,
+    CliError,
+    Context,
+    acting_as,
+    emit_json,
+    enum_arg,
+    leaf_options,
+    rpc_error,
+    to_dict,
+)
 from alpr_common.timestamps import from_timestamp, utc
 
 FORMATS = {"il-leads": "IL_LEADS", "il-sos": "IL_SOS", "csv": "CSV"}
@@ -24,22 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = p.add_subparsers(dest="action", required=True)
     common = [leaf_options()]
 
-    a = s.add_parser("add", parents=common, help="manual entry (policy 4.5): reason and officer required")
+    a = s.add_parser("add", parents=common, help="manual entry (policy 4.5): reason required")
     a.add_argument("plate")
     a.add_argument("--state", default="", help="state of issuance, e.g. IL (empty: any state)")
     a.add_argument("--category", required=True, help="one of: " + ", ".join(c.lower() for c in CATEGORIES))
     a.add_argument("--reason", required=True, help="why the plate is entered")
-    a.add_argument("--officer", required=True, help="your officer id (recorded)")
+    a.add_argument("--officer", default="", help=f"who enters it: {ACTING_AS_HELP}")
     a.add_argument("--expires", help="expiry date/time ISO (default: the hub's manual-entry expiry)")
     a.add_argument("--priority", type=int, default=0, help="1 (highest) .. 9")
     for f in ("year", "make", "model", "color"):
         a.add_argument(f"--{f}", default="")
     a.add_argument("--details", default="", help="description of the person or vehicle")
 
-    r = s.add_parser("remove", parents=common, help="remove an entry: reason and officer required")
+    r = s.add_parser("remove", parents=common, help="remove an entry: reason required")
     r.add_argument("entry_id")
     r.add_argument("--reason", required=True)
-    r.add_argument("--officer", required=True)
+    r.add_argument("--officer", default="", help=f"who removes it: {ACTING_AS_HELP}")
 
     i = s.add_parser(
         "import", parents=common, help="full-list import of one source's extract (delta computed by the hub)"
@@ -55,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="commit even if the file is empty or removes more than the hub's limit (default 20%%) of the source",
     )
-    i.add_argument("--by", default="", help="who imports (default: $USER)")
+    i.add_argument("--by", default="", help=f"who imports: {ACTING_AS_HELP} (default there: $USER)")
 
     ls = s.add_parser("list", parents=common, help="list entries")
     ls.add_argument("--plate", default="")
@@ -111,7 +121,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.Hot
     if args.action == "add":
         req = hotlist_pb2.AddEntryRequest(
             plate=args.plate, state=args.state, category=_category(args.category),  # type: ignore[arg-type]
-            reason=args.reason, entered_by=args.officer, priority=args.priority, details=args.details,
+            reason=args.reason, entered_by=acting_as(ctx, args.officer, "--officer"), priority=args.priority, details=args.details,
             vehicle=hotlist_pb2.VehicleDescription(year=args.year, make=args.make, model=args.model, color=args.color),
         )  # fmt: skip
         if args.expires:
@@ -124,7 +134,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.Hot
         return 0
     if args.action == "remove":
         removed = stub.RemoveEntry(
-            hotlist_pb2.RemoveEntryRequest(entry_id=args.entry_id, reason=args.reason, removed_by=args.officer),
+            hotlist_pb2.RemoveEntryRequest(
+                entry_id=args.entry_id, reason=args.reason, removed_by=acting_as(ctx, args.officer, "--officer")
+            ),
             timeout=t,
             metadata=md,
         )
@@ -172,7 +184,7 @@ def _import(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.HotLi
     source = _source(args.source)
     import getpass
 
-    by = args.by or getpass.getuser()
+    by = args.by.strip() or ("" if ctx.token else getpass.getuser())
     bar = _Progress(quiet=ctx.json)
 
     def requests() -> Iterator[hotlist_pb2.ImportListRequest]:

@@ -117,7 +117,7 @@ class Agency(_message.Message):
     """NCIC Originating Agency Identifier, when known."""
     registered_by: _builtins.str
     """Who registered it. On RegisterAgency with access control on, the hub sets it to the
-    signed-in user, whatever the request says (kept for compatibility).
+    signed-in user: leave it empty; another name is refused (PERMISSION_DENIED).
     """
     @_builtins.property
     def registered_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -285,7 +285,9 @@ class ApproveAgencyRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     agency_id: _builtins.str
     approver_id: _builtins.str
-    """Who approves. Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility."""
+    """Who approves (required without access control).
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
+    """
     approver_role: Global___ApproverRole.ValueType
     designated_by: _builtins.str
     """Required for APPROVER_ROLE_DESIGNEE: who designated the approver."""
@@ -349,8 +351,9 @@ class AuthorizeShareRequest(_message.Message):
     subject: _builtins.str
     """What is shared, for the audit (e.g. the alert id)."""
     requested_by: _builtins.str
-    """Who asks (the bridge id). Ignored when the hub runs access control: the hub sets it to
-    the caller (the bridge's certificate CN or the signed-in user); kept for compatibility.
+    """Who asks (the bridge id; required without access control). With access control the hub
+    sets it to the caller (the bridge's certificate CN or the signed-in user): leave it empty;
+    another name is refused (PERMISSION_DENIED).
     """
     reason: _builtins.str
     """Why (e.g. "unable_to_act")."""

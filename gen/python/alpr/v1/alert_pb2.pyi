@@ -621,7 +621,9 @@ class DecideAlertRequest(_message.Message):
     AMEND_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     officer_id: _builtins.str
-    """Who decides. Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility."""
+    """Who decides (required without access control).
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
+    """
     note: _builtins.str
     """Required for REJECT_REASON_OTHER and for amendments."""
     amend: _builtins.bool

@@ -85,7 +85,7 @@ class SetOverlayRequest(_message.Message):
     """Required: why (kept with the version and in the audit log)."""
     changed_by: _builtins.str
     """Who changes it (required without access control).
-    Ignored when the hub runs access control: the hub sets it to the signed-in user.
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
     """
     expected_scope_version: _builtins.int
     """When set: refuse (ABORTED) unless the scope's latest version is this one

@@ -564,7 +564,7 @@ class AddEntryRequest(_message.Message):
     """Required: why the plate is entered."""
     entered_by: _builtins.str
     """The officer entering it (required without access control).
-    Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility.
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
     """
     priority: _builtins.int
     """0: default priority."""
@@ -636,7 +636,7 @@ class RemoveEntryRequest(_message.Message):
     """Required."""
     removed_by: _builtins.str
     """Who removes it (required without access control).
-    Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility.
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
     """
     def __init__(
         self,
@@ -816,7 +816,7 @@ class ImportHeader(_message.Message):
     """Compute and report the delta without committing it."""
     imported_by: _builtins.str
     """Who imports (required without access control).
-    Ignored when the hub runs access control: the hub sets it to the signed-in user (the principal is the identity); kept for compatibility.
+    With access control the hub sets it to the signed-in user (the principal is the identity): leave it empty; another name is refused (PERMISSION_DENIED).
     """
     file_name: _builtins.str
     allow_mass_removal: _builtins.bool
