@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from node.recognition.types import Detector
 from node.recognize_cli import add_model_args, config_from_args
 
 
-def detector_ms(detector, shape: tuple[int, int] = (720, 1280), runs: int = 20) -> float:  # type: ignore[no-untyped-def]
+def detector_ms(detector: Detector, shape: tuple[int, int] = (720, 1280), runs: int = 20) -> float:
     """Median detector-only latency on a synthetic frame of ``shape`` (H, W)."""
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)

@@ -10,11 +10,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from node.recognition.types import PlateResult
+
+if TYPE_CHECKING:
+    from node.recognition.loading import RecognizerConfig
 
 
 def plate_json(p: PlateResult) -> dict[str, object]:
@@ -33,6 +37,11 @@ def plate_json(p: PlateResult) -> dict[str, object]:
 def add_model_args(ap: argparse.ArgumentParser) -> None:
     """Options shared by recognize and evaluate to pick models."""
     ap.add_argument("--detector", type=Path, help="detector model (.onnx or ultralytics file)")
+    ap.add_argument(
+        "--detector-runtime",
+        choices=["onnxruntime", "ultralytics"],
+        help="onnxruntime (default): a YOLO ONNX export; ultralytics: any model file ultralytics loads",
+    )
     ap.add_argument("--detector-imgsz", type=int, help="detector input size (dynamic/ultralytics models)")
     ap.add_argument("--detector-conf", type=float, help="minimum detection score")
     ap.add_argument(
@@ -49,12 +58,13 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--min-read-confidence", type=float, help="drop boxes read less surely than this (0 = keep all)")
 
 
-def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def config_from_args(args: argparse.Namespace) -> RecognizerConfig:
     from node.recognition.loading import RecognizerConfig
 
     over: dict[str, object] = {}
     for attr, key in (
         ("detector", "detector_path"),
+        ("detector_runtime", "detector_runtime"),
         ("detector_imgsz", "detector_imgsz"),
         ("detector_conf", "detector_conf"),
         ("detector_input", "detector_input"),

@@ -4,7 +4,6 @@ durable queue → hub. Also heartbeats, self-check, metrics and local hot-list a
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import queue as stdqueue
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import cv2
 from alpr.v1 import ingest_pb2, reads_pb2
@@ -38,7 +37,7 @@ from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
 from node.motion_gate import GateSettings, MotionGate
 from node.queue import ReadQueue
-from node.recognition.types import Image, PlateResult
+from node.recognition.types import FrameRecognizer, Image, PlateResult
 from node.shift import damage_problem, damage_report, on_shift
 from node.sources import Frame, SourceError, describe, open_source
 from node.tracker import FinishedTrack, PlateTracker, TrackerSettings
@@ -48,14 +47,6 @@ log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "0.1.0"
 # Reads kept in memory for tests and the status view: a node runs for months, so only the last few.
 RECENT_READS = 16
-
-
-class Recognizer(Protocol):
-    def recognize(self, frame: Image) -> list[PlateResult]: ...
-
-    # optional: ``recognize(frame, skip_ocr=..., regions=...)`` (see node.recognition.loading.Recognizer)
-
-    def versions(self) -> dict[str, str]: ...
 
 
 # A local matcher: (plate, state) -> list of hit descriptions (dicts), empty when no hit.
@@ -116,7 +107,7 @@ class NodeRuntime:
     def __init__(
         self,
         config: NodeConfig,
-        recognizer: Recognizer | None = None,
+        recognizer: FrameRecognizer | None = None,
         registry: CollectorRegistry | None = None,
         local_matcher: LocalMatcher | None = None,
         hotlist_version: Callable[[], tuple[int, float | None]] | None = None,
@@ -140,11 +131,8 @@ class NodeRuntime:
 
             recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
         self.recognizer = recognizer
-        # recognizers that accept ``skip_ocr`` let the tracker spare OCR on plates already read
-        params = inspect.signature(recognizer.recognize).parameters
-        self._can_skip_ocr = "skip_ocr" in params
-        # recognizers that accept ``regions`` let the motion gate spare the detector where nothing moved
-        self._can_gate = "regions" in params and config.gating.enabled
+        # a recognizer that detects in regions lets the motion gate spare the detector where nothing moved
+        self._can_gate = recognizer.supports_regions and config.gating.enabled
         self.versions = recognizer.versions()
         h = config.hub
         # Closes, in reverse order, what the node opened (queue and hot-list files here;
@@ -368,12 +356,8 @@ class NodeRuntime:
                 return []
             regions = plan.regions
         try:
-            kwargs: dict[str, Any] = {}
-            if self._can_skip_ocr:
-                kwargs["skip_ocr"] = partial(cam.tracker.is_settled, t=frame.t)
-            if cam.gate is not None:
-                kwargs["regions"] = regions
-            results = self.recognizer.recognize(frame.image, **kwargs)
+            skip_ocr = partial(cam.tracker.is_settled, t=frame.t)
+            results = self.recognizer.recognize(frame.image, skip_ocr=skip_ocr, regions=regions)
         except Exception as e:  # a broken model must show up in the self-check, not kill the node
             self.detector_ok = False
             self.detector_error = f"{type(e).__name__}: {e}"
@@ -381,10 +365,11 @@ class NodeRuntime:
             return []
         self.detector_ok = True
         self.last_detection_ok = time.time()
-        detect_s = getattr(self.recognizer, "last_detect_s", None)
-        self.metrics.detector_latency.observe(detect_s if detect_s is not None else time.perf_counter() - start)
-        stages.labels("detect").inc(detect_s if detect_s is not None else time.perf_counter() - start)
-        for ocr_s in getattr(self.recognizer, "last_ocr_s", ()):
+        timings = self.recognizer.last_timings
+        detect_s = timings.detect_s if timings.detect_s is not None else time.perf_counter() - start
+        self.metrics.detector_latency.observe(detect_s)
+        stages.labels("detect").inc(detect_s)
+        for ocr_s in timings.ocr_s:
             self.metrics.ocr_latency.observe(ocr_s)
             stages.labels("ocr").inc(ocr_s)
         self.metrics.frames_processed.labels(cam.config.camera_id).inc()

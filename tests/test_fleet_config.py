@@ -23,7 +23,7 @@ from alpr.v1 import fleet_config_pb2, fleet_config_pb2_grpc, fleet_pb2, fleet_pb
 from node.config import NodeConfig
 from node.fleet_config import ConfigManager
 from node.fleet_overlay import apply_overlay
-from node.recognition.types import PlateResult
+from node.recognition.types import Box, FrameRecognizer, Image, PlateResult
 from node.runtime import NodeRuntime
 from tests.conftest import make_hub_config
 from tests.support import HubThread
@@ -161,8 +161,10 @@ def applied(nodes: list[NodeRuntime], version: int) -> bool:
     return all(n.fleet is not None and n.fleet.status() == (version, "") for n in nodes)
 
 
-class StillRecognizer:
-    def recognize(self, frame: np.ndarray) -> list[PlateResult]:
+class StillRecognizer(FrameRecognizer):
+    def recognize(
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
         return []
 
     def versions(self) -> dict[str, str]:

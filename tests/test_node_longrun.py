@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from node.config import NodeConfig
-from node.recognition.types import PlateResult
+from node.recognition.types import Box, FrameRecognizer, Image, PlateResult
 from node.runtime import NodeRuntime
 from node.sources import Frame
 from node.tracker import FinishedTrack, Sighting
@@ -37,12 +38,14 @@ def _config(tmp_path: Path, source: str, **extra: Any) -> NodeConfig:
     )
 
 
-class OneRecognizer:
+class OneRecognizer(FrameRecognizer):
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.gate = gate
         self.entered = threading.Event()
 
-    def recognize(self, frame: np.ndarray) -> list[PlateResult]:
+    def recognize(
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(30)

@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ from cassandra.cluster import Session
 from alpr_common.retry import Backoff
 from node.config import NodeConfig
 from node.hotlist_sync import HotListSync
-from node.recognition.types import PlateResult
+from node.recognition.types import Box, FrameRecognizer, Image, PlateResult
 from node.runtime import NodeRuntime
 from node.runtime_cli import main as node_cli
 from tests.conftest import fresh_keyspace, make_hub_config
@@ -33,10 +34,12 @@ from tests.support import HubThread, stored_ids
 PLATES = ["HOT1234", "ABC5678", "X"]  # X is junk: the plate-format rules drop it
 
 
-class MarkerRecognizer:
+class MarkerRecognizer(FrameRecognizer):
     """Finds one plate per image; its text is encoded in the first pixel row."""
 
-    def recognize(self, frame: np.ndarray) -> list[PlateResult]:
+    def recognize(
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
         index = int(frame[0, 0, 0]) // 10
         text = PLATES[index]
         crop = frame[200:240, 100:220]

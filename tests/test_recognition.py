@@ -17,9 +17,10 @@ import pytest
 from pydantic import ValidationError
 
 from node.recognition.annotations import read_boxes
+from node.recognition.detector import OnnxYoloDetector, load_detector
 from node.recognition.evaluation import char_confusions, edit_distance, evaluate, evaluate_crops, iou
 from node.recognition.loading import MODELS_DIR, Recognizer, RecognizerConfig, load_recognizer
-from node.recognition.types import PlateDetection, PlateResult, PlateText, StateGuess
+from node.recognition.types import FrameRecognizer, PlateDetection, PlateResult, PlateText, StateGuess
 from node.training.compose import paste, warp_plate
 from node.training.ocr_data import synthetic_crop
 from node.training.plates import STATE_CODES, render_plate
@@ -94,6 +95,25 @@ def test_shipped_models_and_versions(recognizer: Recognizer) -> None:
     v = recognizer.versions()
     assert set(v) == {"detector", "ocr", "state_classifier"}
     assert v["detector"].startswith("plate_detector.onnx@")
+
+
+def test_detector_runtime_is_chosen_by_config_not_by_file_name(tmp_path: Path) -> None:
+    renamed = tmp_path / "detector.model"  # an ONNX export under a name that says nothing
+    renamed.write_bytes((MODELS_DIR / "plate_detector.onnx").read_bytes())
+    detector = load_detector(renamed, runtime="onnxruntime")
+    assert isinstance(detector, OnnxYoloDetector) and detector.supports_regions
+    frame = np.zeros((360, 640, 3), np.uint8)
+    assert detector.detect_regions(frame, []) == [] and detector.detect(frame) == []
+    with pytest.raises(ValidationError, match="detector_runtime"):
+        RecognizerConfig.model_validate({"detector_runtime": "by-suffix"})
+
+
+def test_the_recognizer_reports_what_the_runtime_needs(recognizer: Recognizer) -> None:
+    # The node runtime reads these through the FrameRecognizer interface (no reflection).
+    assert isinstance(recognizer, FrameRecognizer) and recognizer.supports_regions
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    assert recognizer.recognize(frame, regions=[]) == []
+    assert recognizer.last_timings.detect_s is not None and recognizer.last_timings.ocr_s == []
 
 
 def test_detector_finds_synthetic_plates(recognizer: Recognizer) -> None:
@@ -286,9 +306,13 @@ def test_committed_splits_are_disjoint_from_training_and_cover_every_state() -> 
 
 class _FakeDetector:
     version = "fake"
+    supports_regions = False
 
     def detect(self, frame: np.ndarray) -> list[PlateDetection]:
         return [PlateDetection((10, 10, 90, 40), 0.9), PlateDetection((100, 10, 180, 40), 0.3)]
+
+    def detect_regions(self, frame: np.ndarray, regions: list[tuple[int, int, int, int]]) -> list[PlateDetection]:
+        return self.detect(frame)
 
 
 class _FakeReader:

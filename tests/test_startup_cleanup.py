@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from dispatch_bridge.bridge import Bridge
 from dispatch_bridge.config import BridgeConfig
 from hub.retention import RetentionMonitor
 from node.config import NodeConfig
-from node.recognition.types import PlateResult
+from node.recognition.types import Box, FrameRecognizer, Image, PlateResult
 from node.runtime import NodeRuntime
 from tests.conftest import make_hub_config
 from tests.support import HubThread
@@ -175,10 +175,12 @@ def test_bridge_start_up_failure_closes_what_it_opened(
     assert new_threads(before) == set(), "threads left running"
 
 
-class NoPlates:
+class NoPlates(FrameRecognizer):
     """A recognizer that finds nothing (this test is about the node's start-up, not recognition)."""
 
-    def recognize(self, frame: np.ndarray) -> list[PlateResult]:
+    def recognize(
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
         return []
 
     def versions(self) -> dict[str, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from node.recognition.types import Image, PlateDetection
+from node.recognition.types import Box, Detector, Image, PlateDetection
 
 
 def file_version(path: Path) -> str:
@@ -213,6 +213,11 @@ class OnnxYoloDetector:
         boxes = _to_frame(xywh, r, dx, dy)
         return self._nms(boxes, scores, frame.shape[:2])
 
+    @property
+    def supports_regions(self) -> bool:
+        """Regions run on the network's convolutional body; a model whose head could not be cut runs whole frames."""
+        return self.body is not None
+
     def frame_scale(self, frame: Image) -> float:
         """The scale :meth:`detect` runs a whole frame at."""
         h, w = frame.shape[:2]
@@ -220,7 +225,7 @@ class OnnxYoloDetector:
             return float(min(self.height / h, self.width / w))
         return fit_size(h, w, max(self.height, self.width))[0]
 
-    def detect_regions(self, frame: Image, regions: list[tuple[int, int, int, int]]) -> list[PlateDetection]:
+    def detect_regions(self, frame: Image, regions: list[Box]) -> list[PlateDetection]:
         """Plates inside ``regions`` (x1, y1, x2, y2 of the frame) at the whole frame's scale:
         a region costs what its area costs. A square-only model runs the whole frame."""
         if self.body is None:
@@ -311,15 +316,32 @@ class UltralyticsDetector:
             dets.append(PlateDetection((int(x1), int(y1), int(x2), int(y2)), float(s)))
         return dets
 
+    @property
+    def supports_regions(self) -> bool:
+        return False
+
+    def detect_regions(self, frame: Image, regions: list[Box]) -> list[PlateDetection]:
+        """ultralytics runs whole frames only."""
+        return self.detect(frame)
+
+
+DetectorRuntime = Literal["onnxruntime", "ultralytics"]
+
 
 def load_detector(
-    path: Path, conf: float = 0.25, iou: float = 0.5, imgsz: int = 640, input_mode: str = "square"
-) -> OnnxYoloDetector | UltralyticsDetector:
-    """``.onnx`` runs directly on onnxruntime (``input_mode``: see :class:`OnnxYoloDetector`);
-    anything else goes through ultralytics."""
+    path: Path,
+    runtime: DetectorRuntime = "onnxruntime",
+    conf: float = 0.25,
+    iou: float = 0.5,
+    imgsz: int = 640,
+    input_mode: str = "square",
+) -> Detector:
+    """The detector ``runtime`` names: ``onnxruntime`` runs a YOLO ONNX export directly
+    (``input_mode``: see :class:`OnnxYoloDetector`); ``ultralytics`` loads any model file
+    ultralytics reads (``.pt``, ``.onnx``, ...) through ``YOLO.predict``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"detector model not found: {path}")
-    if path.suffix == ".onnx":
+    if runtime == "onnxruntime":
         return OnnxYoloDetector(path, conf=conf, iou=iou, imgsz=imgsz, input_mode=input_mode)
     return UltralyticsDetector(path, conf=conf, iou=iou, imgsz=imgsz)

@@ -14,11 +14,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.recognition.detector import OnnxYoloDetector, UltralyticsDetector, load_detector
+from node.recognition.detector import DetectorRuntime, load_detector
 from node.recognition.formats import us_format_regexes
 from node.recognition.ocr import FastPlateReader
 from node.recognition.state import OcrRegionStateClassifier
-from node.recognition.types import Box, Image, PlateResult
+from node.recognition.types import Box, Detector, FrameRecognizer, Image, PlateResult, RecognitionTimings
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -29,7 +29,12 @@ class RecognizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     detector_path: Path = Field(
-        default=MODELS_DIR / "plate_detector.onnx", description="YOLO .onnx or any ultralytics model file"
+        default=MODELS_DIR / "plate_detector.onnx", description="YOLO .onnx (onnxruntime) or any ultralytics model file"
+    )
+    detector_runtime: DetectorRuntime = Field(
+        default="onnxruntime",
+        description="onnxruntime: a YOLO ONNX export run directly (region detection, no torch); "
+        "ultralytics: any model file ultralytics loads, whole frames only",
     )
     detector_imgsz: int = Field(default=640, ge=32, description="input size for dynamic-shape/ultralytics models")
     detector_input: Literal["fit", "square"] = Field(
@@ -70,12 +75,12 @@ class RecognizerConfig(BaseModel):
     keep_crops: bool = Field(default=True, description="attach the plate crop to each PlateResult")
 
 
-class Recognizer:
+class Recognizer(FrameRecognizer):
     """detector -> crop -> OCR (+ region head) -> :class:`PlateResult` list."""
 
     def __init__(
         self,
-        detector: OnnxYoloDetector | UltralyticsDetector,
+        detector: Detector,
         reader: FastPlateReader,
         state: OcrRegionStateClassifier,
         cfg: RecognizerConfig,
@@ -84,9 +89,15 @@ class Recognizer:
         self.reader = reader
         self.state = state
         self.cfg = cfg
-        # timings of the last recognize() call, for the node's latency metrics
-        self.last_detect_s = 0.0
-        self.last_ocr_s: list[float] = []
+        self._timings = RecognitionTimings()
+
+    @property
+    def supports_regions(self) -> bool:
+        return self.detector.supports_regions
+
+    @property
+    def last_timings(self) -> RecognitionTimings:
+        return self._timings
 
     def versions(self) -> dict[str, str]:
         return {"detector": self.detector.version, "ocr": self.reader.version, "state_classifier": self.state.version}
@@ -120,22 +131,16 @@ class Recognizer:
         )  # fmt: skip
 
     def recognize(
-        self, frame_bgr: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
     ) -> list[PlateResult]:
-        """Detect, crop and read every plate in the frame.
-
-        ``skip_ocr(box)`` lets the caller (the node's tracker) say a plate is already read
-        with confidence; that plate is returned with its box and an empty text, unread.
-        ``regions``: detect only inside these parts of the frame (None: the whole frame).
-        """
+        """Detect, crop and read every plate in the frame (see :meth:`FrameRecognizer.recognize`)."""
         results = []
         t0 = time.perf_counter()
-        if regions is not None and isinstance(self.detector, OnnxYoloDetector) and self.detector.body is not None:
-            detections = self.detector.detect_regions(frame_bgr, regions) if regions else []
+        if regions is not None and self.detector.supports_regions:
+            detections = self.detector.detect_regions(frame, regions) if regions else []
         else:
-            detections = self.detector.detect(frame_bgr)
-        self.last_detect_s = time.perf_counter() - t0
-        self.last_ocr_s = []
+            detections = self.detector.detect(frame)
+        timings = self._timings = RecognitionTimings(detect_s=time.perf_counter() - t0)
         for det in detections:
             x1, y1, x2, y2 = det.box
             if x2 - x1 < self.cfg.min_plate_width or y2 - y1 < 4:
@@ -144,11 +149,11 @@ class Recognizer:
                 results.append(PlateResult(box=det.box, detection_score=det.score, text="", confidence=0.0))
                 continue
             t1 = time.perf_counter()
-            views = self.views(frame_bgr, det.box)
+            views = self.views(frame, det.box)
             crop = views[0]
             text = self.reader.read_views(views)
             if len(text.text) < self.cfg.min_plate_chars or text.confidence < self.cfg.min_read_confidence:
-                self.last_ocr_s.append(time.perf_counter() - t1)
+                timings.ocr_s.append(time.perf_counter() - t1)
                 continue
             guess = self.state.classify(crop, reuse_last=True)
             results.append(
@@ -163,7 +168,7 @@ class Recognizer:
                     crop=crop if self.cfg.keep_crops else None,
                 )
             )
-            self.last_ocr_s.append(time.perf_counter() - t1)
+            timings.ocr_s.append(time.perf_counter() - t1)
         return results
 
 
@@ -171,7 +176,7 @@ def load_recognizer(cfg: RecognizerConfig | None = None) -> Recognizer:
     """Load and warm up all models (raises FileNotFoundError for a missing model file)."""
     cfg = cfg or RecognizerConfig()
     detector = load_detector(
-        cfg.detector_path, conf=cfg.detector_conf, iou=cfg.detector_iou, imgsz=cfg.detector_imgsz,
+        cfg.detector_path, runtime=cfg.detector_runtime, conf=cfg.detector_conf, iou=cfg.detector_iou, imgsz=cfg.detector_imgsz,
         input_mode=cfg.detector_input,
     )  # fmt: skip
     if cfg.hub_ocr_model:

@@ -2,12 +2,15 @@
 
 The runtime only sees these types: a Detector finds plate boxes in a BGR frame, a
 PlateReader reads the characters of a plate crop, a StateClassifier names the state of
-issuance. A Recognizer chains them. Implementations load their weights once and warm up
-at load time, never download anything at run time.
+issuance. A FrameRecognizer chains them for the runtime, which calls it through this
+interface only. Implementations load their weights once and warm up at load time, never
+download anything at run time.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,7 +57,16 @@ class PlateResult:
 class Detector(Protocol):
     version: str
 
+    @property
+    def supports_regions(self) -> bool:
+        """True when :meth:`detect_regions` runs the network on the regions only (cheaper than the frame)."""
+        ...
+
     def detect(self, frame: Image) -> list[PlateDetection]: ...
+
+    def detect_regions(self, frame: Image, regions: list[Box]) -> list[PlateDetection]:
+        """Plates inside ``regions`` (frame coordinates), found without running the whole frame when supported."""
+        ...
 
 
 class PlateReader(Protocol):
@@ -67,3 +79,41 @@ class StateClassifier(Protocol):
     version: str
 
     def classify(self, crop: Image) -> StateGuess: ...
+
+
+@dataclass
+class RecognitionTimings:
+    """Where a recognizer's last call spent its time, in seconds, for the node's metrics."""
+
+    detect_s: float | None = None  # None: not measured apart; the runtime times the whole call
+    ocr_s: list[float] = field(default_factory=list)  # one per plate read
+
+
+class FrameRecognizer(ABC):
+    """What the node runtime runs on every frame: find and read the plates in it."""
+
+    @abstractmethod
+    def recognize(
+        self, frame: Image, skip_ocr: Callable[[Box], bool] | None = None, regions: list[Box] | None = None
+    ) -> list[PlateResult]:
+        """Every plate in ``frame``.
+
+        ``skip_ocr(box)`` says a plate is already read with confidence (the tracker's
+        settled tracks): such a plate may come back with its box and an empty text, unread.
+        ``regions``: look only inside these parts of the frame (None: the whole frame); only
+        honoured when :attr:`supports_regions` is true.
+        """
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Model versions by part (``detector``, ``ocr``, ...), stored with every read."""
+
+    @property
+    def supports_regions(self) -> bool:
+        """True when ``recognize(regions=...)`` detects only in the regions (the motion gate pays off)."""
+        return False
+
+    @property
+    def last_timings(self) -> RecognitionTimings:
+        """Timings of the last :meth:`recognize` call (empty when the recognizer does not measure)."""
+        return RecognitionTimings()

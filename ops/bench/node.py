@@ -36,14 +36,14 @@ import cv2
 from node.clips import Vehicle, make_clip, make_traffic_clip
 from node.config import NodeConfig
 from node.recognition.loading import Recognizer, RecognizerConfig, load_recognizer
-from node.recognition.types import Box, Image, PlateResult
+from node.recognition.types import Box, FrameRecognizer, Image, PlateResult, RecognitionTimings
 from node.runtime import NodeRuntime
 from ops.bench.common import log
 
 STAGES = ("decode", "gate", "detect", "ocr", "track", "encode", "commit")
 
 
-class TimedRecognizer:
+class TimedRecognizer(FrameRecognizer):
     """Marks when the pipeline's first frame is recognized (the steady state starts there)."""
 
     def __init__(self, inner: Recognizer) -> None:
@@ -62,12 +62,12 @@ class TimedRecognizer:
         return self.inner.versions()
 
     @property
-    def last_detect_s(self) -> float:  # the runtime's latency metrics read these
-        return self.inner.last_detect_s
+    def supports_regions(self) -> bool:
+        return self.inner.supports_regions
 
     @property
-    def last_ocr_s(self) -> list[float]:
-        return self.inner.last_ocr_s
+    def last_timings(self) -> RecognitionTimings:  # the runtime's per-stage metrics read these
+        return self.inner.last_timings
 
 
 def run_pipeline(recognizer: Recognizer, clip: Path, truth: list[Vehicle], tmp: Path, gated: bool) -> dict[str, Any]:
