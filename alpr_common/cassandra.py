@@ -6,7 +6,9 @@
 - :class:`CassandraStore`: the base of every store: prepared statements at the configured
   write / read consistency, marked idempotent unless they are lightweight transactions or
   counter/collection increments, executed asynchronously with **named binds** (a dict keyed
-  by bind-marker name, checked against the statement, instead of positional tuples).
+  by bind-marker name, checked against the statement, instead of positional tuples). Every
+  statement waits while the driver's socket is full (:func:`connection_busy`) instead of
+  failing: that is back-pressure from a busy process, not an outage.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from cassandra import ConsistencyLevel, ProtocolVersion, WriteType
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
+from cassandra.connection import ConnectionBusy
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 from pydantic import Field, field_validator, model_validator
 
 from alpr_common.config import StrictModel
+from alpr_common.retry import Backoff, retry_async, retry_sync
 
 Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"]
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -214,6 +218,20 @@ def prepare(
     return Statement(stmt)
 
 
+# The driver refuses a statement while its socket to Cassandra is full (ConnectionBusy: nothing
+# was sent, so any statement, a lightweight transaction too, may be tried again). That is
+# back-pressure, not an outage: a statement waits for room for up to ~10 s before it fails.
+BUSY_BACKOFF = Backoff(initial_s=0.005, max_s=0.25)
+BUSY_ATTEMPTS = 80
+
+
+def connection_busy(exc: BaseException) -> bool:
+    """Whether a driver error only says every connection's socket was full (nothing was sent)."""
+    if isinstance(exc, NoHostAvailable):
+        return bool(exc.errors) and all(isinstance(x, ConnectionBusy) for x in exc.errors.values())
+    return False
+
+
 def await_response(rf: ResponseFuture) -> asyncio.Future[Any]:
     """Wrap a driver ResponseFuture (completed on the driver's thread) as an asyncio future."""
     loop = asyncio.get_running_loop()
@@ -266,9 +284,19 @@ class CassandraStore:
         """Start a bound statement or batch; the future holds the first page of rows (or None)."""
         return await_response(self.session.execute_async(query))
 
+    async def send(self, query: BoundStatement | BatchStatement) -> Any:
+        """:meth:`submit`, waiting while the driver's connection is busy (:data:`BUSY_BACKOFF`)."""
+        return await retry_async(
+            lambda: self.submit(query),
+            transient=connection_busy,
+            backoff=BUSY_BACKOFF,
+            attempts=BUSY_ATTEMPTS,
+            what="Cassandra statement",
+        )
+
     async def run(self, stmt: Statement | BatchStatement, values: Values | None = None) -> list[Row]:
         """Execute and return the rows of the first page ([] for writes)."""
-        rows = await self.submit(stmt.bind(values) if isinstance(stmt, Statement) else stmt)
+        rows = await self.send(stmt.bind(values) if isinstance(stmt, Statement) else stmt)
         return list(rows) if rows else []
 
     async def one(self, stmt: Statement, values: Values | None = None) -> Row | None:
@@ -278,4 +306,13 @@ class CassandraStore:
 
     def rows(self, stmt: Statement, values: Values | None = None) -> Iterator[Row]:
         """Every row of a query, all pages (blocking: run it in an executor from async code)."""
-        return iter(self.session.execute(stmt.bind(values)))
+        query = stmt.bind(values)
+        return iter(
+            retry_sync(
+                lambda: self.session.execute(query),
+                transient=connection_busy,
+                backoff=BUSY_BACKOFF,
+                attempts=BUSY_ATTEMPTS,
+                what="Cassandra query",
+            )
+        )

@@ -14,12 +14,10 @@ from typing import Any, Literal
 
 from alpr.v1 import ingest_pb2, reads_pb2
 from cassandra import ConsistencyLevel
-from cassandra.cluster import NoHostAvailable, Session
-from cassandra.connection import ConnectionBusy
+from cassandra.cluster import Session
 from cassandra.query import BoundStatement
 
 from alpr_common.cassandra import CassandraStore, Row, Values, insert_cql
-from alpr_common.retry import Backoff, retry_async
 from alpr_common.timestamps import from_timestamp, utc
 from hub.config import HubConfig
 
@@ -45,21 +43,6 @@ NODE_STATUS = (
     "clock_skew_s", "latitude", "longitude", "position_accuracy_m", "position_time", "shift_state",
     "config_version", "config_error",
 )  # fmt: skip
-
-
-# The driver refuses a statement while its socket to Cassandra is full (ConnectionBusy: nothing
-# was sent, so any statement, a lightweight transaction too, may be tried again). That is
-# back-pressure, not an outage: a read's writes wait for room for up to ~10 s before the read
-# is answered "storage unavailable".
-BUSY_BACKOFF = Backoff(initial_s=0.005, max_s=0.25)
-BUSY_ATTEMPTS = 80
-
-
-def connection_busy(exc: BaseException) -> bool:
-    """Whether a driver error only says every connection's socket was full (nothing was sent)."""
-    if isinstance(exc, NoHostAvailable):
-        return bool(exc.errors) and all(isinstance(x, ConnectionBusy) for x in exc.errors.values())
-    return False
 
 
 # Columns that are the hub's own bookkeeping, not the node's read: a resend may differ in them.
@@ -180,7 +163,7 @@ class ReadStore(CassandraStore):
         again, which changes nothing (and completes a first attempt cut short). Raises
         :class:`ReadConflict` when the id is stored with different content: nothing is written.
         """
-        claim = await self._send(self._claim_id.bind(rows.by_id))
+        claim = await self.send(self._claim_id.bind(rows.by_id))
         first = claim[0] if claim else None
         outcome: Literal["stored", "duplicate"] = "stored"
         if first is not None and not first[0]:  # [applied] is false: the id is taken
@@ -189,19 +172,9 @@ class ReadStore(CassandraStore):
                 raise ReadConflict(str(rows.by_id["read_id"]), diff)
             outcome = "duplicate"
         await asyncio.gather(
-            self._send(self._ins_plate.bind(rows.by_plate)), self._send(self._ins_camera.bind(rows.by_camera))
+            self.send(self._ins_plate.bind(rows.by_plate)), self.send(self._ins_camera.bind(rows.by_camera))
         )
         return outcome
-
-    async def _send(self, query: BoundStatement) -> Any:
-        """:meth:`submit`, waiting while the driver's connection is busy (see :data:`BUSY_BACKOFF`)."""
-        return await retry_async(
-            lambda: self.submit(query),
-            transient=connection_busy,
-            backoff=BUSY_BACKOFF,
-            attempts=BUSY_ATTEMPTS,
-            what="read write",
-        )
 
     async def write_heartbeat(self, hb: ingest_pb2.Heartbeat, hub_id: str, now: datetime) -> None:
         cams = [{"camera_id": c.camera_id, "ok": c.ok, "frames": c.frames_received, "problem": c.problem}

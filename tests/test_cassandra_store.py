@@ -1,13 +1,18 @@
 """The shared Cassandra building blocks: idempotency of prepared statements, named binds,
-and the insert helper (pure logic; the stores run against real Cassandra in the other tests)."""
+the insert helper (pure logic), and waiting out a full driver socket (real Cassandra)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from cassandra.cluster import Session
 
-from alpr_common.cassandra import Statement, insert_cql, is_idempotent_cql
+from alpr_common.cassandra import CassandraConfig, CassandraStore, Statement, insert_cql, is_idempotent_cql
 
 
 @pytest.mark.parametrize(
@@ -56,3 +61,37 @@ def test_named_binds_go_in_marker_order_and_refuse_missing_or_unknown_keys() -> 
                        ({"a": 1, "b": 2, "c": 3}, "unknown ['c']"), (None, "missing ['a', 'b']")):  # fmt: skip
         with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
             st.bind(bad)
+
+
+@contextlib.contextmanager
+def socket_full_for(session: Session, seconds: float) -> Iterator[None]:
+    """Every connection of ``session`` reports its socket full (the flag the driver sets when a
+    send would block) for ``seconds``: statements are refused with ConnectionBusy meanwhile."""
+    conns = [pool._connection for pool in session._pools.values() if pool._connection is not None]
+    assert conns, "the session has no open connection"
+
+    def writable(value: bool) -> None:
+        for c in conns:
+            c._socket_writable = value
+
+    writable(False)
+    timer = threading.Timer(seconds, writable, (True,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        writable(True)
+
+
+def test_statements_wait_while_the_driver_socket_is_full(cql: Session) -> None:
+    """A full socket is back-pressure, not an outage: the hot-list and alert-feed polls
+    (``run``) and the mirror's scans (``rows``) wait for room instead of failing."""
+    store = CassandraStore(session=cql, cassandra=CassandraConfig(keyspace="system"))
+    query = store.reader("SELECT release_version FROM system.local")
+    with socket_full_for(cql, 0.3):
+        polled = asyncio.run(store.run(query))
+    assert polled and polled[0].release_version
+    with socket_full_for(cql, 0.3):
+        scanned = list(store.rows(query))
+    assert scanned and scanned[0].release_version

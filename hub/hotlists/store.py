@@ -22,11 +22,10 @@ from typing import Any
 
 from alpr.v1 import hotlist_pb2
 from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, WriteTimeout
-from cassandra.cluster import NoHostAvailable, Session
-from cassandra.connection import ConnectionBusy
+from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, BoundStatement
 
-from alpr_common.cassandra import CassandraStore, Row, Statement, Values, insert_cql
+from alpr_common.cassandra import CassandraStore, Row, Statement, Values, connection_busy, insert_cql
 from alpr_common.hotlist_model import SOURCES, HotListEntry, entry_from_proto, entry_to_proto
 from alpr_common.retry import Backoff, retry_async
 from alpr_common.timestamps import now_utc, to_timestamp, utc_or_none
@@ -51,9 +50,7 @@ CLAIM_ATTEMPTS = 60
 
 
 def _bulk_write_transient(exc: BaseException) -> bool:
-    if isinstance(exc, NoHostAvailable):
-        return bool(exc.errors) and all(isinstance(x, ConnectionBusy) for x in exc.errors.values())
-    return isinstance(exc, OperationTimedOut)
+    return connection_busy(exc) or isinstance(exc, OperationTimedOut)
 
 
 def bucket_of(entry_id: str) -> int:
