@@ -12,13 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 import grpc
-from alpr.v1 import admin_pb2, alert_pb2, hotlist_pb2, reads_pb2
+from alpr.v1 import admin_pb2, alert_pb2, hotlist_pb2, reads_pb2, search_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alpr_common.location_quality import age_text, describe_position
 from console.hubclient import HubClient, HubFailure, Metadata, failure
 from console.sessions import COOKIE, Session, Sessions
 from console.settings import ConsoleSettings
@@ -95,7 +96,8 @@ class Console:
             autoescape=select_autoescape(["html"]),
             enable_async=False,
         )
-        self.templates.filters.update(ts=fmt_time, enum=fmt_enum, pct=fmt_pct, **ENUM_FILTERS)
+        self.templates.filters.update(ts=fmt_time, enum=fmt_enum, pct=fmt_pct, where=hit_position, stale_position=stale_position,
+                                      **ENUM_FILTERS)  # fmt: skip
         self.templates.globals.update(nav=NAV)
 
     @property
@@ -218,6 +220,17 @@ def fmt_enum(value: str) -> str:
                    "ENFORCEMENT_ACTION_", "LEADS_CHECK_", "REJECT_REASON_", "ROLE_"):  # fmt: skip
         value = value.removeprefix(prefix)
     return value.lower().replace("_", " ")
+
+
+def hit_position(h: search_pb2.SearchHit) -> str:
+    return describe_position(h.latitude, h.longitude, h.location_quality, h.location_age_s)
+
+
+def stale_position(a: alert_pb2.Alert) -> str:
+    """The warning beside a hit's map link when the unit had no current fix."""
+    if a.location_quality != reads_pb2.LOCATION_QUALITY_STALE:
+        return ""
+    return f"no current fix: last known position, {age_text(a.location_age_s)} old"
 
 
 def fmt_pct(x: float) -> str:

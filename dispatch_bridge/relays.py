@@ -100,6 +100,7 @@ class Relayer:
         r.sources.extend(sorted({m.entry.source for m in alert.matches}))
         if alert.HasField("location"):
             r.location.CopyFrom(alert.location)
+        r.location_quality, r.location_age_s = alert.location_quality, alert.location_age_s
         if alert.HasField("capture_time"):
             r.capture_time.CopyFrom(alert.capture_time)
         if alert.matches:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
 import grpc
-from alpr.v1 import agency_pb2, agency_pb2_grpc, alert_pb2, hotlist_pb2
+from alpr.v1 import agency_pb2, agency_pb2_grpc, alert_pb2, hotlist_pb2, reads_pb2
 
 from dispatch_bridge.config import NeighbourConfig, SinkConfig, TlsConfig
 
@@ -90,6 +90,9 @@ def relay_to_json(r: agency_pb2.Relay) -> dict[str, Any]:
         "location": {"latitude": r.location.latitude, "longitude": r.location.longitude}
         if r.HasField("location")
         else None,
+        # fix, stale (the unit's last known position, location_age_s old) or none
+        "location_quality": _enum(reads_pb2.LocationQuality, r.location_quality, "LOCATION_QUALITY_"),
+        "location_age_s": round(r.location_age_s, 1),
         "capture_time": r.capture_time.ToJsonString() if r.HasField("capture_time") else None,
         "camera_id": r.camera_id,
         "node_id": r.node_id,

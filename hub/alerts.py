@@ -95,6 +95,11 @@ def build_alert(
         a.plate_box.CopyFrom(read.plate_box)
     if read.HasField("location"):
         a.location.CopyFrom(read.location)
+        a.location_age_s = read.location_age_s
+    # the hit is raised whatever the fix: an officer acts on a stale or missing position too
+    a.location_quality = read.location_quality or (
+        reads_pb2.LOCATION_QUALITY_FIX if read.HasField("location") else reads_pb2.LOCATION_QUALITY_NONE
+    )
     cats: list[int] = []
     for m in matches:
         a.matches.append(

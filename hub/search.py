@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
-from alpr.v1 import search_pb2, search_pb2_grpc
+from alpr.v1 import reads_pb2, search_pb2, search_pb2_grpc
 from cassandra.cluster import Session
 
 from alpr_common.cassandra import CassandraConfig, CassandraStore, Row, Statement, Values
@@ -130,6 +130,8 @@ class Hit:
     camera_id: str
     latitude: float | None
     longitude: float | None
+    location_quality: str | None = None
+    location_age_s: float | None = None
 
     def to_proto(self) -> search_pb2.SearchHit:
         return search_pb2.SearchHit(
@@ -142,7 +144,17 @@ class Hit:
             camera_id=self.camera_id,
             latitude=self.latitude or 0.0,
             longitude=self.longitude or 0.0,
+            location_quality=stored_location_quality(self.location_quality, self.latitude is not None),
+            location_age_s=self.location_age_s or 0.0,
         )
+
+
+def stored_location_quality(stored: str | None, has_position: bool) -> reads_pb2.LocationQuality.ValueType:
+    """A stored quality as the proto enum; rows written before qualities were stored had a
+    position only with a current fix."""
+    if stored:
+        return reads_pb2.LocationQuality.Value(f"LOCATION_QUALITY_{stored}")
+    return reads_pb2.LOCATION_QUALITY_FIX if has_position else reads_pb2.LOCATION_QUALITY_NONE
 
 
 class SearchError(Exception):
@@ -158,7 +170,10 @@ class ReadIndex(CassandraStore):
     def __init__(self, *, session: Session, cassandra: CassandraConfig) -> None:
         super().__init__(session=session, cassandra=cassandra)
         ks = self.keyspace
-        cols = "plate, capture_time, read_id, region, confidence, node_id, camera_id, latitude, longitude"
+        cols = (
+            "plate, capture_time, read_id, region, confidence, node_id, camera_id, latitude, longitude, "
+            "location_quality, location_age_s"
+        )
         self.by_plate = self.reader(
             f"SELECT {cols} FROM {ks}.reads_by_plate WHERE plate = :plate AND day = :day "
             "AND capture_time >= :start AND capture_time <= :end"
@@ -214,7 +229,7 @@ def _filter_rows(
                 continue
             hits[str(r.read_id)] = Hit(
                 str(r.read_id), r.plate, r.region or "", r.confidence or 0.0, utc(r.capture_time),
-                r.node_id or "", r.camera_id or "", r.latitude, r.longitude,
+                r.node_id or "", r.camera_id or "", r.latitude, r.longitude, r.location_quality, r.location_age_s,
             )  # fmt: skip
     return hits
 

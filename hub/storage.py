@@ -27,15 +27,16 @@ READS_BY_ID = (
     "read_id", "node_id", "camera_id", "node_kind", "capture_time", "received_time", "hub_id", "plate",
     "confidence", "char_confidences", "region", "region_confidence", "box_x1", "box_y1", "box_x2", "box_y2",
     "frame_width", "frame_height", "plate_crop_jpeg", "frame_jpeg", "latitude", "longitude", "gps_accuracy_m",
-    "heading_deg", "speed_mps", "detector_version", "ocr_version", "state_model_version",
+    "heading_deg", "speed_mps", "detector_version", "ocr_version", "state_model_version", "location_quality",
+    "location_age_s",
 )  # fmt: skip
 READS_BY_PLATE = (
     "plate", "day", "capture_time", "read_id", "region", "confidence", "node_id", "camera_id", "node_kind",
-    "latitude", "longitude",
+    "latitude", "longitude", "location_quality", "location_age_s",
 )  # fmt: skip
 READS_BY_CAMERA = (
     "camera_id", "hour", "capture_time", "read_id", "plate", "region", "confidence", "node_id", "latitude",
-    "longitude",
+    "longitude", "location_quality", "location_age_s",
 )  # fmt: skip
 NODE_STATUS = (
     "node_id", "node_kind", "last_heartbeat", "hub_id", "queue_depth", "queue_oldest_age_s", "hotlist_version",
@@ -85,6 +86,16 @@ class ReadRows:
     by_camera: Values
 
 
+def location_quality(read: reads_pb2.PlateRead) -> tuple[str, float | None]:
+    """The stored quality of a read's location and its age. Nodes that predate the quality sent
+    a location only with a current fix, so theirs is a FIX."""
+    q = read.location_quality
+    if q == reads_pb2.LOCATION_QUALITY_UNSPECIFIED:
+        return ("FIX" if read.HasField("location") else "NONE"), None
+    name = reads_pb2.LocationQuality.Name(q).removeprefix("LOCATION_QUALITY_")
+    return name, (read.location_age_s if read.HasField("location") else None)
+
+
 def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now: datetime) -> ReadRows:
     """Column values for one validated read (``plate`` already normalized)."""
     rid = uuid.UUID(read.read_id)
@@ -93,6 +104,8 @@ def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now:
     loc = read.location if read.HasField("location") else None
     lat = loc.latitude if loc else None
     lon = loc.longitude if loc else None
+    quality, age_s = location_quality(read)
+    where = {"location_quality": quality, "location_age_s": age_s}
     region = read.region or None
     box = read.plate_box
     mv = read.model_versions
@@ -107,17 +120,18 @@ def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now:
         "heading_deg": loc.heading_deg if loc and loc.HasField("heading_deg") else None,
         "speed_mps": loc.speed_mps if loc and loc.HasField("speed_mps") else None,
         "detector_version": mv.detector or None, "ocr_version": mv.ocr or None,
-        "state_model_version": mv.state_classifier or None, "ttl": ttl,
+        "state_model_version": mv.state_classifier or None, "ttl": ttl, **where,
     }  # fmt: skip
     by_plate = {
         "plate": plate, "day": date(captured.year, captured.month, captured.day), "capture_time": captured,
         "read_id": rid, "region": region, "confidence": read.confidence, "node_id": read.node_id,
-        "camera_id": read.camera_id, "node_kind": kind, "latitude": lat, "longitude": lon, "ttl": ttl,
+        "camera_id": read.camera_id, "node_kind": kind, "latitude": lat, "longitude": lon, "ttl": ttl, **where,
     }  # fmt: skip
     by_camera = {
         "camera_id": read.camera_id, "hour": captured.replace(minute=0, second=0, microsecond=0),
         "capture_time": captured, "read_id": rid, "plate": plate, "region": region,
         "confidence": read.confidence, "node_id": read.node_id, "latitude": lat, "longitude": lon, "ttl": ttl,
+        **where,
     }  # fmt: skip
     return ReadRows(by_id, by_plate, by_camera)
 

@@ -68,13 +68,42 @@ def validate_read(read: reads_pb2.PlateRead, config: HubConfig, now: datetime) -
     _decoded(read.plate_crop_jpeg, "plate_crop_jpeg")
     frame = _decoded(read.frame_jpeg, "frame_jpeg") if read.frame_jpeg else None
     _check_box(read, frame)
-    if lim.require_location and not read.HasField("location"):
+    _check_location(read, lim.require_location)
+    return ValidRead(plate=plate, ttl_seconds=ttl)
+
+
+def _check_location(read: reads_pb2.PlateRead, required: bool) -> None:
+    """A location and its quality agree. A mobile unit without any fix still sends its reads
+    (quality NONE, no location): they are stored, matched and relayed (policy 5.2 asks for the
+    location on mobile data, it does not ask to throw the read away)."""
+    q, has = read.location_quality, read.HasField("location")
+    if q in (reads_pb2.LOCATION_QUALITY_FIX, reads_pb2.LOCATION_QUALITY_STALE) and not has:
         raise ReadRejected(
             "missing_location",
             "location",
-            "location is required: fixed nodes set it in their config, mobile nodes need a GPS fix",
+            f"location_quality {reads_pb2.LocationQuality.Name(q)} needs a location; send NONE when there is no fix",
         )
-    return ValidRead(plate=plate, ttl_seconds=ttl)
+    if q == reads_pb2.LOCATION_QUALITY_NONE:
+        if has:
+            raise ReadRejected(
+                "bad_location_quality",
+                "location_quality",
+                "location_quality NONE with a location: send STALE with location_age_s for a last known fix",
+            )
+        if read.node_kind == reads_pb2.NODE_KIND_FIXED and required:
+            raise ReadRejected(
+                "missing_location",
+                "location",
+                "a fixed node's reads need its location: set location in the node's config",
+            )
+        return
+    if required and not has:
+        raise ReadRejected(
+            "missing_location",
+            "location",
+            "location is required: fixed nodes set it in their config, mobile nodes send their last "
+            "known fix (STALE) or location_quality NONE",
+        )
 
 
 def _check_size(data: bytes, field: str, limit: int) -> None:

@@ -415,8 +415,9 @@ class NodeRuntime:
         if crop is None and frame is not None:
             crop = frame.image[max(0, y1) : y2, max(0, x1) : x2]
         imgs = self.config.images
+        captured = frame.wall_time if frame else time.time()
         ts = Timestamp()
-        ts.FromDatetime(datetime.fromtimestamp(frame.wall_time if frame else time.time(), UTC))
+        ts.FromDatetime(datetime.fromtimestamp(captured, UTC))
         char_confs = list(tr.char_confidences) if len(tr.char_confidences) == len(text) else []
         read = reads_pb2.PlateRead(
             read_id=str(uuid.uuid4()),
@@ -441,27 +442,37 @@ class NodeRuntime:
             read.frame_height, read.frame_width = frame.image.shape[:2]
             if imgs.send_frame:
                 read.frame_jpeg = encode_jpeg(frame.image, imgs.frame_quality, imgs.frame_max_width)
-        loc = self._location(cam)
+        loc, quality, age_s = self._location(cam, captured)
         if loc is not None:
             read.location.CopyFrom(loc)
+        read.location_quality, read.location_age_s = quality, age_s
         return read
 
-    def _location(self, cam: CameraState) -> reads_pb2.GeoPoint | None:
+    def _location(
+        self, cam: CameraState, captured: float
+    ) -> tuple[reads_pb2.GeoPoint | None, reads_pb2.LocationQuality.ValueType, float]:
+        """Where the camera was: a fixed node's configured position, a mobile node's current
+        fix, else its last known fix with its age (STALE), else nothing (NONE). A read without
+        a current fix is still a read: the hub stores, matches and relays it with that quality."""
         fixed = cam.config.location or self.config.location
-        if self.config.kind == "FIXED" and fixed is not None:
+        if self.config.kind == "FIXED":
+            if fixed is None:
+                return None, reads_pb2.LOCATION_QUALITY_NONE, 0.0
             gp = reads_pb2.GeoPoint(latitude=fixed.latitude, longitude=fixed.longitude, accuracy_m=fixed.accuracy_m)
             if fixed.heading_deg is not None:
                 gp.heading_deg = fixed.heading_deg
-            return gp
-        fix = self.gps.current() if self.gps else None
+            return gp, reads_pb2.LOCATION_QUALITY_FIX, 0.0
+        current = self.gps.current() if self.gps else None
+        fix = current or (self.gps.last_known() if self.gps else None)
         if fix is None:
-            return None
+            return None, reads_pb2.LOCATION_QUALITY_NONE, 0.0
         gp = reads_pb2.GeoPoint(latitude=fix.latitude, longitude=fix.longitude, accuracy_m=fix.accuracy_m)
         if fix.heading_deg is not None:
             gp.heading_deg = fix.heading_deg
         if fix.speed_mps is not None:
             gp.speed_mps = fix.speed_mps
-        return gp
+        age_s = max(0.0, captured - fix.time)
+        return gp, reads_pb2.LOCATION_QUALITY_FIX if current else reads_pb2.LOCATION_QUALITY_STALE, age_s
 
     # -- central configuration -------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2
 
 from alpr_common.hotlist_model import CATEGORIES, category_name
+from alpr_common.location_quality import describe_position
 from alpr_common.operator.common import (
     ACTING_AS_HELP,
     CliError,
@@ -146,8 +147,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: alert_pb2_grpc.Alert
             return 0
         a = got.alert
         print(_line(a))
-        print(f"  read {a.read_id} node {a.node_id} camera {a.camera_id} at {a.location.latitude:.5f},"
-              f"{a.location.longitude:.5f}; read confidence {a.read_confidence:.2f}")  # fmt: skip
+        where = describe_position(a.location.latitude, a.location.longitude, a.location_quality, a.location_age_s)
+        print(f"  read {a.read_id} node {a.node_id} camera {a.camera_id} at {where}; "
+              f"read confidence {a.read_confidence:.2f}")  # fmt: skip
         for m in a.matches:
             e = m.entry
             veh = " ".join(x for x in (e.vehicle.year, e.vehicle.make, e.vehicle.model, e.vehicle.color) if x)

@@ -9,6 +9,7 @@ import grpc
 from alpr.v1 import alert_pb2, search_pb2, search_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from alpr_common.location_quality import describe_position
 from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, rpc_error, to_dict
 from alpr_common.timestamps import now_utc, to_timestamp
 
@@ -80,7 +81,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         for h in hits:
             print(
                 f"{h.capture_time.ToDatetime():%Y-%m-%d %H:%M:%S} {h.plate:9} {h.region:3} {h.camera_id:16} "
-                f"{h.latitude:.5f},{h.longitude:.5f} {h.read_id}"
+                f"{describe_position(h.latitude, h.longitude, h.location_quality, h.location_age_s)} {h.read_id}"
             )
         more = " (more: --all-pages)" if resp.next_page_token else ""
         print(f"{len(hits)} read(s){more}; audited as {', '.join(refs)}")

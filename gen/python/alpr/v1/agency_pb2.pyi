@@ -514,6 +514,8 @@ class Relay(_message.Message):
     DISPOSITION_FIELD_NUMBER: _builtins.int
     RELAYED_TIME_FIELD_NUMBER: _builtins.int
     MATCH_FIELD_NUMBER: _builtins.int
+    LOCATION_QUALITY_FIELD_NUMBER: _builtins.int
+    LOCATION_AGE_S_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Unique per relay; receivers de-duplicate by it."""
     reason: Global___RelayReason.ValueType
@@ -529,6 +531,11 @@ class Relay(_message.Message):
     crop_jpeg: _builtins.bytes
     """The plate crop, inline; or crop_url when the bridge is configured to send links."""
     crop_url: _builtins.str
+    location_quality: _reads_pb2.LocationQuality.ValueType
+    """How current location is: STALE is the unit's last known fix, location_age_s old at
+    capture; NONE: the unit had no fix (no location).
+    """
+    location_age_s: _builtins.float
     @_builtins.property
     def categories(self) -> _containers.RepeatedScalarFieldContainer[_hotlist_pb2.HotListCategory.ValueType]: ...
     @_builtins.property
@@ -568,10 +575,12 @@ class Relay(_message.Message):
         disposition: _alert_pb2.Disposition | None = ...,
         relayed_time: _timestamp_pb2.Timestamp | None = ...,
         match: _alert_pb2.AlertMatch | None = ...,
+        location_quality: _reads_pb2.LocationQuality.ValueType = ...,
+        location_age_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "disposition", b"disposition", "location", b"location", "match", b"match", "relayed_time", b"relayed_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "camera_id", b"camera_id", "capture_time", b"capture_time", "categories", b"categories", "crop_jpeg", b"crop_jpeg", "crop_url", b"crop_url", "disposition", b"disposition", "idempotency_key", b"idempotency_key", "location", b"location", "match", b"match", "node_id", b"node_id", "origin_agency_id", b"origin_agency_id", "origin_hub_id", b"origin_hub_id", "plate", b"plate", "reason", b"reason", "relayed_time", b"relayed_time", "sources", b"sources", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "camera_id", b"camera_id", "capture_time", b"capture_time", "categories", b"categories", "crop_jpeg", b"crop_jpeg", "crop_url", b"crop_url", "disposition", b"disposition", "idempotency_key", b"idempotency_key", "location", b"location", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "match", b"match", "node_id", b"node_id", "origin_agency_id", b"origin_agency_id", "origin_hub_id", b"origin_hub_id", "plate", b"plate", "reason", b"reason", "relayed_time", b"relayed_time", "sources", b"sources", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

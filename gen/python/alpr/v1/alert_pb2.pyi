@@ -205,6 +205,8 @@ class Alert(_message.Message):
     FRAME_HEIGHT_FIELD_NUMBER: _builtins.int
     CHAR_CONFIDENCES_FIELD_NUMBER: _builtins.int
     REGION_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    LOCATION_QUALITY_FIELD_NUMBER: _builtins.int
+    LOCATION_AGE_S_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     read_id: _builtins.str
     status: Global___AlertStatus.ValueType
@@ -221,6 +223,11 @@ class Alert(_message.Message):
     frame_width: _builtins.int
     frame_height: _builtins.int
     region_confidence: _builtins.float
+    location_quality: _reads_pb2.LocationQuality.ValueType
+    """How current location was when the plate was read (a stale fix is the last known
+    position, location_age_s old; NONE: the unit had no fix, no location).
+    """
+    location_age_s: _builtins.float
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -273,10 +280,12 @@ class Alert(_message.Message):
         frame_height: _builtins.int = ...,
         char_confidences: _abc.Iterable[_builtins.float] | None = ...,
         region_confidence: _builtins.float = ...,
+        location_quality: _reads_pb2.LocationQuality.ValueType = ...,
+        location_age_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "created_time", b"created_time", "disposition", b"disposition", "location", b"location", "plate_box", b"plate_box"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "camera_id", b"camera_id", "capture_time", b"capture_time", "categories", b"categories", "char_confidences", b"char_confidences", "created_time", b"created_time", "disposition", b"disposition", "frame_height", b"frame_height", "frame_width", b"frame_width", "hub_id", b"hub_id", "location", b"location", "matches", b"matches", "node_id", b"node_id", "node_kind", b"node_kind", "plate", b"plate", "plate_box", b"plate_box", "read_confidence", b"read_confidence", "read_id", b"read_id", "region", b"region", "region_confidence", b"region_confidence", "status", b"status", "unattended", b"unattended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "camera_id", b"camera_id", "capture_time", b"capture_time", "categories", b"categories", "char_confidences", b"char_confidences", "created_time", b"created_time", "disposition", b"disposition", "frame_height", b"frame_height", "frame_width", b"frame_width", "hub_id", b"hub_id", "location", b"location", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "matches", b"matches", "node_id", b"node_id", "node_kind", b"node_kind", "plate", b"plate", "plate_box", b"plate_box", "read_confidence", b"read_confidence", "read_id", b"read_id", "region", b"region", "region_confidence", b"region_confidence", "status", b"status", "unattended", b"unattended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,6 +42,37 @@ NODE_KIND_MOBILE: NodeKind.ValueType  # 2
 """Camera on a patrol car or other mobile platform."""
 Global___NodeKind: _TypeAlias = NodeKind  # noqa: Y015
 
+class _LocationQuality:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LocationQualityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LocationQuality.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOCATION_QUALITY_UNSPECIFIED: _LocationQuality.ValueType  # 0
+    """Sent by nodes that predate this field: a location is required."""
+    LOCATION_QUALITY_FIX: _LocationQuality.ValueType  # 1
+    """A current GPS fix, or a fixed node's configured position."""
+    LOCATION_QUALITY_STALE: _LocationQuality.ValueType  # 2
+    """No current fix: location is the last known fix, location_age_s old at capture."""
+    LOCATION_QUALITY_NONE: _LocationQuality.ValueType  # 3
+    """No fix since the unit started: no location."""
+
+class LocationQuality(_LocationQuality, metaclass=_LocationQualityEnumTypeWrapper):
+    """How current a read's location is. A mobile unit without a fix still reads plates: the read
+    carries the last known position and its age (policy 5.2 asks for date, time and location on
+    mobile data; it does not ask to throw the read away).
+    """
+
+LOCATION_QUALITY_UNSPECIFIED: LocationQuality.ValueType  # 0
+"""Sent by nodes that predate this field: a location is required."""
+LOCATION_QUALITY_FIX: LocationQuality.ValueType  # 1
+"""A current GPS fix, or a fixed node's configured position."""
+LOCATION_QUALITY_STALE: LocationQuality.ValueType  # 2
+"""No current fix: location is the last known fix, location_age_s old at capture."""
+LOCATION_QUALITY_NONE: LocationQuality.ValueType  # 3
+"""No fix since the unit started: no location."""
+Global___LocationQuality: _TypeAlias = LocationQuality  # noqa: Y015
+
 @_typing.final
 class BoundingBox(_message.Message):
     """Axis-aligned box in pixel coordinates of the source frame, top-left origin.
@@ -170,6 +201,8 @@ class PlateRead(_message.Message):
     MODEL_VERSIONS_FIELD_NUMBER: _builtins.int
     FRAME_WIDTH_FIELD_NUMBER: _builtins.int
     FRAME_HEIGHT_FIELD_NUMBER: _builtins.int
+    LOCATION_QUALITY_FIELD_NUMBER: _builtins.int
+    LOCATION_AGE_S_FIELD_NUMBER: _builtins.int
     read_id: _builtins.str
     """Globally unique id chosen by the node (canonical UUID). Resending the same id is a no-op."""
     node_id: _builtins.str
@@ -192,6 +225,10 @@ class PlateRead(_message.Message):
     frame_width: _builtins.int
     """Size of the source frame in pixels (plate_box is relative to it)."""
     frame_height: _builtins.int
+    location_quality: Global___LocationQuality.ValueType
+    """How current location is (FIX and STALE carry one, NONE does not)."""
+    location_age_s: _builtins.float
+    """Age of location at capture_time, seconds: 0 for a fixed node, how old the fix was otherwise."""
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp:
         """When the frame with the best view of the plate was captured (node clock, UTC)."""
@@ -230,10 +267,12 @@ class PlateRead(_message.Message):
         model_versions: Global___ModelVersions | None = ...,
         frame_width: _builtins.int = ...,
         frame_height: _builtins.int = ...,
+        location_quality: Global___LocationQuality.ValueType = ...,
+        location_age_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "location", b"location", "model_versions", b"model_versions", "plate_box", b"plate_box"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "char_confidences", b"char_confidences", "confidence", b"confidence", "frame_height", b"frame_height", "frame_jpeg", b"frame_jpeg", "frame_width", b"frame_width", "location", b"location", "model_versions", b"model_versions", "node_id", b"node_id", "node_kind", b"node_kind", "plate_box", b"plate_box", "plate_crop_jpeg", b"plate_crop_jpeg", "plate_text", b"plate_text", "read_id", b"read_id", "region", b"region", "region_confidence", b"region_confidence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "char_confidences", b"char_confidences", "confidence", b"confidence", "frame_height", b"frame_height", "frame_jpeg", b"frame_jpeg", "frame_width", b"frame_width", "location", b"location", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "model_versions", b"model_versions", "node_id", b"node_id", "node_kind", b"node_kind", "plate_box", b"plate_box", "plate_crop_jpeg", b"plate_crop_jpeg", "plate_text", b"plate_text", "read_id", b"read_id", "region", b"region", "region_confidence", b"region_confidence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from alpr.v1 import alert_pb2 as _alert_pb2
+from alpr.v1 import reads_pb2 as _reads_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -121,6 +122,8 @@ class SearchHit(_message.Message):
     CAMERA_ID_FIELD_NUMBER: _builtins.int
     LATITUDE_FIELD_NUMBER: _builtins.int
     LONGITUDE_FIELD_NUMBER: _builtins.int
+    LOCATION_QUALITY_FIELD_NUMBER: _builtins.int
+    LOCATION_AGE_S_FIELD_NUMBER: _builtins.int
     read_id: _builtins.str
     plate: _builtins.str
     region: _builtins.str
@@ -129,6 +132,11 @@ class SearchHit(_message.Message):
     camera_id: _builtins.str
     latitude: _builtins.float
     longitude: _builtins.float
+    location_quality: _reads_pb2.LocationQuality.ValueType
+    """How current the position was (FIX, STALE: the last known fix, location_age_s old; NONE:
+    no position, latitude and longitude are 0).
+    """
+    location_age_s: _builtins.float
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -143,10 +151,12 @@ class SearchHit(_message.Message):
         camera_id: _builtins.str = ...,
         latitude: _builtins.float = ...,
         longitude: _builtins.float = ...,
+        location_quality: _reads_pb2.LocationQuality.ValueType = ...,
+        location_age_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "confidence", b"confidence", "latitude", b"latitude", "longitude", b"longitude", "node_id", b"node_id", "plate", b"plate", "read_id", b"read_id", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "confidence", b"confidence", "latitude", b"latitude", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "longitude", b"longitude", "node_id", b"node_id", "plate", b"plate", "read_id", b"read_id", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
