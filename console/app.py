@@ -97,7 +97,9 @@ def home_of(role: str) -> str:
 @page(console_of)
 async def signout(request: Request, s: object) -> Response:
     c = console_of(request)
-    c.sessions.drop(request.cookies.get(COOKIE))
+    sid = request.cookies.get(COOKIE)
+    c.sessions.drop(sid)
+    c.images.forget(sid or "")
     resp = RedirectResponse("/signin?why=signed+out", status_code=303)
     resp.delete_cookie(COOKIE, path="/")
     return resp

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from alpr.v1 import fleet_pb2, hotlist_pb2
+from alpr.v1 import fleet_pb2, hotlist_pb2, ingest_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,24 +33,40 @@ class NodeView:
     findings: list[str]
     hotlist_lag: int
     synced_age_s: float | None
+    # Age of the last position the unit reported (None: never reported one).
+    position_age_s: float | None
 
     @property
     def failing(self) -> bool:
         return bool(self.findings)
 
+    @property
+    def off_shift(self) -> bool:
+        return self.n.shift_state == ingest_pb2.SHIFT_STATE_OFF_SHIFT
+
 
 def view(n: fleet_pb2.NodeStatus, now: float, current_version: int) -> NodeView:
     age = now - n.last_heartbeat_time.seconds - n.last_heartbeat_time.nanos / 1e9
     findings = list(n.problems)
-    if age > SILENT_AFTER_S:
+    # A patrol car parked off shift is not expected to report: its silence is no problem.
+    if age > SILENT_AFTER_S and n.shift_state != ingest_pb2.SHIFT_STATE_OFF_SHIFT:
         findings.insert(0, f"silent for {fmt_age(age)}")
     if not n.detector_ok:
         findings.append("detector not working")
-    findings += [f"camera {c.camera_id}: {c.problem or 'not ok'}" for c in n.cameras if not c.ok]
+    for c in n.cameras:
+        said = f"camera {c.camera_id}: {c.problem or 'not ok'}"
+        if not c.ok and said not in findings:  # a node's own finding may already say it
+            findings.append(said)
     if n.HasField("clock_skew_s") and abs(n.clock_skew_s) > SKEW_LIMIT_S:
         findings.append(f"clock off by {n.clock_skew_s:+.1f} s")
+    if n.config_error:
+        findings.append(f"latest configuration not applied: {n.config_error}")
     synced = n.hotlist_synced_time.seconds if n.HasField("hotlist_synced_time") else 0
-    return NodeView(n, age, findings, max(0, current_version - n.hotlist_version), now - synced if synced else None)
+    fix = n.last_position_time.seconds if n.HasField("last_position_time") else 0
+    return NodeView(
+        n, age, findings, max(0, current_version - n.hotlist_version), now - synced if synced else None,
+        now - fix if n.HasField("last_position") and fix else None,
+    )  # fmt: skip
 
 
 def fmt_age(s: float | None) -> str:

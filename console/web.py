@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alpr_common.location_quality import age_text, describe_position
 from console.hubclient import HubClient, HubFailure, Metadata, failure
+from console.images import RecentImages
 from console.sessions import COOKIE, Session, Sessions
 from console.settings import ConsoleSettings
 
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 
-# Only our own scripts, styles and images; images of reads come inline (data:). No framing,
+# Only our own scripts, styles and images (a hit's images are console URLs). No framing,
 # no plugins, forms post only here.
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 SECURITY_HEADERS = [
@@ -89,6 +90,7 @@ class Console:
     def __init__(self, settings: ConsoleSettings, hub: HubClient | None = None) -> None:
         self.settings = settings
         self.sessions = Sessions(max_s=settings.session_max_s, idle_s=settings.session_idle_s)
+        self.images = RecentImages()
         # gRPC's asyncio channel belongs to the server's event loop: made at start-up (lifespan).
         self._hub = hub
         self.templates = Environment(

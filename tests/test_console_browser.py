@@ -82,7 +82,8 @@ def shot(d: webdriver.Chrome, name: str) -> None:
 
 
 def heartbeats(stack: Stack) -> None:
-    """Two units report: one healthy pole camera, one patrol car with a dead camera."""
+    """Two units report: one healthy pole camera, one patrol car on shift with a dead camera, its
+    GPS fix and a fleet configuration it could not apply."""
     now = time.time()
     reqs = []
     for node, kind, ok in (("pole-12", 1, True), ("car-207", 2, False)):
@@ -90,6 +91,12 @@ def heartbeats(stack: Stack) -> None:
                                   hotlist_version=1, detector_ok=True, disk_free_bytes=52 * 2**30, software_version="0.1.0")  # fmt: skip
         hb.sent_time.FromSeconds(int(now))
         hb.hotlist_synced_time.FromSeconds(int(now) - 30)
+        hb.position.latitude, hb.position.longitude = (41.525, -88.0817) if ok else (41.87811, -87.62980)
+        hb.position_time.FromSeconds(int(now) - (0 if ok else 95))
+        hb.config_version = 4 if ok else 3
+        if not ok:
+            hb.shift_state = ingest_pb2.SHIFT_STATE_ON_SHIFT
+            hb.config_error = "cameras.0.fps: must be at most 30"
         hb.cameras.add(
             camera_id=f"{node}-front",
             frames_received=290 if ok else 0,
@@ -132,9 +139,14 @@ def test_live_hit_review_reject_refused_accept_stored(stack: Stack, browser: web
 
     row.click()
     WebDriverWait(d, 10).until(ec.presence_of_element_located((By.ID, "accept-form")))
+    WebDriverWait(d, 10).until(lambda _: d.execute_script("return document.readyState") == "complete")
     crop_w = d.execute_script("return document.getElementById('crop').naturalWidth")
-    frame_w = d.execute_script("return document.querySelector('#frame image').getBBox().width")
+    frame_w = d.execute_script("return document.getElementById('frame-img').naturalWidth")
     assert crop_w == 120 and frame_w == 640
+    box = d.find_element(By.CSS_SELECTOR, "#frame rect.box").rect  # drawn over the frame, in its coordinates
+    frame = d.find_element(By.ID, "frame-img").rect
+    scale = frame["width"] / 640
+    assert abs(box["x"] - frame["x"] - 100 * scale) < 3 and abs(box["width"] - 120 * scale) < 3
     assert "NOT EXACT" in d.page_source
     shot(d, "review.png")
 
@@ -163,6 +175,10 @@ def test_fleet_page_failing_units_first_and_a_role_without_access_refused(
     rows = d.find_elements(By.CSS_SELECTOR, "#fleet tbody tr")
     assert rows[0].get_attribute("id") == "node-car-207" and "failing" in (rows[0].get_attribute("class") or "")
     assert "no frames for 45 s" in rows[0].text and "340" in rows[0].text
+    car = rows[0].text
+    assert "on shift" in car and "41.87811, -87.62980" in car and "fix, 2 min ago" in car
+    assert "config v3" in car and "latest configuration not applied: cameras.0.fps: must be at most 30" in car
+    assert "config v4" in rows[1].text and "software 0.1.0" in rows[1].text
     assert not d.find_elements(By.CSS_SELECTOR, 'nav a[href="/queue"]')
     shot(d, "fleet.png")
     d.get(base + "/queue")

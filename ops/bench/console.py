@@ -13,7 +13,9 @@ against the baseline of a plain GetAlert call for the same alert.
 
 Prints progress on stderr and one JSON line on stdout: hit_to_screen_p50_ms / _p95_ms,
 watch_p50_ms / _p95_ms, their ratios, review_render_p50_ms / _p95_ms, get_alert_p50_ms,
-and whether the targets (2 s p95 on screen, 500 ms review) are met.
+where the review page's time goes (first byte, of which the hub call and the template, and the
+document parsed), the 1-minute load average at the start and the end, and whether the targets
+(2 s p95 on screen, 500 ms review) are met.
 """
 
 from __future__ import annotations
@@ -171,6 +173,7 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
     from selenium.webdriver.support.ui import WebDriverWait
 
     dir_a, dir_b = run_dir / "a", run_dir / "b"
+    load_start = os.getloadavg()[0]  # the machine may be shared: the figures say how busy it was
     with hub_process(cass, keyspace, dir_a, auth={"enabled": True}, alerts=FAST_FEED, migrate_on_start=False) as secured, \
             hub_process(cass, keyspace, dir_b, hub_id="bench-ingest", alerts=FAST_FEED, migrate_on_start=False) as open_hub:  # fmt: skip
         admin = add_user(run_dir / "a" / "hub.yaml", "bench-admin", "admin")
@@ -238,7 +241,9 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
                 alerts.append(aid)
                 time.sleep(0.3)  # hits a few hundred ms apart, not a burst
             log(f"console bench: {hits} hits on screen")
-            render, get_alert = [], []
+            render, get_alert, first_byte, dom_ready = [], [], [], []
+            server_hub: list[float] = []
+            server_render: list[float] = []
             with grpc.insecure_channel(secured) as ch:
                 stub = alert_pb2_grpc.AlertServiceStub(ch)
                 omd = (("authorization", f"Bearer {officer}"),)
@@ -248,8 +253,16 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
                     get_alert.append((time.perf_counter() - t0) * 1000)
                     d.get(f"{base}/alerts/{aid}")
                     WebDriverWait(d, 10).until(lambda _: d.execute_script("return document.readyState") == "complete")
-                    render.append(float(d.execute_script(
-                        "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime")))  # fmt: skip
+                    nav = d.execute_script(
+                        "const n = performance.getEntriesByType('navigation')[0]; return [n.loadEventEnd - n.startTime,"
+                        " n.responseStart - n.startTime, n.domContentLoadedEventEnd - n.startTime,"
+                        " n.serverTiming.map(s => [s.name, s.duration])]")  # fmt: skip
+                    render.append(float(nav[0]))
+                    first_byte.append(float(nav[1]))
+                    dom_ready.append(float(nav[2]))
+                    timing = dict(nav[3])
+                    server_hub.append(float(timing.get("hub", 0.0)))
+                    server_render.append(float(timing.get("render", 0.0)))
         finally:
             d.quit()
             ingest.close()
@@ -263,11 +276,18 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
     g50 = percentile(get_alert, 0.5)
     result = {
         "bench": "console", "hits": hits, "cpus": os.cpu_count(),
+        "load_avg_1m_start": round(load_start, 2), "load_avg_1m_end": round(os.getloadavg()[0], 2),
         "hit_to_screen_p50_ms": round(p50, 1), "hit_to_screen_p95_ms": round(p95, 1),
         "watch_p50_ms": round(w50, 1), "watch_p95_ms": round(w95, 1),
         "screen_vs_watch_p50_ratio": round(p50 / w50, 2) if w50 > 0 else None,
         "screen_vs_watch_p95_ratio": round(p95 / w95, 2) if w95 > 0 else None,
         "review_render_p50_ms": round(r50, 1), "review_render_p95_ms": round(r95, 1),
+        # Where the review page's time goes: first byte (the console's hub call and template, from
+        # its Server-Timing header), the document parsed, then the images fetched and decoded.
+        "review_first_byte_p50_ms": round(percentile(first_byte, 0.5), 1),
+        "review_dom_ready_p50_ms": round(percentile(dom_ready, 0.5), 1),
+        "review_server_hub_p50_ms": round(percentile(server_hub, 0.5), 1),
+        "review_server_render_p50_ms": round(percentile(server_render, 0.5), 1),
         "get_alert_p50_ms": round(g50, 1), "review_vs_get_alert_p50_ratio": round(r50 / g50, 2) if g50 > 0 else None,
         "target_hit_to_screen_p95_ms": 2000, "hit_to_screen_met": p95 <= 2000,
         "target_review_render_ms": 500, "review_render_met": r95 <= 500,
