@@ -7,7 +7,7 @@ The names say the direction: ``to_timestamp`` makes a message, ``from_timestamp`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -57,3 +57,8 @@ def epoch_ms(dt: datetime) -> int:
 def truncate_to_ms(dt: datetime) -> datetime:
     """``dt`` cut to whole milliseconds, as Cassandra will store it."""
     return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def timestamp_in(delta: timedelta) -> Timestamp:
+    """Now plus ``delta`` as a protobuf Timestamp (an expiry, a deadline)."""
+    return to_timestamp(now_utc() + delta)

@@ -29,6 +29,9 @@ FORMATS = {
 MAX_UPLOAD = 64 * 1024 * 1024
 # An uploaded file waits this long for its commit after the preview.
 PENDING_IMPORT_S = 15 * 60.0
+# Any sworn member may add a plate by hand (policy §2, 4.5); removals and imports are for
+# supervisors and admins (the hub's access table decides; the console only offers what it allows).
+ADDERS = frozenset({"officer", "investigator", "supervisor", "admin"})
 EDITORS = frozenset({"supervisor", "admin"})
 
 
@@ -75,7 +78,7 @@ async def _list(request: Request, s: Session, problem: str = "", status: int = 2
     return c.render(
         request, "hotlists.html", status=status, entries=list(resp.entries), version=resp.version, truncated=resp.truncated,
         q=q, categories=CATEGORIES, sources=SOURCES, problem=problem, done=done or q.get("done", ""),
-        editor=s.role in EDITORS, formats=FORMATS,
+        editor=s.role in EDITORS, adder=s.role in ADDERS, formats=FORMATS,
     )  # fmt: skip
 
 

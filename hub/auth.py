@@ -62,8 +62,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.IngestService/Ingest": frozenset({NODE}),
     "/alpr.v1.HotListService/Subscribe": frozenset({NODE}),
     "/alpr.v1.HotListService/GetVersion": frozenset({NODE, *HUMANS}),
-    # Hot lists (policy 4.5): maintained by supervisors and admins, read by operations
-    "/alpr.v1.HotListService/AddEntry": frozenset({SUPERVISOR, ADMIN}),
+    # Hot lists: any sworn member may add a plate by hand, with a reason and an expiry (policy
+    # §2, 4.5); removals and imports are for supervisors and admins; operations read them.
+    "/alpr.v1.HotListService/AddEntry": frozenset({OFFICER, INVESTIGATOR, SUPERVISOR, ADMIN}),
     "/alpr.v1.HotListService/RemoveEntry": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.HotListService/ImportList": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.HotListService/GetEntry": OPERATIONAL | {ADMIN},

@@ -95,8 +95,9 @@ class FleetConfigSettings(StrictModel):
 class HotListConfig(StrictModel):
     """Hot-list log, node subscriptions and manual entries."""
 
-    # Manual entries without an explicit expiry expire after this many days (policy 4.5).
-    manual_default_expiry_days: float = Field(30.0, gt=0)
+    # A manual entry states its own expiry (policy 4.5: an officer's entry is for a
+    # deployment); it may not be set further ahead than this many days.
+    manual_max_expiry_days: float = Field(365.0, gt=0)
     # An import (a full replacement of its source) that would remove more than this share of
     # the source's current entries, or that has no entries, is refused unless the importer
     # says --allow-mass-removal: a truncated or failed download must not wipe a list.

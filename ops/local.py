@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
@@ -258,7 +259,8 @@ def up() -> int:
     hot = plates[0]
     if f'"{hot}"' not in _alpr(admin, "--json", "hotlist", "list").stdout:  # idempotent: one demo entry
         _alpr(admin, "hotlist", "add", hot, "--category", "stolen_vehicle",
-              "--reason", "local demo: stolen from the sample video")  # fmt: skip
+              "--reason", "local demo: stolen from the sample video",
+              "--expires", (date.today() + timedelta(days=30)).isoformat())  # fmt: skip
 
     print(f"  sample clip .run/local/sample.avi with plates {', '.join(plates)}; {hot} is on the hot list")
     print("[4/6] dispatch: stand-in CAD webhook and the bridge")

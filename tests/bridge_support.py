@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from alpr.v1 import agency_pb2_grpc, alert_pb2, alert_pb2_grpc, hotlist_pb2
 from prometheus_client import CollectorRegistry
 
 from alpr_common.simulation import make_read, noise_jpeg
+from alpr_common.timestamps import timestamp_in
 from dispatch_bridge.bridge import Bridge
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.sinks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
@@ -75,7 +77,14 @@ def agency_hubs(request: pytest.FixtureRequest, cassandra: tuple[list[str], int]
     a = HubThread(config(fresh_keyspace("bra"), "hub-joliet", "joliet-pd")).start()
     b = HubThread(config(fresh_keyspace("brb"), "hub-will", "will-county-so")).start()
     hotlist_stub(a.target).AddEntry(
-        hotlist_pb2.AddEntryRequest(plate=HOT_PLATE, state="IL", category=STOLEN, reason="test", entered_by="o-1")
+        hotlist_pb2.AddEntryRequest(
+            expire_time=timestamp_in(timedelta(days=30)),
+            plate=HOT_PLATE,
+            state="IL",
+            category=STOLEN,
+            reason="test",
+            entered_by="o-1",
+        )
     )
     _HUBS.append(Hubs(a, b))
 

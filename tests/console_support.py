@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import uvicorn
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.simulation import make_read, noise_jpeg
+from alpr_common.timestamps import timestamp_in
 from console.app import create_app
 from console.settings import ConsoleSettings
 from hub.alerts import alert_id_for
@@ -67,6 +69,7 @@ def add_entry(
 ) -> int:
     stub = hotlist_pb2_grpc.HotListServiceStub(hub.channel)
     req = hotlist_pb2.AddEntryRequest(
+        expire_time=timestamp_in(timedelta(days=30)),
         plate=plate,
         state="IL",
         category=category,

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
 from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
+from alpr_common.timestamps import timestamp_in
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, hotlist_stub
 from tests.support import HubThread, read_request, run_stream
@@ -33,7 +35,14 @@ def hubs(cassandra: tuple[list[str], int]) -> Iterator[tuple[HubThread, HubThrea
         v = (
             hotlist_stub(a.target)
             .AddEntry(
-                hotlist_pb2.AddEntryRequest(plate=plate, state="IL", category=cat, reason="test", entered_by="o-1")
+                hotlist_pb2.AddEntryRequest(
+                    expire_time=timestamp_in(timedelta(days=30)),
+                    plate=plate,
+                    state="IL",
+                    category=cat,
+                    reason="test",
+                    entered_by="o-1",
+                )
             )
             .version
         )

@@ -6,6 +6,7 @@ import importlib
 import itertools
 import pkgutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import alpr.v1
@@ -25,6 +26,7 @@ from cassandra.cluster import Session
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator_cli import main as alpr_cli
+from alpr_common.timestamps import timestamp_in
 from hub import auth, principal, users
 from tests.access_support import AuthHub, call, rpc_code
 
@@ -182,7 +184,7 @@ def test_hotlist_changes_shares_and_hub_start_are_audited(ahub: AuthHub) -> None
     hl = hotlist_pb2_grpc.HotListServiceStub(ahub.channel)
     call(
         hl.AddEntry,
-        hotlist_pb2.AddEntryRequest(
+        hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
             plate="AUD1234", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="audit test",
             entered_by="sup-1",
         ),
@@ -203,3 +205,35 @@ def test_hotlist_changes_shares_and_hub_start_are_audited(ahub: AuthHub) -> None
     assert by_action["hotlist.change"].actor == "sup-1" and "AUD1234" not in by_action["hotlist.change"].actor
     assert by_action["share.authorize"].outcome == "refused" and by_action["share.authorize"].role == "supervisor"
     assert by_action["hub.start"].actor == "hub:test-hub" and "config_sha256" in by_action["hub.start"].details_json
+
+
+def test_sworn_members_add_plates_with_a_reason_and_an_expiry(ahub: AuthHub) -> None:
+    """Policy §2, 4.5: any sworn member may hot-list a plate by hand; the entry says why and
+    until when, and is entered under the signed-in officer."""
+    officer = ahub.token("ofc-manual", "officer")
+    dispatcher = ahub.token("dsp-manual", "dispatcher")
+    hl = hotlist_pb2_grpc.HotListServiceStub(ahub.channel)
+
+    def add(token: str, days: float | None, reason: str = "seen at a burglary on Main St") -> hotlist_pb2.HotListEntry:
+        req = hotlist_pb2.AddEntryRequest(plate="MAN4455", state="IL", reason=reason,
+                                          category=hotlist_pb2.HOT_LIST_CATEGORY_WANTED_PERSON)  # fmt: skip
+        if days is not None:
+            req.expire_time.CopyFrom(timestamp_in(timedelta(days=days)))
+        return call(hl.AddEntry, req, token).entry
+
+    entry = add(officer, 3)
+    assert entry.entered_by == "ofc-manual" and entry.source == hotlist_pb2.HOT_LIST_SOURCE_MANUAL
+    assert entry.reason == "seen at a burglary on Main St" and entry.HasField("expire_time")
+    code, msg = rpc_code(lambda: add(officer, None))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "expire_time is required" in msg and "4.5" in msg
+    code, msg = rpc_code(lambda: add(officer, 3, reason=" "))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "reason" in msg
+    code, msg = rpc_code(lambda: add(officer, 400))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "manual_max_expiry_days" in msg
+    code, _ = rpc_code(lambda: add(dispatcher, 3))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    # removing someone's entry stays with supervisors
+    remove = hotlist_pb2.RemoveEntryRequest(entry_id=entry.entry_id, reason="vehicle found")
+    code, _ = rpc_code(lambda: call(hl.RemoveEntry, remove, officer))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    call(hl.RemoveEntry, remove, ahub.token("sup-manual", "supervisor"))

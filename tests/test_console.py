@@ -362,12 +362,15 @@ def test_hot_list_add_remove_and_import_with_preview(stack: Stack) -> None:
     officer, sup = stack.client(stack.officer), stack.client(stack.supervisor)
     try:
         page = officer.get("/hotlists?plate=ABC1234")
-        assert page.status_code == 200 and "ABC1234" in page.text and 'id="add-form"' not in page.text
-        # Not offered to an officer, and refused by the hub when sent anyway.
+        assert page.status_code == 200 and "ABC1234" in page.text and 'id="add-form"' in page.text
+        assert 'id="import-form"' not in page.text  # imports and removals stay with supervisors
+        # An officer may add a plate (policy §2, 4.5), entered under the officer's own name.
         expires = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d")
+        mine = {"plate": "OFC0001", "state": "IL", "category": "stolen_vehicle", "reason": "BOLO from roll call"}
+        r = officer.post("/hotlists/add", {**mine, "expires": expires})
+        assert r.status_code == 303
+        assert "ofc-1" in officer.get(r.headers["location"]).text
         entry = {"plate": "MAN0001", "state": "IL", "category": "stolen_vehicle", "reason": "BOLO from shift briefing"}
-        r = officer.post("/hotlists/add", {**entry, "expires": expires})
-        assert r.status_code == 403 and "AddEntry" in problem_of(r.text)
         r = sup.post("/hotlists/add", entry)
         assert r.status_code == 400 and "expiry" in problem_of(r.text)
         r = sup.post("/hotlists/add", {**entry, "expires": expires, "reason": ""})

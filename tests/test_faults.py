@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from alpr_common.cassandra import connect
 from alpr_common.retry import Backoff
 from alpr_common.simulation import make_read
+from alpr_common.timestamps import timestamp_in
 from hub.config import HubConfig
 from node.metrics import NodeMetrics
 from node.queue import ReadQueue
@@ -272,7 +274,7 @@ def test_kill_the_bridge_relays_delivered_after_restart(cluster: CassandraCluste
     a, b = stack["hubs"]
     targets = [f"127.0.0.1:{a['port']}", f"127.0.0.1:{b['port']}"]
     hotlist_stub(targets[0]).AddEntry(
-        hotlist_pb2.AddEntryRequest(plate=HOT_PLATE, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
+        hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)), plate=HOT_PLATE, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
                                     reason="fault suite", entered_by="o-1")
     )  # fmt: skip
     time.sleep(1.0)  # both hubs pick up the new hot-list version

@@ -17,7 +17,7 @@ import pytest
 from alpr.v1 import fleet_pb2, fleet_pb2_grpc, hotlist_pb2, ingest_pb2, reads_pb2
 
 from alpr_common.operator_cli import main as alpr_cli
-from alpr_common.timestamps import from_timestamp, to_timestamp
+from alpr_common.timestamps import from_timestamp, timestamp_in, to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.tickets import problem_kind, problems_of
 from node.cli import main as alpr_node
@@ -71,7 +71,7 @@ def test_heartbeat_position_shift_and_lag_through_the_fleet_api(
 
     # the session hub (its keyspace is migrated once: schema changes are slow on a shared Cassandra)
     hub = session_hub
-    hotlist_stub(hub.target).AddEntry(hotlist_pb2.AddEntryRequest(
+    hotlist_stub(hub.target).AddEntry(hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
         plate="LAG1234", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
         reason="lag test", entered_by="o-9"), timeout=30)  # fmt: skip
     assert len(run_stream(hub.target, [ingest_pb2.IngestRequest(heartbeat=hb)]).heartbeat_acks) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from alpr.v1 import hotlist_pb2
 from cassandra.cluster import Session
 
+from alpr_common.timestamps import timestamp_in
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, SAMPLES, Subscription, hotlist_stub, import_ok, import_refused
 from tests.support import HubThread
@@ -47,6 +49,7 @@ def add(target: str, plate: str, **kw: Any) -> hotlist_pb2.AddEntryResponse:
         category=kw.pop("category", hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE),
         reason=kw.pop("reason", "seen leaving a burglary"),
         entered_by=kw.pop("entered_by", "officer-7"),
+        expire_time=kw.pop("expire_time", timestamp_in(timedelta(days=30))),
         **kw,
     )
     return hotlist_stub(target).AddEntry(req)
@@ -126,7 +129,14 @@ def test_manual_entry_rules(hubs: tuple[HubThread, HubThread]) -> None:
     e = resp.entry
     assert e.plate == "MAN001" and e.source == hotlist_pb2.HOT_LIST_SOURCE_MANUAL and e.entered_by == "officer-7"
     days = (e.expire_time.seconds - e.entered_time.seconds) / 86400
-    assert abs(days - 30) < 0.01  # default expiry
+    assert abs(days - 30) < 0.01  # as entered
+    without = hotlist_pb2.AddEntryRequest(plate="MAN003", state="IL", reason="r", entered_by="o",
+                                          category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)  # fmt: skip
+    with pytest.raises(grpc.RpcError) as err:
+        hotlist_stub(a.target).AddEntry(without)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expire_time is required" in str(
+        err.value.details()
+    )
     for kw, field in (({"reason": " "}, "reason"), ({"entered_by": ""}, "entered_by"),
                       ({"state": "ILL"}, "state"), ({"category": 0}, "category")):  # fmt: skip
         with pytest.raises(grpc.RpcError) as err:

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from alpr_common.simulation import make_read, noise_jpeg
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, SAMPLES
 from tests.support import HubThread, read_request, run_stream
+
+SOON = (date.today() + timedelta(days=30)).isoformat()  # a manual entry's expiry
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def test_hotlist_commands(hub: HubThread, capsys: pytest.CaptureFixture[str]) ->
     res = json.loads(out.splitlines()[-1])
     assert rc == 0 and res["added"] == "60" and res["committed"] is True
     rc, out, err = alpr(capsys, hub, "hotlist", "add", "cli-777", "--state", "IL", "--category", "amber-alert",
-                        "--reason", "AMBER alert 2026-0042", "--officer", "o-5", "--json")  # fmt: skip
+                        "--reason", "AMBER alert 2026-0042", "--officer", "o-5", "--expires", SOON, "--json")  # fmt: skip
     assert rc == 0, err
     entry = json.loads(out)["entry"]
     assert entry["plate"] == "CLI777" and entry["category"] == "HOT_LIST_CATEGORY_AMBER_ALERT"
@@ -50,9 +53,11 @@ def test_hotlist_commands(hub: HubThread, capsys: pytest.CaptureFixture[str]) ->
     assert rc == 0 and "JEEP" in out
     rc, _, err = alpr(capsys, hub, "hotlist", "show", "LEADS:IL:NOPE:X")
     assert rc == 1 and "NOT_FOUND" in err
-    rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "nonsense", "--reason", "r", "--officer", "o")
+    rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "nonsense", "--reason", "r", "--officer", "o",
+                        "--expires", SOON)  # fmt: skip
     assert rc == 1 and "unknown category" in err
-    rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "stolen_vehicle", "--reason", "r")
+    rc, _, err = alpr(capsys, hub, "hotlist", "add", "X1", "--category", "stolen_vehicle", "--reason", "r",
+                        "--expires", SOON)  # fmt: skip
     assert rc == 1 and "--officer ID is needed without a token" in err, err
     rc, out, _ = alpr(
         capsys, hub, "hotlist", "remove", entry["entry_id"], "--reason", "child found", "--officer", "o-5"
@@ -62,7 +67,7 @@ def test_hotlist_commands(hub: HubThread, capsys: pytest.CaptureFixture[str]) ->
 
 def test_alert_commands(hub: HubThread, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, out, err = alpr(capsys, hub, "hotlist", "add", "ALR1234", "--state", "IL", "--category", "stolen_vehicle",
-                        "--reason", "stolen from lot", "--officer", "o-1")  # fmt: skip
+                        "--reason", "stolen from lot", "--officer", "o-1", "--expires", SOON)  # fmt: skip
     assert rc == 0, err
     seen: list[str] = []
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from alpr.v1 import hotlist_pb2
 
 from alpr_common.retry import Backoff
+from alpr_common.timestamps import timestamp_in
 from node.hotlist_sync import HotListSync
 from node.shift_cli import main as shift_main
 from tests.conftest import fresh_keyspace, make_hub_config
@@ -30,6 +32,7 @@ def add(h: HubThread, plate: str) -> int:
         hotlist_stub(h.target)
         .AddEntry(
             hotlist_pb2.AddEntryRequest(
+                expire_time=timestamp_in(timedelta(days=30)),
                 plate=plate,
                 state="IL",
                 category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,

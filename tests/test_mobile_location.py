@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -15,6 +16,7 @@ from alpr.v1 import agency_pb2, alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb
 
 from alpr_common.operator_cli import main as alpr_cli
 from alpr_common.simulation import make_read
+from alpr_common.timestamps import timestamp_in
 from dispatch_bridge.sinks import relay_to_json
 from node.gps import simulate_nmea
 from node.runtime import NodeRuntime
@@ -42,7 +44,7 @@ def test_reads_without_a_current_fix_are_stored_matched_and_shown(
     camera = f"car9-{tag.lower()}"
     no_fix, stale = f"NF{tag}", f"ST{tag}"
     for plate in (no_fix, stale):
-        hotlist_stub(hub.target).AddEntry(hotlist_pb2.AddEntryRequest(
+        hotlist_stub(hub.target).AddEntry(hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
             plate=plate, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
             reason="mobile fix test", entered_by="o-9"), timeout=30)  # fmt: skip
     good = [_mobile_read(no_fix, camera, reads_pb2.LOCATION_QUALITY_NONE),

@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from alpr.v1 import hotlist_pb2
 from cassandra.cluster import Session
 
 from alpr_common.retry import Backoff
+from alpr_common.timestamps import timestamp_in
 from node.config import NodeConfig
 from node.hotlist_sync import HotListSync
 from node.recognition.types import Box, FrameRecognizer, Image, PlateResult
@@ -93,6 +95,7 @@ def test_local_alert_while_hub_is_down_then_reads_delivered(
     hub = HubThread(make_hub_config(cassandra, ks, grpc_port=port, **FAST)).start()
     hotlist_stub(hub.target).AddEntry(
         hotlist_pb2.AddEntryRequest(
+            expire_time=timestamp_in(timedelta(days=30)),
             plate="HOT1234",
             state="IL",
             category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,

@@ -8,6 +8,7 @@ import pkgutil
 import queue
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import TypeVar
 
 import alpr.v1
@@ -17,6 +18,7 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, in
 from google.protobuf import message_factory
 
 from alpr_common.simulation import make_read
+from alpr_common.timestamps import timestamp_in
 from hub.request_rules import problem
 from tests.access_support import AuthHub, call
 from tests.support import HubThread, read_request, run_stream
@@ -64,12 +66,18 @@ def test_unary_requests_are_refused_with_the_field_path(session_hub: HubThread) 
         hl = hotlist_pb2_grpc.HotListServiceStub(ch)
         code, msg = _refusal(
             hl.AddEntry,
-            hotlist_pb2.AddEntryRequest(plate="RUL123", state="IL", reason="stolen", entered_by="ofc-1"),
+            hotlist_pb2.AddEntryRequest(
+                expire_time=timestamp_in(timedelta(days=30)),
+                plate="RUL123",
+                state="IL",
+                reason="stolen",
+                entered_by="ofc-1",
+            ),
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("field `category`: "), msg
         code, msg = _refusal(
             hl.AddEntry,
-            hotlist_pb2.AddEntryRequest(
+            hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
                 plate="RUL123", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason=" \t",
                 entered_by="ofc-1",
             ),
@@ -150,7 +158,11 @@ def test_rules_see_the_identity_stamped_by_access_control(
     """With access control the hub fills entered_by from the token before the rules run, so a
     request without it is accepted; without access control the same request is refused."""
     request = hotlist_pb2.AddEntryRequest(
-        plate="STMP123", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="stolen"
+        expire_time=timestamp_in(timedelta(days=30)),
+        plate="STMP123",
+        state="IL",
+        category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
+        reason="stolen",
     )
     with grpc.insecure_channel(session_hub.target) as ch:
         code, msg = _refusal(hotlist_pb2_grpc.HotListServiceStub(ch).AddEntry, request)

@@ -9,12 +9,14 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from datetime import timedelta
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, evidence_pb2, evidence_pb2_grpc, hotlist_pb2
 from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
+from alpr_common.timestamps import timestamp_in
 from tests.access_support import drop_keyspace, slow_ok
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import hotlist_stub
@@ -42,7 +44,7 @@ def test_reads_images_and_alerts_expire_while_evidence_stays(cassandra: tuple[li
     hub = HubThread(slow_ok(make_hub_config(cassandra, ks, retention={"read_ttl_seconds": TTL}, **FAST))).start()
     try:
         hotlist_stub(hub.target).AddEntry(
-            hotlist_pb2.AddEntryRequest(
+            hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
                 plate="RET1234", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
                 reason="retention test", entered_by="o-1",
             )

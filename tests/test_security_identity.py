@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -42,7 +43,7 @@ from cassandra.cluster import Session
 from alpr_common import tls
 from alpr_common.cassandra import Row
 from alpr_common.simulation import make_read
-from alpr_common.timestamps import to_timestamp
+from alpr_common.timestamps import timestamp_in, to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from hub.config import HubConfig, load_hub_config
 from hub.server import InsecureConfigError, create_server
@@ -313,7 +314,7 @@ def test_the_principal_is_the_identity(shub: AuthHub, pki: Path, cql: Session) -
     hl = hotlist_pb2_grpc.HotListServiceStub(shub.channel)
 
     def add(plate: str, entered_by: str) -> hotlist_pb2.HotListEntry:
-        return call(hl.AddEntry, hotlist_pb2.AddEntryRequest(
+        return call(hl.AddEntry, hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
             plate=plate, state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE, reason="identity test",
             entered_by=entered_by), sup).entry  # fmt: skip
 

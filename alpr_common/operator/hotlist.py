@@ -34,13 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = p.add_subparsers(dest="action", required=True)
     common = [leaf_options()]
 
-    a = s.add_parser("add", parents=common, help="manual entry (policy 4.5): reason required")
+    a = s.add_parser("add", parents=common, help="manual entry (policy 4.5): reason and expiry required")
     a.add_argument("plate")
     a.add_argument("--state", default="", help="state of issuance, e.g. IL (empty: any state)")
     a.add_argument("--category", required=True, help="one of: " + ", ".join(c.lower() for c in CATEGORIES))
     a.add_argument("--reason", required=True, help="why the plate is entered")
     a.add_argument("--officer", default="", help=f"who enters it: {ACTING_AS_HELP}")
-    a.add_argument("--expires", help="expiry date/time ISO (default: the hub's manual-entry expiry)")
+    a.add_argument("--expires", required=True, help="until when the plate is wanted: ISO date or date-time (required)")
     a.add_argument("--priority", type=int, default=0, help="1 (highest) .. 9")
     for f in ("year", "make", "model", "color"):
         a.add_argument(f"--{f}", default="")
@@ -78,10 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _when(text: str) -> datetime:
+    """An expiry: a date means the end of that day (UTC), like the console's date field."""
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise CliError(f"--expires {text!r} is not an ISO date (YYYY-MM-DD) or date-time") from e
+    if len(text.strip()) == 10:
+        dt = dt.replace(hour=23, minute=59, second=59)
     return utc(dt)
 
 
@@ -124,8 +127,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace, stub: hotlist_pb2_grpc.Hot
             reason=args.reason, entered_by=acting_as(ctx, args.officer, "--officer"), priority=args.priority, details=args.details,
             vehicle=hotlist_pb2.VehicleDescription(year=args.year, make=args.make, model=args.model, color=args.color),
         )  # fmt: skip
-        if args.expires:
-            req.expire_time.FromDatetime(_when(args.expires))
+        req.expire_time.FromDatetime(_when(args.expires))
         resp = stub.AddEntry(req, timeout=t, metadata=md)
         if ctx.json:
             emit_json(to_dict(resp))

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
@@ -198,13 +198,8 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem.replace("plate_text", "plate"))
         state = request.state.strip().upper()
         now = now_utc()
-        if request.HasField("expire_time"):
-            expires = from_timestamp(request.expire_time)
-            if expires <= now:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expire_time {expires.isoformat()} is past")
-        else:
-            expires = now + timedelta(days=self.config.hotlists.manual_default_expiry_days)
         source = source_name(request.source) if request.source else "MANUAL"
+        expires = await self._expiry(request, source, now, context)
         v = request.vehicle
         entry = HotListEntry(
             entry_id=f"{source}:{uuid.uuid4()}", plate=plate, state=state, category=category_name(request.category),
@@ -218,6 +213,31 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         )
         self.metrics.changes.labels("add").inc()
         return hotlist_pb2.AddEntryResponse(entry=entry_to_proto(entry), version=version)
+
+    async def _expiry(
+        self, request: hotlist_pb2.AddEntryRequest, source: str, now: datetime, context: Context
+    ) -> datetime | None:
+        """A manual entry states when it expires (policy 4.5), in the future and within
+        ``hotlists.manual_max_expiry_days``; an entry copied from another source keeps its own."""
+        if not request.HasField("expire_time"):
+            if source == "MANUAL":
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "expire_time is required for a manual entry (policy 4.5): say until when the plate is "
+                    "wanted (`alpr hotlist add ... --expires YYYY-MM-DD`)",
+                )
+            return None
+        expires = from_timestamp(request.expire_time)
+        if expires <= now:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expire_time {expires.isoformat()} is past")
+        limit = self.config.hotlists.manual_max_expiry_days
+        if source == "MANUAL" and expires > now + timedelta(days=limit):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"expire_time {expires.date().isoformat()} is more than {limit:g} days ahead "
+                "(hotlists.manual_max_expiry_days): enter a nearer date and renew the entry if still needed",
+            )
+        return expires
 
     async def RemoveEntry(
         self, request: hotlist_pb2.RemoveEntryRequest, context: Context

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from alpr_common.simulation import make_read, noise_jpeg
+from alpr_common.timestamps import timestamp_in
 from hub.alerts import alert_id_for
 from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 
@@ -180,7 +182,7 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
         officer = add_user(run_dir / "a" / "hub.yaml", "bench-officer", "officer")
         md = (("authorization", f"Bearer {admin}"),)
         with grpc.insecure_channel(secured) as ch:
-            v = hotlist_pb2_grpc.HotListServiceStub(ch).AddEntry(hotlist_pb2.AddEntryRequest(
+            v = hotlist_pb2_grpc.HotListServiceStub(ch).AddEntry(hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)),
                 plate="ABC1234", state="IL", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,
                 reason="bench", entered_by="bench-admin"), metadata=md).version  # fmt: skip
         with grpc.insecure_channel(open_hub) as ch:

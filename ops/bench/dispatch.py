@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import yaml
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from alpr_common.simulation import make_read
+from alpr_common.timestamps import timestamp_in
 from dispatch_bridge.sinks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 from hub.alerts import alert_id_for
 from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
@@ -151,6 +153,7 @@ def main() -> int:
         _retry(
             lambda: hl.AddEntry(
                 hotlist_pb2.AddEntryRequest(
+                    expire_time=timestamp_in(timedelta(days=30)),
                     plate=PLATE,
                     state="IL",
                     category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE,

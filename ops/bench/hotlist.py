@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, in
 from alpr_common.hotlist_model import HotListEntry
 from alpr_common.matching import Matcher
 from alpr_common.simulation import make_read
+from alpr_common.timestamps import timestamp_in
 from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
 
 TEMPLATE = "601815V ILMPSTOLEN VYR/13 VMA/JEEP VMO/F15 VST/2D VCO/WHI     DOT/040216 LDS/V23A0968"
@@ -205,7 +207,7 @@ def bench_deltas(writer: str, reader: str, nodes: int, deltas: int) -> list[floa
     sent: dict[int, float] = {}
     for i in range(deltas):
         t0 = time.perf_counter()
-        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=f"DLT{i:04d}", state="IL", reason="bench",
+        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)), plate=f"DLT{i:04d}", state="IL", reason="bench",
                         entered_by="bench", category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)).version  # fmt: skip
         sent[v] = t0
         time.sleep(0.25)
@@ -223,7 +225,7 @@ def bench_deltas(writer: str, reader: str, nodes: int, deltas: int) -> list[floa
 def bench_alerts(hub_a: str, hub_b: str, n: int) -> list[float]:
     hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(hub_a))
     for i in range(20):
-        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=f"ALRT{i:03d}", state="IL", reason="bench", entered_by="b",
+        v = hl.AddEntry(hotlist_pb2.AddEntryRequest(expire_time=timestamp_in(timedelta(days=30)), plate=f"ALRT{i:03d}", state="IL", reason="bench", entered_by="b",
                         category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)).version  # fmt: skip
     hb = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(hub_b))
     while hb.GetVersion(hotlist_pb2.GetVersionRequest()).version < v:

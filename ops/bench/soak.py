@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -38,6 +39,7 @@ import yaml
 from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 from cassandra.cluster import Cluster
 
+from alpr_common.timestamps import timestamp_in
 from node.clips import make_clip
 from ops.bench.common import ROOT, cassandra, hub_process, log, process_usage
 
@@ -81,6 +83,7 @@ def main() -> int:
                 with grpc.insecure_channel(hub) as ch:
                     hotlist_pb2_grpc.HotListServiceStub(ch).AddEntry(
                         hotlist_pb2.AddEntryRequest(
+                            expire_time=timestamp_in(timedelta(days=30)),
                             plate=truth[0].plate,
                             state="IL",
                             reason="soak test entry",

@@ -574,7 +574,9 @@ class AddEntryRequest(_message.Message):
     source_record_id: _builtins.str
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """Unset: the hub's default expiry for manual entries."""
+        """Required for a manual entry (policy 4.5), in the future and at most the hub's
+        hotlists.manual_max_expiry_days ahead; unset for another source: no expiry.
+        """
 
     @_builtins.property
     def vehicle(self) -> Global___VehicleDescription: ...
