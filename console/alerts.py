@@ -126,7 +126,7 @@ async def queue(request: Request, s: Session) -> Response:
         qf=qf,
         categories=CATEGORIES,
         events_url="/queue/events" + (f"?{qf.query()}" if qf.query() else ""),
-        unattended_ms=int(c.settings.unattended_after_s * 1000),
+        unattended_ms=int(resp.unattended_after_s * 1000),  # the hub's threshold, the one there is
     )
 
 

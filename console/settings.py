@@ -30,9 +30,6 @@ class ConsoleSettings:
     # A session ends this long after sign-in, or after this long without a request.
     session_max_s: float = 12 * 3600.0
     session_idle_s: float = 30 * 60.0
-    # Pending alerts older than this are marked unattended in the open queue (policy 4.3);
-    # the hub's alerts.unattended_after_s, which marks them on reload.
-    unattended_after_s: float = 300.0
     # Per hub call.
     rpc_timeout_s: float = 15.0
 
@@ -57,9 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--https-key", default=_env("HTTPS_KEY"), help="its key (PEM)")
     p.add_argument("--session-max-s", type=float, default=float(_env("SESSION_MAX_S", str(d.session_max_s))))
     p.add_argument("--session-idle-s", type=float, default=float(_env("SESSION_IDLE_S", str(d.session_idle_s))))
-    p.add_argument(
-        "--unattended-after-s", type=float, default=float(_env("UNATTENDED_AFTER_S", str(d.unattended_after_s)))
-    )
 
 
 class SettingsError(Exception):
@@ -92,5 +86,4 @@ def from_arguments(a: argparse.Namespace) -> ConsoleSettings:
         https_key=Path(a.https_key) if a.https_key else None,
         session_max_s=a.session_max_s,
         session_idle_s=a.session_idle_s,
-        unattended_after_s=a.unattended_after_s,
     )

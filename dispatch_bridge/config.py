@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -106,9 +106,19 @@ class NeighbourConfig(StrictModel):
 class RelayConfig(StrictModel):
     """What is relayed (policy 4.4, 4.6D) and how the crop travels."""
 
-    # PENDING alerts older than this are relayed as unattended to dispatch and neighbours.
-    unattended_after_s: float = Field(600.0, gt=0)
-    # How often the hub is asked for pending alerts.
+    @model_validator(mode="before")
+    @classmethod
+    def _one_unattended_clock(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "unattended_after_s" in data:
+            raise ValueError(
+                "relay.unattended_after_s is gone: the hub decides when a pending alert is unattended "
+                "(alerts.unattended_after_s in the hub's config); remove it here"
+            )
+        return data
+
+    # PENDING alerts the hub calls unattended (its alerts.unattended_after_s, the one
+    # threshold) are relayed as unattended to dispatch and neighbours.
+    # How often the hub is asked for unattended alerts.
     pending_scan_interval_s: float = Field(10.0, gt=0)
     pending_scan_hours: int = Field(24, ge=1, le=1440)
     # Safety net: accepted alerts decided between reconcile_after_s and reconcile_window_s ago

@@ -4,7 +4,7 @@ Rules (policy 4.4, 4.6D):
 
 - accepted with action TAKING_ACTION / ACTION_TAKEN → ``valid_alert`` to dispatch;
 - accepted with UNABLE_TO_ACT → ``unable_to_act`` to dispatch and neighbouring agencies;
-- PENDING longer than ``relay.unattended_after_s`` → ``unattended`` to dispatch and
+- PENDING longer than the hub's ``alerts.unattended_after_s`` → ``unattended`` to dispatch and
   neighbouring agencies (found by asking the hub for pending alerts, so it survives restarts).
 
 The relay key is ``<alert_id>:<reason>``: one relay per alert and reason, whatever number of
@@ -286,14 +286,15 @@ class PendingScanner:
         self.channels = channels
         self.stop = stop
 
-    async def _list(self, status: int, hours: int) -> list[alert_pb2.Alert]:
+    async def _list(self, status: int, hours: int, unattended_only: bool = False) -> list[alert_pb2.Alert]:
         last: Exception | None = None
         for ch in self.channels:
             try:
                 resp = await alert_pb2_grpc.AlertServiceStub(ch).ListAlerts(
-                    alert_pb2.ListAlertsRequest(status=status, hours=hours, limit=1000),  # type: ignore[arg-type]
+                    alert_pb2.ListAlertsRequest(status=status, hours=hours, limit=1000,  # type: ignore[arg-type]
+                                                unattended_only=unattended_only),
                     timeout=30,
-                )
+                )  # fmt: skip
                 return list(resp.alerts)
             except grpc.aio.AioRpcError as e:
                 last = e
@@ -304,9 +305,10 @@ class PendingScanner:
         cfg = self.config.relay
         now = datetime.now(UTC)
         n = 0
-        for a in await self._list(alert_pb2.ALERT_STATUS_PENDING, cfg.pending_scan_hours):
-            age = (now - from_timestamp(a.created_time)).total_seconds()
-            if age >= cfg.unattended_after_s and await self.relayer.relay(a, UNATTENDED):
+        # The hub says which pending alerts are unattended: one threshold for the hub's
+        # flag and gauge, the console and the relay (its alerts.unattended_after_s).
+        for a in await self._list(alert_pb2.ALERT_STATUS_PENDING, cfg.pending_scan_hours, unattended_only=True):
+            if a.unattended and await self.relayer.relay(a, UNATTENDED):
                 n += 1
         if cfg.reconcile_window_s > 0:
             hours = max(1, min(1440, int(cfg.reconcile_window_s // 3600) + 1))

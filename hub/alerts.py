@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -55,6 +56,11 @@ _KIND = {
     "MISSING_CHAR": alert_pb2.MATCH_KIND_MISSING_CHAR,
     "EXTRA_CHAR": alert_pb2.MATCH_KIND_EXTRA_CHAR,
 }
+# The pending/unattended gauges: every retained day at start and this often; the last
+# _RECENT_H hours on every scan in between.
+_FULL_SCAN_S = 3600.0
+_RECENT_H = 26
+_SCAN_LIMIT = 100_000
 CREATED, STATUS_CHANGED = "CREATED", "STATUS_CHANGED"
 _EVENT_KIND = {
     CREATED: alert_pb2.ALERT_EVENT_KIND_CREATED,
@@ -372,6 +378,8 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         self.metrics = metrics
         self.audit = audit
         self._scan_task: asyncio.Task[None] | None = None
+        self._full_scan_at = float("-inf")
+        self._older: dict[str, alert_pb2.Alert] = {}  # pending alerts before the recent window
 
     def start(self) -> None:
         self._scan_task = asyncio.create_task(self._scan_loop())
@@ -383,14 +391,43 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
     async def _scan_loop(self) -> None:
         while True:
             try:
-                alerts = await self._recent(24, 100_000)
-                self.metrics.alerts_pending.set(sum(a.status == alert_pb2.ALERT_STATUS_PENDING for a in alerts))
-                self.metrics.alerts_unattended.set(sum(a.unattended for a in alerts))
+                pending = await self._pending_retained()
+                self.metrics.alerts_pending.set(len(pending))
+                self.metrics.alerts_unattended.set(sum(a.unattended for a in pending))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("pending-alert scan failed: %r", exc)
             await asyncio.sleep(self.config.alerts.pending_scan_interval_s)
+
+    async def _pending_retained(self) -> list[alert_pb2.Alert]:
+        """Every PENDING alert still retained (policy 4.3: a hit nobody decided stays counted
+        until it expires, not for a day). All retained days are read at start and hourly; in
+        between, the last day and a bit are read and the older pending alerts are re-checked
+        by id (few: hits are decided within minutes)."""
+        now_m = time.monotonic()
+        if now_m - self._full_scan_at >= _FULL_SCAN_S:
+            hours = math.ceil(self.config.retention.read_ttl_seconds / 3600)
+            alerts = [a for a in await self._recent(hours, _SCAN_LIMIT) if a.status == alert_pb2.ALERT_STATUS_PENDING]
+            self._full_scan_at = now_m
+            old = datetime.now(UTC) - timedelta(hours=_RECENT_H - 2)
+            self._older = {a.alert_id: a for a in alerts if from_timestamp(a.created_time) < old}
+            return alerts
+        recent = {
+            a.alert_id: a
+            for a in await self._recent(_RECENT_H, _SCAN_LIMIT)
+            if a.status == alert_pb2.ALERT_STATUS_PENDING
+        }
+        older = [a for aid, a in self._older.items() if aid not in recent]
+        statuses = await asyncio.gather(*(self.store.status_of(uuid.UUID(a.alert_id)) for a in older))
+        now = datetime.now(UTC)
+        self._older = {}
+        for a, st in zip(older, statuses, strict=True):
+            if st is None or st.status is not None:
+                continue  # expired or decided
+            apply_status(a, st.status, st.disposition, self.config.alerts.unattended_after_s, now)
+            self._older[a.alert_id] = a
+        return [*recent.values(), *self._older.values()]
 
     async def _recent(self, hours: int, limit: int) -> list[alert_pb2.Alert]:
         now = datetime.now(UTC)
@@ -493,7 +530,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             out.append(a)
             if len(out) >= limit:
                 break
-        return alert_pb2.ListAlertsResponse(alerts=out)
+        return alert_pb2.ListAlertsResponse(alerts=out, unattended_after_s=self.config.alerts.unattended_after_s)
 
     async def _parse_id(self, raw: str, context: Context) -> uuid.UUID:
         return uuid.UUID(raw)  # the request rules let only canonical UUIDs through

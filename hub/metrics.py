@@ -115,10 +115,10 @@ class HotListMetrics:
         self.alerts_decided = Counter(
             "alpr_hub_alerts_decided_total", "Alert decisions, by status", ["status"], registry=registry
         )
-        self.alerts_pending = Gauge("alpr_hub_alerts_pending", "PENDING alerts (last 24 h)", registry=registry)
+        self.alerts_pending = Gauge("alpr_hub_alerts_pending", "PENDING alerts still retained", registry=registry)
         self.alerts_unattended = Gauge(
             "alpr_hub_alerts_unattended",
-            "PENDING alerts older than alerts.unattended_after_s (last 24 h), policy 4.3",
+            "PENDING alerts older than alerts.unattended_after_s, all retained, policy 4.3",
             registry=registry,
         )
         self.watchers = Gauge("alpr_hub_alert_watchers", "Open AlertService.Watch streams", registry=registry)

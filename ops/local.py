@@ -201,7 +201,6 @@ def _write_configs() -> list[str]:
                     "key_file": str(PKI / "local-bridge.key")},
         "cassandra": {"contact_points": ["127.0.0.1"], "port": 9042, "keyspace": "alpr",
                       "write_consistency": "ONE", "read_consistency": "ONE"},
-        "relay": {"unattended_after_s": 120},
         "dispatch": [{"name": "local-cad", "kind": "webhook", "url": f"http://127.0.0.1:{CAD_PORT}/relays",
                       "secret_env": "ALPR_CAD_SECRET"}],
         "tickets": {"enabled": True, "sinks": [{"name": "it-file", "kind": "file", "path": str(RUN / "tickets.jsonl")}]},

@@ -207,7 +207,7 @@ def bridge_config(cassandra: tuple[list[str], int], hubs: Hubs, bridge_id: str, 
             "write_consistency": "ONE",
             "read_consistency": "ONE",
         },
-        "relay": {"unattended_after_s": 3600, "pending_scan_interval_s": 0.5, "reconcile_window_s": 0},
+        "relay": {"pending_scan_interval_s": 0.5, "reconcile_window_s": 0},
         "delivery": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "rescan_interval_s": 1.0, "max_attempts": 1000},
     }
     for key, value in overrides.items():

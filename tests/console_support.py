@@ -57,7 +57,7 @@ class ConsoleServer:
 
 
 def settings_for(hub: AuthHub, **kw: Any) -> ConsoleSettings:
-    return ConsoleSettings(hub=hub.thread.target, unattended_after_s=2.0, **kw)
+    return ConsoleSettings(hub=hub.thread.target, **kw)
 
 
 def secured_hub(cassandra: Any, cql: Any) -> AuthHub:

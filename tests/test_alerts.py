@@ -3,12 +3,13 @@ fanned out to watchers on the other replica, decided under the policy's rules.""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -17,7 +18,9 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
 from cassandra.cluster import Session
 
 from alpr_common.simulation import make_read, noise_jpeg
-from alpr_common.timestamps import timestamp_in
+from alpr_common.timestamps import timestamp_in, to_timestamp
+from dispatch_bridge.config import BridgeConfig
+from hub.alerts import AlertStore
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, hotlist_stub
 from tests.support import HubThread, read_request, run_stream
@@ -248,3 +251,45 @@ def test_watch_resumes_from_an_event_and_unattended_alerts_are_counted(hubs: tup
     while a.metric("alpr_hub_alerts_unattended") < 3:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_one_unattended_threshold_and_counts_over_every_retained_alert(
+    hubs: tuple[HubThread, HubThread], cassandra: tuple[list[str], int], cql: Session
+) -> None:
+    """The hub owns "unattended after" (clients read it from ListAlerts; the bridge has no
+    setting of its own), and its pending/unattended gauges count a hit left pending for days,
+    not only those of the last 24 h."""
+    a, _ = hubs
+    assert stub(a.target).ListAlerts(alert_pb2.ListAlertsRequest(limit=1)).unattended_after_s == 2.0
+    with pytest.raises(ValueError, match=r"alerts\.unattended_after_s in the hub"):
+        BridgeConfig.model_validate({"relay": {"unattended_after_s": 600}})
+
+    # a hit raised three days ago and never decided (e.g. while the console was down)
+    three_days = datetime.now(UTC) - timedelta(days=3)
+    old = alert_pb2.Alert(alert_id=str(uuid.uuid4()), read_id=str(uuid.uuid4()), plate="OLD1234", region="IL",
+                          status=alert_pb2.ALERT_STATUS_PENDING, camera_id="cam-old", node_id="n-old",
+                          node_kind=reads_pb2.NODE_KIND_FIXED, capture_time=to_timestamp(three_days),
+                          created_time=to_timestamp(three_days), hub_id="hub-a")  # fmt: skip
+    store = AlertStore(session=cql, config=a.config)
+    asyncio.run(store.create(old, noise_jpeg(60, 20), b"", 86_400 * 57))
+
+    later = HubThread(make_hub_config(cassandra, a.config.cassandra.keyspace, hub_id="hub-later", **FAST)).start()
+    try:
+
+        def counted() -> tuple[float, float]:
+            return (later.metric("alpr_hub_alerts_pending") - a.metric("alpr_hub_alerts_pending"),
+                    later.metric("alpr_hub_alerts_unattended") - a.metric("alpr_hub_alerts_unattended"))  # fmt: skip
+
+        deadline = time.monotonic() + 30
+        while counted() != (1.0, 1.0):  # hub-a started before the write: it rescans all days hourly
+            assert time.monotonic() < deadline, counted()
+            time.sleep(0.2)
+        reject = alert_pb2.Rejection(reason=alert_pb2.REJECT_REASON_MISREAD)
+        stub(later.target).DecideAlert(alert_pb2.DecideAlertRequest(alert_id=old.alert_id, officer_id="o-1",
+                                                                    reject=reject))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while counted() != (0.0, 0.0):  # decided: the re-check drops it
+            assert time.monotonic() < deadline, counted()
+            time.sleep(0.2)
+    finally:
+        later.stop(1)

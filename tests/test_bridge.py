@@ -64,7 +64,11 @@ def test_relay_rules_payload_and_signature(cassandra: tuple[list[str], int], age
     cad = WebhookReceiver()
     cfg = bridge_config(cassandra, hubs, "rules", dispatch=[webhook_sink(cad.url)],
                         neighbours=[{"agency_id": "will-county-so"}],
-                        relay={"unattended_after_s": 2.0, "pending_scan_interval_s": 0.3})  # fmt: skip
+                        relay={"pending_scan_interval_s": 0.3})  # fmt: skip
+    # The hub owns the one "unattended after" threshold; the bridge relays what the hub calls
+    # unattended. This test's agency hub runs with 2 s (the shared hubs' 300 s is restored after).
+    alerts_cfg = hubs.a.config.alerts
+    alerts_cfg.unattended_after_s = 2.0
     bridge = BridgeThread(cfg).start()
     try:
         # (a) accepted, taking action → dispatch only, with the decision and action (policy 4.4).
@@ -78,6 +82,7 @@ def test_relay_rules_payload_and_signature(cassandra: tuple[list[str], int], age
         assert doc["categories"] == ["stolen_vehicle"] and doc["sources"] == ["manual"]
         assert doc["camera_id"] == "cam-rules-1" and doc["node_id"] == read.node_id
         assert doc["location"]["latitude"] == pytest.approx(read.location.latitude)
+        assert doc["location_quality"] == "fix"
         assert doc["capture_time"] and doc["origin_agency_id"] == "joliet-pd" and doc["origin_hub_id"] == "hub-joliet"
         assert base64.b64decode(doc["crop_jpeg_base64"]) == crop
         assert doc["decision"]["action"] == "taking_action" and doc["decision"]["officer_id"] == "o-7"
@@ -111,6 +116,7 @@ def test_relay_rules_payload_and_signature(cassandra: tuple[list[str], int], age
         assert bridge.metric("alpr_bridge_relays_total", {"sink": "cad", "outcome": "delivered"}) >= 3
         assert bridge.metric("alpr_bridge_outbox_depth", {"sink": "cad"}) == 0
     finally:
+        alerts_cfg.unattended_after_s = 300.0
         bridge.stop()
         cad.stop()
 

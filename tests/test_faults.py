@@ -284,7 +284,7 @@ def test_kill_the_bridge_relays_delivered_after_restart(cluster: CassandraCluste
         "shutdown_grace_s": 2,
         "cassandra": {"contact_points": cluster.contact_points, "port": cluster.port, "keyspace": stack["keyspace"],
                       "local_dc": "dc1", "write_consistency": "QUORUM", "read_consistency": "QUORUM"},
-        "relay": {"unattended_after_s": 3600, "pending_scan_interval_s": 0.5},
+        "relay": {"pending_scan_interval_s": 0.5},
         "delivery": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "rescan_interval_s": 1.0, "max_attempts": 1000},
         "dispatch": [webhook_sink(cad.url)],
     }  # fmt: skip

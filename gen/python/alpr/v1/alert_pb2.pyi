@@ -550,6 +550,11 @@ class ListAlertsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERTS_FIELD_NUMBER: _builtins.int
+    UNATTENDED_AFTER_S_FIELD_NUMBER: _builtins.int
+    unattended_after_s: _builtins.float
+    """The hub's alerts.unattended_after_s: a PENDING alert older than this is unattended
+    (policy 4.3). The one threshold: clients (console, bridge) take it from here.
+    """
     @_builtins.property
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
         """Newest first."""
@@ -558,10 +563,11 @@ class ListAlertsResponse(_message.Message):
         self,
         *,
         alerts: _abc.Iterable[Global___Alert] | None = ...,
+        unattended_after_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "unattended_after_s", b"unattended_after_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
