@@ -8,10 +8,15 @@ Environment overrides use a per-component prefix and ``__`` between nesting leve
 ``ALPR_HUB__CASSANDRA__CONTACT_POINTS=10.0.0.1,10.0.0.2`` or ``ALPR_HUB__GRPC_PORT=50052``.
 Values are parsed as YAML scalars/flow collections, so ``true``, ``3`` and ``[a, b]`` work;
 comma-separated text is accepted for list fields.
+
+Secure by default: the hub, the bridge and the node refuse to start without TLS (and the
+hub without access control) unless their config says ``insecure_dev: true``, and then say
+so loudly (:func:`refuse_insecure`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +36,24 @@ class StrictModel(BaseModel):
 
 class ConfigError(Exception):
     """The configuration is unreadable or invalid; the message says what to fix."""
+
+
+class InsecureConfigError(ConfigError, ValueError):
+    """The config would run without TLS or access control and does not say ``insecure_dev: true``."""
+
+
+def refuse_insecure(
+    component: str, problems: list[str], insecure_dev: bool, off: list[str], exposure: str, log: logging.Logger
+) -> None:
+    """Raise :class:`InsecureConfigError` listing ``problems``; with none, and ``insecure_dev``,
+    log a warning no one can miss: what is ``off`` and what that exposes."""
+    if problems:
+        raise InsecureConfigError(f"the {component} will not start: " + "; ".join(problems))
+    if insecure_dev:
+        log.warning(
+            "\n%s\nINSECURE DEVELOPMENT %s (insecure_dev: true): %s OFF. %s Never run this with real reads.\n%s",
+            "!" * 78, component.upper(), ", ".join(off) or "nothing", exposure, "!" * 78,
+        )  # fmt: skip
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:

@@ -21,6 +21,7 @@ from alpr.v1 import alert_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from alpr_common.cassandra import connect
+from alpr_common.config import refuse_insecure
 from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
 from dispatch_bridge.config import BridgeConfig
 from dispatch_bridge.delivery import SinkWorker
@@ -54,7 +55,13 @@ class Bridge:
         self._resources = contextlib.AsyncExitStack()
 
     async def start(self) -> Bridge:
+        """Connect and start relaying. Refused (:class:`~alpr_common.config.InsecureConfigError`)
+        without TLS to the hub and the neighbours unless the config says ``insecure_dev: true``."""
         cfg = self.config
+        refuse_insecure(
+            "bridge", cfg.security_problems(), cfg.insecure_dev, cfg.insecure_parts(),
+            "Alerts with plates and images travel in plain text.", log,
+        )  # fmt: skip
         metrics = BridgeMetrics(self.registry)
         loop = asyncio.get_running_loop()
         async with contextlib.AsyncExitStack() as stack:

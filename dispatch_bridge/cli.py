@@ -45,6 +45,9 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.validate_config:
             cfg = load_bridge_config(args.validate_config)
+            if cfg.security_problems():
+                print(f"alpr-bridge: {args.validate_config}: " + "; ".join(cfg.security_problems()), file=sys.stderr)
+                return 2
             print(
                 f"{args.validate_config}: valid (bridge {cfg.bridge_id}, {len(cfg.dispatch)} dispatch sink(s), "
                 f"{len(cfg.neighbours)} neighbour(s), tickets {'on' if cfg.tickets.enabled else 'off'})"
@@ -57,6 +60,8 @@ def _main(argv: list[str] | None) -> int:
         for s in cfg.dispatch + cfg.tickets.sinks:
             if s.kind == "webhook":
                 s.signing_secret()
+        if cfg.security_problems():
+            raise ConfigError("the bridge will not start: " + "; ".join(cfg.security_problems()))
     except (ConfigError, ValueError) as e:
         print(f"alpr-bridge: {e}", file=sys.stderr)
         return 2

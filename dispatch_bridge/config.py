@@ -206,6 +206,43 @@ class BridgeConfig(StrictModel):
     dispatch: list[SinkConfig] = Field(default_factory=list)
     neighbours: list[NeighbourConfig] = Field(default_factory=list)
     tickets: TicketsConfig = Field(default_factory=TicketsConfig)
+    # Development only: the links to the hub and to neighbours may be plain text. Logged
+    # loudly at start; without it the bridge refuses to start so.
+    insecure_dev: bool = False
+
+    def security_problems(self) -> list[str]:
+        """Why this bridge may not start (empty: it may): TLS to the hub with the bridge's
+        certificate (or a token), and TLS to every neighbour, unless ``insecure_dev``."""
+        if self.insecure_dev:
+            return []
+        problems = []
+        if self.hub_tls is None:
+            problems.append(
+                "hub_tls is not set: alerts with plates and images would come from the hub in plain text "
+                "(hub_tls: ca_file, cert_file, key_file from alpr certs issue BRIDGE_ID --kind service), "
+                "or insecure_dev: true for development"
+            )
+        elif self.hub_tls.cert_file is None and not self.hub_token_env:
+            problems.append(
+                "hub_tls.cert_file (the bridge's certificate) or hub_token_env is required: a secured hub "
+                "answers no one without credentials"
+            )
+        problems += [
+            f"neighbours[{n.agency_id}].tls is not set: relays to that agency would travel in plain text "
+            "(or insecure_dev: true for development)"
+            for n in self.neighbours
+            if n.tls is None
+        ]
+        return problems
+
+    def insecure_parts(self) -> list[str]:
+        """What is switched off (for the loud start-up warning of an ``insecure_dev`` bridge)."""
+        off = []
+        if self.hub_tls is None:
+            off.append("TLS to the hub")
+        if (self.hub_tls is None or self.hub_tls.cert_file is None) and not self.hub_token_env:
+            off.append("credentials at the hub")
+        return off + [f"TLS to {n.agency_id}" for n in self.neighbours if n.tls is None]
 
     @model_validator(mode="after")
     def _check(self) -> BridgeConfig:

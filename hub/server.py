@@ -47,6 +47,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from alpr_common.cassandra import connect
+from alpr_common.config import refuse_insecure
 from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
 from alpr_common.tls import server_credentials
 from hub.agencies import AgencyExchangeServicer, AgencyStore, BridgeAdminServicer
@@ -89,10 +90,6 @@ SERVICE_NAMES = tuple(
         (fleet_config_pb2, "FleetConfigService"),
     )
 )
-
-
-class InsecureConfigError(ValueError):
-    """The config would serve without auth or TLS and does not say ``insecure_dev: true``."""
 
 
 class Part(Protocol):
@@ -184,15 +181,10 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
     ``config.grpc_port = 0`` binds a free port; the bound port is returned. On any failure
     everything opened so far is closed again (in reverse order) before the error is raised.
     """
-    problems = config.security_problems()
-    if problems:
-        raise InsecureConfigError("the hub will not start: " + "; ".join(problems))
-    if config.insecure_dev:
-        log.warning(
-            "\n%s\nINSECURE DEVELOPMENT HUB (insecure_dev: true): %s OFF. Anyone who can reach %s:%s "
-            "can read and change data. Never run this with real reads.\n%s",
-            "!" * 78, ", ".join(config.insecure_parts()) or "nothing", config.listen_host, config.grpc_port, "!" * 78,
-        )  # fmt: skip
+    refuse_insecure(
+        "hub", config.security_problems(), config.insecure_dev, config.insecure_parts(),
+        f"Anyone who can reach {config.listen_host}:{config.grpc_port} can read and change data.", log,
+    )  # fmt: skip
     registry = registry if registry is not None else CollectorRegistry()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:

@@ -210,6 +210,32 @@ class NodeConfig(StrictModel):
     metrics_host: str = "127.0.0.1"
     # 0 picks a free port; -1 disables
     metrics_port: int = Field(9102, ge=-1, le=65535)
+    # Development only: the hub link may be plain text and without the node's certificate.
+    # Logged loudly at start; without it the node refuses to start so.
+    insecure_dev: bool = False
+
+    def security_problems(self) -> list[str]:
+        """Why this node may not start (empty: it may): mutual TLS to the hub unless ``insecure_dev``."""
+        if self.insecure_dev:
+            return []
+        if not self.hub.tls_ca_file:
+            return [
+                "hub.tls_ca_file is empty: reads would go to the hub in plain text, without the node's certificate "
+                "(set hub.tls_ca_file, tls_cert_file and tls_key_file: alpr certs issue NODE_ID), "
+                "or insecure_dev: true for development"
+            ]
+        if not (self.hub.tls_cert_file and self.hub.tls_key_file):
+            return [
+                "hub.tls_cert_file and hub.tls_key_file are required: the node's certificate, which a secured hub "
+                "asks for (alpr certs issue NODE_ID), or insecure_dev: true for development"
+            ]
+        return []
+
+    def insecure_parts(self) -> list[str]:
+        """What is switched off (for the loud start-up warning of an ``insecure_dev`` node)."""
+        if not self.hub.tls_ca_file:
+            return ["TLS to the hub"]
+        return [] if self.hub.tls_cert_file and self.hub.tls_key_file else ["the node's certificate (mutual TLS)"]
 
     @model_validator(mode="after")
     def _position_source(self) -> NodeConfig:

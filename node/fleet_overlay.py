@@ -39,6 +39,7 @@ LOCAL_ONLY: dict[str, str] = {
     "metrics_host": "a local listen address",
     "metrics_port": "a local listen port",
     "fleet": "the unit's own group membership",
+    "insecure_dev": "the unit's own security setting",
 }
 # Camera settings an overlay may set (source and position are the unit's hardware).
 CAMERA_KEYS = frozenset({"max_fps"})

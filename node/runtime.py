@@ -25,6 +25,7 @@ from alpr.v1 import ingest_pb2, reads_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry
 
+from alpr_common.config import refuse_insecure
 from alpr_common.lifecycle import metrics_endpoint
 from alpr_common.plates import normalize_plate
 from alpr_common.retry import Backoff
@@ -206,7 +207,16 @@ class NodeRuntime:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> NodeRuntime:
-        """Start serving; if any step fails, everything opened so far is closed and the error raised."""
+        """Start serving; if any step fails, everything opened so far is closed and the error raised.
+
+        Refused (:class:`~alpr_common.config.InsecureConfigError`) without mutual TLS to the hub
+        unless the config says ``insecure_dev: true``."""
+        cfg = self.config
+        refuse_insecure(
+            "node", cfg.security_problems(), cfg.insecure_dev, cfg.insecure_parts(),
+            "Reads, images and the hot list travel in plain text, and a hub that checks certificates refuses "
+            "this node.", log,
+        )  # fmt: skip
         with self._resources as stack:
             stack.callback(self._write_status)  # the last status, once the parts below have stopped
             if self.config.metrics_port >= 0:

@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
         if args.validate_config:
             cfg = load_node_config(args.validate_config)
             cfg.hub.credentials()  # the TLS files must be readable
+            if cfg.security_problems():
+                print(f"alpr-node: {args.validate_config}: " + "; ".join(cfg.security_problems()), file=sys.stderr)
+                return 2
             print(f"{args.validate_config}: valid (node {cfg.node_id}, {cfg.kind}, {len(cfg.cameras)} camera(s))")
             return 0
         if not args.config:

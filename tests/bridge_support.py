@@ -194,6 +194,7 @@ class WebhookReceiver:
 def bridge_config(cassandra: tuple[list[str], int], hubs: Hubs, bridge_id: str, **overrides: Any) -> dict[str, Any]:
     points, port = cassandra
     data: dict[str, Any] = {
+        "insecure_dev": True,  # the test hubs are plain-text development hubs
         "bridge_id": bridge_id,
         "agency_id": "joliet-pd",
         "hubs": [hubs.a.target],

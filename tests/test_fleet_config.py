@@ -176,6 +176,7 @@ def node_settings(tmp_path: Path, node_id: str, target: str, groups: list[str]) 
     folder.mkdir(exist_ok=True)
     cv2.imwrite(str(folder / "0.png"), np.zeros((48, 64, 3), np.uint8))
     return {
+        "insecure_dev": True,
         "node_id": node_id,
         "kind": "FIXED",
         "state_dir": str(tmp_path / node_id),

@@ -35,7 +35,7 @@ def _mobile(tmp_path: Path, node_id: str, nmea: Path) -> NodeConfig:
     still = tmp_path / "still.png"
     cv2.imwrite(str(still), np.full((48, 64, 3), 60, np.uint8))
     return NodeConfig.model_validate({
-        "node_id": node_id, "kind": "MOBILE", "state_dir": str(tmp_path / "state"),
+        "insecure_dev": True, "node_id": node_id, "kind": "MOBILE", "state_dir": str(tmp_path / "state"),
         "gps": {"source": f"file:{nmea}", "max_age_s": 10}, "cameras": [{"camera_id": f"{node_id}-f", "source": str(still)}],
         "hub": {"targets": ["127.0.0.1:1"]}, "hotlist": {"enabled": False}, "metrics_port": -1,
     })  # fmt: skip

@@ -93,7 +93,7 @@ def test_region_detection_finds_what_the_whole_frame_finds() -> None:
 
 def _run(tmp_path: Path, clip: Path, recognizer: Recognizer, gated: bool, name: str) -> tuple[list[str], float, float]:
     cfg = NodeConfig.model_validate({
-        "node_id": "gate-node", "state_dir": str(tmp_path / name),
+        "insecure_dev": True, "node_id": "gate-node", "state_dir": str(tmp_path / name),
         "location": {"latitude": 41.52, "longitude": -88.08},
         "cameras": [{"camera_id": "gate-cam", "source": str(clip)}],
         "hub": {"targets": ["127.0.0.1:9"]}, "hotlist": {"enabled": False}, "metrics_port": -1,

@@ -26,6 +26,7 @@ from node.tracker import FinishedTrack, Sighting
 def _config(tmp_path: Path, source: str, **extra: Any) -> NodeConfig:
     return NodeConfig.model_validate(
         {
+            "insecure_dev": True,
             "node_id": "long-1",
             "state_dir": str(tmp_path / "state"),
             "location": {"latitude": 41.52, "longitude": -88.08},

@@ -24,6 +24,7 @@ def test_one_correct_read_per_vehicle(tmp_path: Path, recognizer: Recognizer) ->
     truth = make_clip(clip, vehicles=3, fps=10.0, plate_width=200, frames_per_pass=10, gap_frames=8, seed=5)
     cfg = NodeConfig.model_validate(
         {
+            "insecure_dev": True,
             "node_id": "pipe-node",
             "state_dir": str(tmp_path / "state"),
             "location": {"latitude": 41.52, "longitude": -88.08},

@@ -71,6 +71,7 @@ def scenes(tmp_path: Path) -> Path:
 def node_config(tmp_path: Path, folder: Path, port: int, alert_file: Path) -> NodeConfig:
     return NodeConfig.model_validate(
         {
+            "insecure_dev": True,  # the test hub is a plain-text development hub
             "node_id": "car-7",
             "kind": "FIXED",
             "state_dir": str(tmp_path / "state"),
@@ -152,9 +153,11 @@ def test_validate_config_and_self_check_problems(tmp_path: Path, scenes: Path) -
     good.write_text(
         f"node_id: n1\nlocation: {{latitude: 1, longitude: 2}}\ncameras: [{{camera_id: c1, source: {scenes}}}]\n"
     )
+    assert node_cli(["run", "--validate-config", str(good)]) == 2  # no TLS to the hub, no insecure_dev
+    good.write_text(good.read_text() + "insecure_dev: true\n")
     assert node_cli(["run", "--validate-config", str(good)]) == 0
     cfg = NodeConfig.model_validate(
-        {"node_id": "n2", "state_dir": str(tmp_path / "s"), "location": {"latitude": 1, "longitude": 2},
+        {"insecure_dev": True, "node_id": "n2", "state_dir": str(tmp_path / "s"), "location": {"latitude": 1, "longitude": 2},
          "cameras": [{"camera_id": "c1", "source": str(tmp_path / "missing.mp4")}], "metrics_port": -1,
          "hub": {"targets": ["127.0.0.1:1"]}}
     )  # fmt: skip

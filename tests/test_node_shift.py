@@ -26,7 +26,7 @@ def test_shift_end_and_damage_report(tmp_path: Path, capsys: pytest.CaptureFixtu
     cv2.imwrite(str(still), np.full((48, 64, 3), 60, np.uint8))
     config = tmp_path / "node.yaml"
     config.write_text(json.dumps({
-        "node_id": "car-12", "kind": "MOBILE", "state_dir": str(state), "gps": {"source": "file:/nonexistent"},
+        "insecure_dev": True, "node_id": "car-12", "kind": "MOBILE", "state_dir": str(state), "gps": {"source": "file:/nonexistent"},
         "cameras": [{"camera_id": "car-12-front", "source": str(still)}],
         "hub": {"targets": ["127.0.0.1:1"]}, "hotlist": {"enabled": False}, "metrics_port": -1,
     }))  # fmt: skip

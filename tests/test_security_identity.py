@@ -42,11 +42,12 @@ from cassandra.cluster import Session
 
 from alpr_common import tls
 from alpr_common.cassandra import Row
+from alpr_common.config import InsecureConfigError
 from alpr_common.simulation import make_read
 from alpr_common.timestamps import timestamp_in, to_timestamp
 from dispatch_bridge.config import BridgeConfig
 from hub.config import HubConfig, load_hub_config
-from hub.server import InsecureConfigError, create_server
+from hub.server import create_server
 from node.config import NodeConfig
 from tests.access_support import AuthHub, call, rpc_code
 from tests.conftest import fresh_keyspace, make_hub_config
@@ -109,10 +110,77 @@ def test_an_insecure_dev_hub_warns_loudly(
     cql.execute(f"DROP KEYSPACE IF EXISTS {cfg.cassandra.keyspace}", timeout=120)
 
 
+def _plain_node(tmp_path: Path, **extra: object) -> NodeConfig:
+    return NodeConfig.model_validate({
+        "node_id": "plain-1", "state_dir": str(tmp_path / "state"), "location": {"latitude": 1, "longitude": 2},
+        "cameras": [{"camera_id": "plain-1-a", "source": str(tmp_path / "missing.mp4")}], "metrics_port": -1,
+        "hub": {"targets": ["127.0.0.1:1"]}, "hotlist": {"enabled": False}, **extra,
+    })  # fmt: skip
+
+
+def test_a_node_is_secure_unless_it_says_insecure_dev(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from node.fleet_overlay import local_only_problems
+    from node.runtime import NodeRuntime
+    from node.runtime_cli import main as alpr_node
+    from tests.test_node_runtime import MarkerRecognizer
+
+    plain = _plain_node(tmp_path)
+    assert not plain.insecure_dev
+    (problem,) = plain.security_problems()
+    assert "hub.tls_ca_file" in problem and "insecure_dev: true" in problem and "alpr certs issue" in problem
+    with pytest.raises(InsecureConfigError, match=r"the node will not start: hub\.tls_ca_file"):
+        NodeRuntime(plain, recognizer=MarkerRecognizer()).start()  # refused before any camera or thread
+    (no_cert,) = _plain_node(tmp_path, hub={"targets": ["h:1"], "tls_ca_file": "ca.crt"}).security_problems()
+    assert "tls_cert_file" in no_cert
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(plain.model_dump(mode="json", exclude_defaults=True)))
+    for argv in (["run", "--validate-config", str(path)], ["run", "--config", str(path)]):
+        assert alpr_node(argv) == 2
+    # A fleet overlay cannot switch it off from the hub.
+    assert [f for f, _ in local_only_problems({"insecure_dev": True})] == ["insecure_dev"]
+    # insecure_dev: plain text is allowed, and said loudly.
+    dev = _plain_node(tmp_path, insecure_dev=True)
+    assert dev.security_problems() == [] and dev.insecure_parts() == ["TLS to the hub"]
+    with caplog.at_level(logging.WARNING, logger="node.runtime"):
+        NodeRuntime(dev, recognizer=MarkerRecognizer()).start().stop(drain_s=0)
+    warning = [r.getMessage() for r in caplog.records if "INSECURE DEVELOPMENT NODE" in r.getMessage()]
+    assert warning and "TLS to the hub OFF" in warning[0]
+
+
+def test_a_bridge_is_secure_unless_it_says_insecure_dev(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dispatch_bridge.bridge import Bridge
+
+    nowhere = {"contact_points": ["127.0.0.1"], "port": 1}  # touched only if the check let it through
+    plain = BridgeConfig.model_validate({"cassandra": nowhere, "metrics_port": -1,
+                                         "neighbours": [{"agency_id": "gary-pd"}]})  # fmt: skip
+    problems = plain.security_problems()
+    assert [p.split(" ")[0] for p in problems] == ["hub_tls", "neighbours[gary-pd].tls"], problems
+    assert "insecure_dev: true" in problems[0] and "alpr certs issue" in problems[0]
+    with pytest.raises(InsecureConfigError, match="the bridge will not start: hub_tls is not set"):
+        asyncio.run(Bridge(plain).start())
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(plain.model_dump(mode="json", exclude_none=True)))
+    for argv in (["--validate-config", str(path)], ["serve", "--config", str(path)]):
+        res = subprocess.run([sys.executable, "-m", "dispatch_bridge.cli", *argv], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)  # fmt: skip
+        assert res.returncode == 2 and "hub_tls is not set" in res.stderr, res
+    # insecure_dev: plain text is allowed, and said loudly before anything is opened.
+    dev = plain.model_copy(update={"insecure_dev": True})
+    assert dev.security_problems() == []
+    assert dev.insecure_parts() == ["TLS to the hub", "credentials at the hub", "TLS to gary-pd"]
+    with caplog.at_level(logging.WARNING, logger="dispatch_bridge.bridge"), pytest.raises(Exception):  # noqa: B017
+        asyncio.run(Bridge(dev).start())  # then fails: no Cassandra on port 1
+    warning = [r.getMessage() for r in caplog.records if "INSECURE DEVELOPMENT BRIDGE" in r.getMessage()]
+    assert warning and "TLS to the hub, credentials at the hub, TLS to gary-pd OFF" in warning[0]
+
+
 def test_metrics_listen_on_loopback_unless_configured() -> None:
+    from console.settings import ConsoleSettings
+
     assert HubConfig().metrics_host == "127.0.0.1"
     assert BridgeConfig.model_fields["metrics_host"].default == "127.0.0.1"
     assert NodeConfig.model_fields["metrics_host"].default == "127.0.0.1"
+    assert ConsoleSettings().host == "127.0.0.1"  # the console has no metrics; its pages stay local too
     # The deployment scrapes from another container, so it says so explicitly.
     deployed = yaml.safe_load((ROOT / "ops/deploy/config/hub.yaml").read_text())
     assert deployed["metrics_host"] == "0.0.0.0"

@@ -140,6 +140,7 @@ def _bridge_config(cassandra: tuple[list[str], int], keyspace: str, target: str,
     points, port = cassandra
     return BridgeConfig.model_validate(
         {
+            "insecure_dev": True,
             "bridge_id": "failing-bridge",
             "hubs": [target],
             "metrics_host": "127.0.0.1",
@@ -194,6 +195,7 @@ def _node_config(tmp_path: Path, metrics_port: int) -> NodeConfig:
         cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((120, 160, 3), 60 + i, np.uint8))
     return NodeConfig.model_validate(
         {
+            "insecure_dev": True,
             "node_id": "car-9",
             "kind": "FIXED",
             "state_dir": str(tmp_path / "state"),

@@ -168,6 +168,7 @@ def main() -> int:
         recv = Receiver()
         points, port = cass
         cfg = {
+            "insecure_dev": True,  # the bench hub is a plain-text development hub
             "bridge_id": "bench",
             "agency_id": "bench-pd",
             "hubs": [str(target)],

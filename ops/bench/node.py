@@ -74,7 +74,7 @@ def run_pipeline(recognizer: Recognizer, clip: Path, truth: list[Vehicle], tmp: 
     timed = TimedRecognizer(recognizer)
     state = tmp / f"state-{time.monotonic_ns()}"
     cfg = NodeConfig.model_validate({
-        "node_id": "bench-node", "state_dir": str(state),
+        "insecure_dev": True, "node_id": "bench-node", "state_dir": str(state),
         "location": {"latitude": 41.52, "longitude": -88.08},
         "cameras": [{"camera_id": "bench-cam", "source": str(clip)}],
         "hub": {"targets": ["127.0.0.1:9"], "backoff_initial_s": 5.0},  # no hub: reads stay queued

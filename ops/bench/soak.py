@@ -108,6 +108,7 @@ def main() -> int:
 def _soak(args: argparse.Namespace, run: Path, clip: Path, hub: str) -> dict[str, float | int]:
     state = run / "node"
     cfg = {
+        "insecure_dev": True,  # the bench hub is a plain-text development hub
         "node_id": "soak-node",
         "state_dir": str(state),
         "location": {"latitude": 41.52, "longitude": -88.08},
