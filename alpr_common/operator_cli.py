@@ -1,5 +1,5 @@
 """``alpr``: the operator CLI (hot lists, alerts, agencies, the bridge, users, nodes, audit,
-search, evidence export, certificates).
+search, evidence export, certificates, fleet configuration and model rollouts).
 
 Global options: ``--hub HOST:PORT`` (env ``ALPR_HUB``), ``--token`` (env ``ALPR_TOKEN``),
 ``--json``. Exit status 0 on success, 1 on any refusal or failure (with a message saying
@@ -14,6 +14,7 @@ import sys
 import alpr_common.operator.audit as audit_cli
 import alpr_common.operator.certs as certs_cli
 import alpr_common.operator.evidence as export_cli
+import alpr_common.operator.fleet as fleet_cli
 import alpr_common.operator.nodes as nodes_cli
 import alpr_common.operator.search as search_cli
 import alpr_common.operator.users as users_cli
@@ -23,7 +24,7 @@ from alpr_common.operator.common import CliError, add_global_options, context_fr
 
 GROUPS = {"hotlist": hotlist, "alerts": alerts, "agencies": agencies, "bridge": bridge}
 GROUPS |= {"users": users_cli, "nodes": nodes_cli, "audit": audit_cli, "search": search_cli}
-GROUPS |= {"export": export_cli, "certs": certs_cli}
+GROUPS |= {"export": export_cli, "certs": certs_cli, "fleet": fleet_cli}
 
 
 def build_parser() -> argparse.ArgumentParser:

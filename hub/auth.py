@@ -111,6 +111,16 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.FleetConfigService/GetConfig": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
     "/alpr.v1.FleetConfigService/ListHistory": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
     "/alpr.v1.FleetConfigService/Subscribe": frozenset({NODE}),
+    # Model releases: uploaded and rolled out by fleet operators and admins (audited), watched by
+    # supervisors and auditors too; units fetch the releases they are told to run.
+    "/alpr.v1.ModelReleaseService/Upload": frozenset({FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.ModelReleaseService/Rollout": frozenset({FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.ModelReleaseService/PauseRollout": frozenset({FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.ModelReleaseService/Rollback": frozenset({FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.ModelReleaseService/ListReleases": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
+    "/alpr.v1.ModelReleaseService/GetRolloutStatus": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, AUDITOR}),
+    "/alpr.v1.ModelReleaseService/GetRelease": frozenset({NODE, FLEET_OPERATOR, ADMIN}),
+    "/alpr.v1.ModelReleaseService/Download": frozenset({NODE, FLEET_OPERATOR, ADMIN}),
 }
 
 # Request fields that name who acts, by method: (path to the field, in the request or in a
@@ -124,6 +134,10 @@ IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.AgencyExchangeService/ApproveAgency": ("approver_id",),
     "/alpr.v1.AgencyExchangeService/AuthorizeShare": ("requested_by",),
     "/alpr.v1.FleetConfigService/SetOverlay": ("changed_by",),
+    "/alpr.v1.ModelReleaseService/Upload": ("header", "uploaded_by"),
+    "/alpr.v1.ModelReleaseService/Rollout": ("changed_by",),
+    "/alpr.v1.ModelReleaseService/PauseRollout": ("changed_by",),
+    "/alpr.v1.ModelReleaseService/Rollback": ("changed_by",),
 }
 # A node calling these must be registered, and may name only itself (certificate CN).
 NODE_ID_FIELDS: dict[str, tuple[str, ...]] = {

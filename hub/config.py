@@ -92,6 +92,20 @@ class FleetConfigSettings(StrictModel):
     notice_interval_s: float = Field(10.0, gt=0)
 
 
+class ModelReleaseSettings(StrictModel):
+    """Model releases and their rollout (ModelReleaseService)."""
+
+    # Public keys (PEM) of the release keys whose signed releases this hub accepts; without
+    # one, uploads are refused. Nodes trust their own copy (fleet.models.release_key_file).
+    release_public_keys: list[Path] = Field(default_factory=list)
+    # Size of the stored chunks of a release's files.
+    chunk_bytes: int = Field(512 * 1024, ge=16 * 1024, le=2 * 1024 * 1024)
+    # Chunks kept in memory for downloads (a rollout sends the same bytes to every unit).
+    cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    # How often each hub looks for rollout changes written by other hubs.
+    poll_interval_s: float = Field(0.5, gt=0)
+
+
 class HotListConfig(StrictModel):
     """Hot-list log, node subscriptions and manual entries."""
 
@@ -193,6 +207,7 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     hotlists: HotListConfig = Field(default_factory=HotListConfig)
     fleet_config: FleetConfigSettings = Field(default_factory=FleetConfigSettings)
+    model_releases: ModelReleaseSettings = Field(default_factory=ModelReleaseSettings)
     search: SearchConfig = Field(default_factory=SearchConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     agencies: AgenciesConfig = Field(default_factory=AgenciesConfig)

@@ -51,7 +51,10 @@ def row_to_read(r: Row) -> reads_pb2.PlateRead:
         frame_width=r.frame_width or 0,
         frame_height=r.frame_height or 0,
         model_versions=reads_pb2.ModelVersions(
-            detector=r.detector_version or "", ocr=r.ocr_version or "", state_classifier=r.state_model_version or ""
+            detector=r.detector_version or "",
+            ocr=r.ocr_version or "",
+            state_classifier=r.state_model_version or "",
+            release=getattr(r, "model_release", None) or "",
         ),
     )
     if r.latitude is not None and r.longitude is not None:

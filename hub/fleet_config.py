@@ -23,17 +23,17 @@ from typing import Any
 
 import grpc
 from alpr.v1 import fleet_config_pb2, fleet_config_pb2_grpc
-from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, WriteTimeout
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from prometheus_client import CollectorRegistry, Gauge
 
 from alpr_common.cassandra import CassandraStore, Row, insert_cql
-from alpr_common.lifecycle import cancel_task
-from alpr_common.retry import Backoff
 from alpr_common.timestamps import now_utc, to_timestamp, utc_or_none
 from hub.audit import AuditLog
 from hub.config import FleetConfigSettings, HubConfig
+from hub.model_releases import ModelReleaseServicer
 from hub.principal import Context
+from hub.version_log import LogMirror
 from node.fleet_overlay import OverlayError, combine, dumps, parse_overlay, patch, validate_overlay
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ LOG = "main"
 GROUP, NODE = "GROUP", "NODE"
 _KIND_NAMES = {fleet_config_pb2.OVERLAY_SCOPE_KIND_GROUP: GROUP, fleet_config_pb2.OVERLAY_SCOPE_KIND_NODE: NODE}
 _KIND_PROTO = {v: k for k, v in _KIND_NAMES.items()}
-CLAIM_BACKOFF = Backoff(initial_s=0.02, max_s=1.0)
-CLAIM_ATTEMPTS = 60
 
 
 Scope = tuple[str, str]  # (GROUP | NODE, name)
@@ -159,72 +157,23 @@ def _version(r: Row) -> ConfigVersion:
     )  # fmt: skip
 
 
-class FleetConfigMirror:
+class FleetConfigMirror(LogMirror[ConfigVersion]):
     """This hub's copy of the whole log (small: one row per change), kept current by tailing it."""
 
+    what = "fleet configuration"
+
     def __init__(self, *, store: FleetConfigStore, settings: FleetConfigSettings, metrics: FleetConfigMetrics) -> None:
+        super().__init__(fetch=store.versions_after, claim=store.claim, poll_interval_s=settings.poll_interval_s)
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.version = 0
         self.history: list[ConfigVersion] = []
         self.scopes: dict[Scope, ConfigVersion] = {}
-        self._changed = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
-    async def load(self) -> None:
-        await self.catch_up()
-        log.info("fleet configuration loaded: version %d, %d scope(s)", self.version, len(self.scopes))
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            await cancel_task(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.catch_up()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fleet configuration log poll failed: %r", exc)
-            await asyncio.sleep(self.settings.poll_interval_s)
-
-    async def catch_up(self, serial: bool = False) -> None:
-        async with self._lock:
-            await self._catch_up_locked(serial)
-
-    async def _catch_up_locked(self, serial: bool = False) -> None:
-        while True:
-            got = await self.store.versions_after(self.version, serial)
-            for v in got:
-                if v.version != self.version + 1:
-                    return
-                self._advance(v)
-            if len(got) < 500:
-                return
-
-    def _advance(self, v: ConfigVersion) -> None:
-        self.version = v.version
+    def _apply(self, v: ConfigVersion) -> None:
         self.history.append(v)
         self.scopes[v.scope] = v
         self.metrics.version.set(v.version)
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def wait_newer(self, version: int, timeout: float, closing: asyncio.Event) -> None:
-        if self.version > version:
-            return
-        waits = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(closing.wait())]
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
 
     def scopes_time(self, version: int) -> datetime | None:
         return self.history[version - 1].committed_at if 0 < version <= len(self.history) else None
@@ -241,28 +190,23 @@ class FleetConfigMirror:
         present = [f for f in found if f is not None]
         return combine(f.overlay for f in present), max((f.version for f in present), default=0)
 
-    async def commit(
+    async def change(
         self, scope: Scope, change: dict[str, Any], replace: bool, by: str, reason: str, hub_id: str,
         expected: int | None,
     ) -> ConfigVersion:  # fmt: skip
         """Claim the next version for a change of ``scope``, recomputed on top of whatever won before it."""
-        async with self._lock:
-            for attempt in range(CLAIM_ATTEMPTS):
-                try:
-                    await self._catch_up_locked(serial=True)
-                    current = self.scopes.get(scope)
-                    if expected is not None and (current.version if current else 0) != expected:
-                        raise StaleScope(current)
-                    overlay = change if replace else patch(current.overlay if current else {}, change)
-                    validate_overlay(overlay)
-                    v = ConfigVersion(self.version + 1, scope, overlay, change, replace, now_utc(), by, reason, hub_id)
-                    if await self.store.claim(v):
-                        self._advance(v)
-                        return v
-                except (ReadTimeout, WriteTimeout, OperationTimedOut) as exc:
-                    log.info("fleet configuration version claim contended (%r); retrying", exc)
-                await asyncio.sleep(CLAIM_BACKOFF.delay(attempt))
-        raise RuntimeError(f"could not claim a fleet configuration version after {CLAIM_ATTEMPTS} attempts")
+
+        def make(version: int) -> ConfigVersion:
+            current = self.scopes.get(scope)
+            if expected is not None and (current.version if current else 0) != expected:
+                raise StaleScope(current)
+            overlay = change if replace else patch(current.overlay if current else {}, change)
+            validate_overlay(overlay)
+            return ConfigVersion(version, scope, overlay, change, replace, now_utc(), by, reason, hub_id)
+
+        v = await self.commit(make)
+        assert v is not None
+        return v
 
 
 class StaleScope(Exception):
@@ -273,8 +217,10 @@ class StaleScope(Exception):
 class FleetConfigServicer(fleet_config_pb2_grpc.FleetConfigServiceServicer):
     def __init__(
         self, *, mirror: FleetConfigMirror, store: FleetConfigStore, config: HubConfig, audit: AuditLog,
-        metrics: FleetConfigMetrics,
+        metrics: FleetConfigMetrics, models: ModelReleaseServicer | None = None,
     ) -> None:  # fmt: skip
+        """``models``: model rollouts, whose assignments and reports share the units' stream."""
+        self.models = models
         self.mirror = mirror
         self.store = store
         self.config = config
@@ -297,7 +243,7 @@ class FleetConfigServicer(fleet_config_pb2_grpc.FleetConfigServiceServicer):
                 validate_overlay(overlay)
                 return fleet_config_pb2.SetOverlayResponse(overlay_json=dumps(overlay), dry_run=True)
             expected = request.expected_scope_version if request.HasField("expected_scope_version") else None
-            v = await self.mirror.commit(scope, change, request.replace, by, reason, self.config.hub_id, expected)
+            v = await self.mirror.change(scope, change, request.replace, by, reason, self.config.hub_id, expected)
         except OverlayError as e:
             await self.audit.record_call(
                 "fleet.config_refused", fallback_actor=by, outcome="refused",
@@ -378,7 +324,11 @@ class FleetConfigServicer(fleet_config_pb2_grpc.FleetConfigServiceServicer):
         have = first.start.have_version
         self._streams[node_id] = self._streams.get(node_id, 0) + 1
         self.metrics.subscribers.inc()
-        acks = asyncio.create_task(self._read_acks(node_id, request_iterator))
+        models = self.models
+        if models is not None:
+            models.connected(node_id, first.start.model_release_id)
+        acks = asyncio.create_task(self._read_acks(node_id, groups, request_iterator))
+        sent_model: tuple[str, bool] | None = None
         settings = self.mirror.settings
         try:
             held: dict[str, Any] | None = None
@@ -401,23 +351,39 @@ class FleetConfigServicer(fleet_config_pb2_grpc.FleetConfigServiceServicer):
                         current=fleet_config_pb2.FleetConfigNotice(version=pos, server_time=to_timestamp(now_utc()))
                     )
                     have = pos
-                await self.mirror.wait_newer(pos, settings.notice_interval_s, self.closing)
+                if models is not None:
+                    rollout_changed = models.mirror.changed()
+                    a = models.assign(node_id, groups)
+                    if (a.release_id, a.paused) != sent_model:
+                        yield fleet_config_pb2.FleetConfigServiceSubscribeResponse(model=a)
+                        sent_model = (a.release_id, a.paused)
+                    await self.mirror.wait_newer(pos, settings.notice_interval_s, self.closing, rollout_changed)
+                else:
+                    await self.mirror.wait_newer(pos, settings.notice_interval_s, self.closing)
         finally:
             acks.cancel()
             self.metrics.subscribers.dec()
             self._streams[node_id] -= 1
             if self._streams[node_id] <= 0:
                 del self._streams[node_id]
+                if models is not None:
+                    models.disconnected(node_id)
                 for g in (self.metrics.node_version, self.metrics.node_error):
                     with contextlib.suppress(KeyError):
                         g.remove(node_id)
 
     async def _read_acks(
-        self, node_id: str, requests: AsyncIterator[fleet_config_pb2.FleetConfigServiceSubscribeRequest]
+        self,
+        node_id: str,
+        groups: list[str],
+        requests: AsyncIterator[fleet_config_pb2.FleetConfigServiceSubscribeRequest],
     ) -> None:
         with contextlib.suppress(Exception):
             async for req in requests:
-                if req.WhichOneof("payload") != "ack":
+                kind = req.WhichOneof("payload")
+                if kind == "model" and self.models is not None:
+                    await self.models.report(node_id, groups, req.model)
+                if kind != "ack":
                     continue
                 v, err = req.ack.version, req.ack.error
                 if not err:

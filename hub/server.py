@@ -31,6 +31,8 @@ from alpr.v1 import (
     evidence_pb2_grpc,
     fleet_config_pb2,
     fleet_config_pb2_grpc,
+    fleet_models_pb2,
+    fleet_models_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     hotlist_pb2,
@@ -64,6 +66,7 @@ from hub.hotlists.store import HotListStore
 from hub.ingest import IngestServicer
 from hub.loop_lag import LoopLagProbe
 from hub.metrics import AgencyMetrics, HotListMetrics, HubMetrics
+from hub.model_releases import ModelReleaseMetrics, ModelReleaseServicer, ReleaseStore, RolloutMirror
 from hub.node_identity import NodeIdentity
 from hub.request_rules import RequestRulesInterceptor
 from hub.retention import RetentionMonitor
@@ -88,6 +91,7 @@ SERVICE_NAMES = tuple(
         (evidence_pb2, "EvidenceService"),
         (fleet_pb2, "FleetService"),
         (fleet_config_pb2, "FleetConfigService"),
+        (fleet_models_pb2, "ModelReleaseService"),
     )
 )
 
@@ -266,8 +270,18 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
             store=fc_store, settings=config.fleet_config, metrics=FleetConfigMetrics(registry)
         )
         await fc_mirror.load()
+        release_store = ReleaseStore(session=session, config=config)
+        model_metrics = ModelReleaseMetrics(registry)
+        rollouts = RolloutMirror(
+            store=release_store, poll_interval_s=config.model_releases.poll_interval_s, metrics=model_metrics
+        )
+        await rollouts.load()
+        models = ModelReleaseServicer(
+            store=release_store, mirror=rollouts, config=config, audit=audit, metrics=model_metrics
+        )
+        fleet_models_pb2_grpc.add_ModelReleaseServiceServicer_to_server(models, server)
         fleet_config = FleetConfigServicer(
-            mirror=fc_mirror, store=fc_store, config=config, audit=audit, metrics=fc_mirror.metrics
+            mirror=fc_mirror, store=fc_store, config=config, audit=audit, metrics=fc_mirror.metrics, models=models
         )
         fleet_config_pb2_grpc.add_FleetConfigServiceServicer_to_server(fleet_config, server)
         fleet = FleetServicer(

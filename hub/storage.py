@@ -28,7 +28,7 @@ READS_BY_ID = (
     "confidence", "char_confidences", "region", "region_confidence", "box_x1", "box_y1", "box_x2", "box_y2",
     "frame_width", "frame_height", "plate_crop_jpeg", "frame_jpeg", "latitude", "longitude", "gps_accuracy_m",
     "heading_deg", "speed_mps", "detector_version", "ocr_version", "state_model_version", "location_quality",
-    "location_age_s",
+    "location_age_s", "model_release",
 )  # fmt: skip
 READS_BY_PLATE = (
     "plate", "day", "capture_time", "read_id", "region", "confidence", "node_id", "camera_id", "node_kind",
@@ -120,7 +120,8 @@ def read_rows(read: reads_pb2.PlateRead, plate: str, ttl: int, hub_id: str, now:
         "heading_deg": loc.heading_deg if loc and loc.HasField("heading_deg") else None,
         "speed_mps": loc.speed_mps if loc and loc.HasField("speed_mps") else None,
         "detector_version": mv.detector or None, "ocr_version": mv.ocr or None,
-        "state_model_version": mv.state_classifier or None, "ttl": ttl, **where,
+        "state_model_version": mv.state_classifier or None, "model_release": mv.release or None, "ttl": ttl,
+        **where,
     }  # fmt: skip
     by_plate = {
         "plate": plate, "day": date(captured.year, captured.month, captured.day), "capture_time": captured,

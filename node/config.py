@@ -168,6 +168,23 @@ class SelfCheckConfig(StrictModel):
     max_clock_skew_s: float = Field(2.0, gt=0)
 
 
+class ModelRolloutConfig(StrictModel):
+    """Model releases from the hub (ModelReleaseService): checked with the release key this unit
+    trusts, self-tested on the release's samples, watched against the unit's own read rate."""
+
+    enabled: bool = True
+    # Public key (PEM) of the release key; without it the unit runs no release (it reports why).
+    release_key_file: Path | None = None
+    # Read rate (reads per processed frame) compared over this many frames before and after a switch.
+    rate_window_frames: int = Field(600, ge=10)
+    # Switch back when the rate falls by more than this share of the baseline...
+    max_read_rate_drop: float = Field(0.5, gt=0, le=1)
+    # ...and the baseline had at least this many reads (too few say nothing).
+    min_baseline_reads: int = Field(10, ge=1)
+    # A download that fails is resumed from the bytes already on disk, at most this many times.
+    download_attempts: int = Field(20, ge=1)
+
+
 class FleetLinkConfig(StrictModel):
     """Central configuration (FleetConfigService): the hub's overlays for this unit's groups and
     for the unit itself apply on top of this file. Local-only: never set by the hub."""
@@ -177,6 +194,7 @@ class FleetLinkConfig(StrictModel):
     groups: list[str] = Field(default_factory=list)
     # How often the node looks for an edit of its own configuration file (0: never).
     local_file_check_s: float = Field(2.0, ge=0)
+    models: ModelRolloutConfig = Field(default_factory=ModelRolloutConfig)
 
     @field_validator("groups")
     @classmethod

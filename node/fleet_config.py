@@ -30,6 +30,7 @@ from alpr_common.config import ConfigError, load_config_data, validate_config
 from alpr_common.retry import Backoff
 from node.config import ENV_PREFIX, NodeConfig
 from node.fleet_overlay import apply_overlay
+from node.model_releases import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,10 @@ class FleetConfigSync:
         *,
         backoff: Backoff | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        models: ModelManager | None = None,
     ) -> None:
+        """``models``: the unit's model releases, whose assignments and reports share this stream."""
+        self.models = models
         self.manager = manager
         self.targets = targets
         self.node_id = node_id
@@ -254,10 +258,16 @@ class FleetConfigSync:
         out.put(
             fleet_config_pb2.FleetConfigServiceSubscribeRequest(
                 start=fleet_config_pb2.FleetConfigSubscribeStart(
-                    node_id=self.node_id, have_version=have, groups=self.groups
+                    node_id=self.node_id, have_version=have, groups=self.groups,
+                    model_release_id=self.models.current if self.models else "",
                 )
             )
-        )
+        )  # fmt: skip
+        models = self.models
+        if models is not None:
+            models.on_report = lambda m: out.put(fleet_config_pb2.FleetConfigServiceSubscribeRequest(model=m))
+            if models.last_report is not None:  # what the hub may have missed while the link was down
+                out.put(fleet_config_pb2.FleetConfigServiceSubscribeRequest(model=models.last_report))
 
         def requests() -> Iterator[fleet_config_pb2.FleetConfigServiceSubscribeRequest]:
             while (m := out.get()) is not None:
@@ -290,6 +300,8 @@ class FleetConfigSync:
                             ack(u.version, f"overlay v{u.version} unreadable: {e}")
                             continue
                         ack(u.version, self.manager.offer(u.version, overlay))
+                    elif kind == "model" and models is not None:
+                        models.assign(resp.model.release_id, resp.model.paused)
                     elif kind == "current":
                         self.hub_version = resp.current.version
                         if self.manager.confirm(resp.current.version):
@@ -300,6 +312,8 @@ class FleetConfigSync:
                     if self._stop.is_set():
                         break
             finally:
+                if models is not None:
+                    models.on_report = None
                 out.put(None)
                 call.cancel()  # type: ignore[no-untyped-call]
                 self._call = None

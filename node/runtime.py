@@ -36,6 +36,7 @@ from node.fleet_overlay import changed_paths, runtime_changeable
 from node.gps import GpsReader
 from node.hotlist_sync import HotListSync
 from node.metrics import NodeMetrics
+from node.model_releases import ModelManager, ReleaseClient
 from node.motion_gate import GateSettings, MotionGate
 from node.queue import ReadQueue
 from node.recognition.types import FrameRecognizer, Image, PlateResult
@@ -113,7 +114,10 @@ class NodeRuntime:
         local_matcher: LocalMatcher | None = None,
         hotlist_version: Callable[[], tuple[int, float | None]] | None = None,
         fleet: ConfigManager | None = None,
+        models: ModelManager | None = None,
     ) -> None:
+        """``models``: the unit's model releases (made here when ``recognizer`` is None and
+        ``fleet.models`` is enabled); ``recognizer`` then comes from the release it runs."""
         # Central configuration: the hub's overlay on the node's own settings (last good one).
         if fleet is None and config.fleet.enabled:
             fleet = ConfigManager.from_config(config)
@@ -127,20 +131,32 @@ class NodeRuntime:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = NodeMetrics(self.registry)
+        h = config.hub
+        # Mutual TLS: the uplink, the hot-list sync and the fleet link present the same client certificate.
+        credentials = h.credentials()
+        m = config.fleet.models
+        if models is None and recognizer is None and config.fleet.enabled and m.enabled:
+            client = ReleaseClient(h.targets, credentials, Backoff(h.backoff_initial_s, h.backoff_max_s),
+                                   m.download_attempts)  # fmt: skip
+            models = ModelManager(Path(config.state_dir), m, dict(config.recognizer), client)
+        self.models = models
+        if recognizer is None and models is not None:
+            recognizer = models.load_current()
         if recognizer is None:
             from node.recognition.loading import RecognizerConfig, load_recognizer
 
             recognizer = load_recognizer(RecognizerConfig.model_validate(config.recognizer))
         self.recognizer = recognizer
+        self.release = models.current if models is not None else ""
+        self._swap: tuple[FrameRecognizer, str, threading.Event] | None = None
+        self._swap_lock = threading.Lock()
+        self.frames_total = 0
         # a recognizer that detects in regions lets the motion gate spare the detector where nothing moved
         self._can_gate = recognizer.supports_regions and config.gating.enabled
-        self.versions = recognizer.versions()
-        h = config.hub
+        self.versions = {**recognizer.versions(), "release": self.release}
         # Closes, in reverse order, what the node opened (queue and hot-list files here;
         # metrics endpoint, GPS, hot-list sync, uplink and threads in start()).
         self._resources = contextlib.ExitStack()
-        # Mutual TLS: the uplink and the hot-list sync present the same client certificate.
-        credentials = h.credentials()
         with self._resources as opened:
             self.hotlist: HotListSync | None = None
             if local_matcher is None and config.hotlist.enabled:
@@ -168,6 +184,7 @@ class NodeRuntime:
                 self.fleet_sync = FleetConfigSync(
                     fleet, h.targets, config.node_id, config.fleet.groups,
                     backoff=Backoff(h.backoff_initial_s, h.backoff_max_s), credentials=credentials,
+                    models=models,
                 )  # fmt: skip
             self._resources = opened.pop_all()
         self.gps = GpsReader(config.gps.source, config.gps.max_age_s) if config.gps else None
@@ -233,6 +250,10 @@ class NodeRuntime:
             if self.fleet is not None:
                 self.fleet.applier = self.apply_config
                 stack.callback(setattr, self.fleet, "applier", None)
+            if self.models is not None:
+                self.models.host = self
+                self.models.start()
+                stack.callback(self.models.stop)
             if self.fleet_sync is not None:
                 self.fleet_sync.start()
                 stack.callback(self.fleet_sync.stop)
@@ -322,9 +343,41 @@ class NodeRuntime:
 
     # -- pipeline --------------------------------------------------------------------------
 
+    def swap_recognizer(self, recognizer: FrameRecognizer, release: str, timeout: float = 60.0) -> None:
+        """Run ``recognizer`` (of model release ``release``) from the next frame on. The open
+        tracks finish with the models that saw them first, so every read carries the versions
+        it was read with."""
+        done = threading.Event()
+        with self._swap_lock:
+            self._swap = (recognizer, release, done)
+        if not any(th.name == "pipeline" and th.is_alive() for th in self._threads):
+            self._apply_swap()
+        if not done.wait(timeout):
+            self._apply_swap()  # the pipeline is stuck on a frame: swap from here
+
+    def _apply_swap(self) -> None:
+        with self._swap_lock:
+            pending, self._swap = self._swap, None
+            if pending is None:
+                return
+            recognizer, release, done = pending
+            for cam in self.cameras:
+                if not cam.finished:
+                    self._emit(cam, cam.tracker.flush())
+            self.recognizer, self.release = recognizer, release
+            self.versions = {**recognizer.versions(), "release": release}
+            self._can_gate = recognizer.supports_regions and self.config.gating.enabled
+            log.info("now reading with %s (%s)", release or "this unit's own models", self.versions)
+        done.set()
+
+    def read_counts(self) -> tuple[int, int]:
+        return self.frames_total, self.reads_emitted
+
     def _process(self) -> None:
         active = list(self.cameras)
         while active and not self._stop.is_set():
+            if self._swap is not None:
+                self._apply_swap()
             idle = True
             for cam in list(active):
                 try:
@@ -338,6 +391,7 @@ class NodeRuntime:
                     active.remove(cam)
                     continue
                 results = self._recognize(cam, frame)
+                self.frames_total += 1
                 t0 = time.perf_counter()
                 finished = cam.tracker.update(frame.t, results, frame)
                 self.metrics.stage_seconds.labels("track").inc(time.perf_counter() - t0)
@@ -446,6 +500,7 @@ class NodeRuntime:
                 detector=self.versions.get("detector", ""),
                 ocr=self.versions.get("ocr", ""),
                 state_classifier=self.versions.get("state_classifier", ""),
+                release=self.versions.get("release", ""),
             ),
         )
         if frame is not None:
@@ -589,6 +644,8 @@ class NodeRuntime:
                 out.append(f"camera {cam.config.camera_id}: no frames for {now - cam.last_frame_wall:.0f} s")
         if not self.detector_ok:
             out.append(f"detector failing: {self.detector_error}")
+        if self.models is not None and self.models.error:
+            out.append(f"models: {self.models.error}")
         damage = damage_report(self.config.state_dir)
         if damage is not None:
             out.append(damage_problem(damage))
@@ -698,6 +755,7 @@ class NodeRuntime:
             },
             "detector_ok": self.detector_ok,
             "config": dict(zip(("version", "error"), self.fleet.status(), strict=True)) if self.fleet else None,
+            "models": self.models.status() if self.models else None,
             "reads_emitted": self.reads_emitted,
             "metrics_port": self.metrics_port,
         }

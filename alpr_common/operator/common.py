@@ -28,6 +28,8 @@ READ_ONLY_METHODS = {
     "alpr.v1.AdminService": ("ListUsers", "WhoAmI", "ListNodes"),
     "alpr.v1.AuditService": ("ListAudit", "VerifyAudit"),
     "alpr.v1.FleetService": ("ListNodes",),
+    "alpr.v1.FleetConfigService": ("GetConfig", "ListHistory"),
+    "alpr.v1.ModelReleaseService": ("ListReleases", "GetRolloutStatus"),
     "alpr.v1.SearchService": ("Search",),
     "alpr.v1.EvidenceService": ("GetEvidence",),
 }

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from alpr.v1 import fleet_models_pb2 as alpr_dot_v1_dot_fleet__models__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61lpr/v1/fleet_config.proto\x12\x07\x61lpr.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x0cOverlayScope\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x19.alpr.v1.OverlayScopeKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x36\n\x04name\x18\x02 \x01(\tB(\xbaH%r#\x10\x01\x18@2\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$\"\xca\x02\n\x11SetOverlayRequest\x12,\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScopeB\x06\xbaH\x03\xc8\x01\x01\x12 \n\rsettings_json\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x18\x80\x80\x04\x12\x0f\n\x07replace\x18\x03 \x01(\x08\x12\x66\n\x06reason\x18\x04 \x01(\tBV\xbaHS\xba\x01P\n\tnot_blank\x12.is required: say why the configuration changes\x1a\x13this.matches(\'\\\\S\')\x12\x12\n\nchanged_by\x18\x05 \x01(\t\x12,\n\x16\x65xpected_scope_version\x18\x06 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00H\x00\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x19\n\x17_expected_scope_version\"L\n\x12SetOverlayResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0coverlay_json\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"\x8d\x01\n\x10GetConfigRequest\x12&\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScopeH\x00\x12#\n\x04node\x18\x02 \x01(\x0b\x32\x13.alpr.v1.NodeTargetH\x00\x12\x1b\n\nat_version\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x42\x0f\n\x06target\x12\x05\xbaH\x02\x08\x01\"6\n\nNodeTarget\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06groups\x18\x02 \x03(\t\"Q\n\x11GetConfigResponse\x12\x14\n\x0coverlay_json\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rscope_version\x18\x03 \x01(\x03\"U\n\x12ListHistoryRequest\x12$\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScope\x12\x19\n\x05limit\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\"\xed\x01\n\x12\x46leetConfigVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12$\n\x05scope\x18\x02 \x01(\x0b\x32\x15.alpr.v1.OverlayScope\x12\x14\n\x0coverlay_json\x18\x03 \x01(\t\x12\x13\n\x0b\x63hange_json\x18\x04 \x01(\t\x12\x0f\n\x07replace\x18\x05 \x01(\x08\x12\x12\n\nchanged_by\x18\x06 \x01(\t\x12\x30\n\x0c\x63hanged_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06hub_id\x18\t \x01(\t\"]\n\x13ListHistoryResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.alpr.v1.FleetConfigVersion\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\x03\"\x93\x01\n\"FleetConfigServiceSubscribeRequest\x12\x33\n\x05start\x18\x01 \x01(\x0b\x32\".alpr.v1.FleetConfigSubscribeStartH\x00\x12&\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x17.alpr.v1.FleetConfigAckH\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\xa4\x01\n\x19\x46leetConfigSubscribeStart\x12X\n\x07node_id\x18\x01 \x01(\tBG\xbaHD\xba\x01\x41\n\tnot_blank\x12\x1fis required: send the node\'s id\x1a\x13this.matches(\'\\\\S\')\x12\x1d\n\x0chave_version\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x0e\n\x06groups\x18\x03 \x03(\t\"0\n\x0e\x46leetConfigAck\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x8d\x01\n#FleetConfigServiceSubscribeResponse\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1a.alpr.v1.FleetConfigUpdateH\x00\x12-\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x1a.alpr.v1.FleetConfigNoticeH\x00\x42\t\n\x07payload\"l\n\x11\x46leetConfigUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0coverlay_json\x18\x02 \x01(\t\x12\x30\n\x0c\x63hanged_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x11\x46leetConfigNotice\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*q\n\x10OverlayScopeKind\x12\"\n\x1eOVERLAY_SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18OVERLAY_SCOPE_KIND_GROUP\x10\x01\x12\x1b\n\x17OVERLAY_SCOPE_KIND_NODE\x10\x02\x32\xd5\x02\n\x12\x46leetConfigService\x12\x45\n\nSetOverlay\x12\x1a.alpr.v1.SetOverlayRequest\x1a\x1b.alpr.v1.SetOverlayResponse\x12\x42\n\tGetConfig\x12\x19.alpr.v1.GetConfigRequest\x1a\x1a.alpr.v1.GetConfigResponse\x12H\n\x0bListHistory\x12\x1b.alpr.v1.ListHistoryRequest\x1a\x1c.alpr.v1.ListHistoryResponse\x12j\n\tSubscribe\x12+.alpr.v1.FleetConfigServiceSubscribeRequest\x1a,.alpr.v1.FleetConfigServiceSubscribeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61lpr/v1/fleet_config.proto\x12\x07\x61lpr.v1\x1a\x1a\x61lpr/v1/fleet_models.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x0cOverlayScope\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x19.alpr.v1.OverlayScopeKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x36\n\x04name\x18\x02 \x01(\tB(\xbaH%r#\x10\x01\x18@2\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$\"\xca\x02\n\x11SetOverlayRequest\x12,\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScopeB\x06\xbaH\x03\xc8\x01\x01\x12 \n\rsettings_json\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x18\x80\x80\x04\x12\x0f\n\x07replace\x18\x03 \x01(\x08\x12\x66\n\x06reason\x18\x04 \x01(\tBV\xbaHS\xba\x01P\n\tnot_blank\x12.is required: say why the configuration changes\x1a\x13this.matches(\'\\\\S\')\x12\x12\n\nchanged_by\x18\x05 \x01(\t\x12,\n\x16\x65xpected_scope_version\x18\x06 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00H\x00\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x19\n\x17_expected_scope_version\"L\n\x12SetOverlayResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0coverlay_json\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"\x8d\x01\n\x10GetConfigRequest\x12&\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScopeH\x00\x12#\n\x04node\x18\x02 \x01(\x0b\x32\x13.alpr.v1.NodeTargetH\x00\x12\x1b\n\nat_version\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x42\x0f\n\x06target\x12\x05\xbaH\x02\x08\x01\"6\n\nNodeTarget\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06groups\x18\x02 \x03(\t\"Q\n\x11GetConfigResponse\x12\x14\n\x0coverlay_json\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rscope_version\x18\x03 \x01(\x03\"U\n\x12ListHistoryRequest\x12$\n\x05scope\x18\x01 \x01(\x0b\x32\x15.alpr.v1.OverlayScope\x12\x19\n\x05limit\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\"\xed\x01\n\x12\x46leetConfigVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12$\n\x05scope\x18\x02 \x01(\x0b\x32\x15.alpr.v1.OverlayScope\x12\x14\n\x0coverlay_json\x18\x03 \x01(\t\x12\x13\n\x0b\x63hange_json\x18\x04 \x01(\t\x12\x0f\n\x07replace\x18\x05 \x01(\x08\x12\x12\n\nchanged_by\x18\x06 \x01(\t\x12\x30\n\x0c\x63hanged_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06hub_id\x18\t \x01(\t\"]\n\x13ListHistoryResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.alpr.v1.FleetConfigVersion\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\x03\"\xba\x01\n\"FleetConfigServiceSubscribeRequest\x12\x33\n\x05start\x18\x01 \x01(\x0b\x32\".alpr.v1.FleetConfigSubscribeStartH\x00\x12&\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x17.alpr.v1.FleetConfigAckH\x00\x12%\n\x05model\x18\x03 \x01(\x0b\x32\x14.alpr.v1.ModelReportH\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\xbe\x01\n\x19\x46leetConfigSubscribeStart\x12X\n\x07node_id\x18\x01 \x01(\tBG\xbaHD\xba\x01\x41\n\tnot_blank\x12\x1fis required: send the node\'s id\x1a\x13this.matches(\'\\\\S\')\x12\x1d\n\x0chave_version\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12\x18\n\x10model_release_id\x18\x04 \x01(\t\"0\n\x0e\x46leetConfigAck\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\xb8\x01\n#FleetConfigServiceSubscribeResponse\x12,\n\x06update\x18\x01 \x01(\x0b\x32\x1a.alpr.v1.FleetConfigUpdateH\x00\x12-\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x1a.alpr.v1.FleetConfigNoticeH\x00\x12)\n\x05model\x18\x03 \x01(\x0b\x32\x18.alpr.v1.ModelAssignmentH\x00\x42\t\n\x07payload\"l\n\x11\x46leetConfigUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0coverlay_json\x18\x02 \x01(\t\x12\x30\n\x0c\x63hanged_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x11\x46leetConfigNotice\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*q\n\x10OverlayScopeKind\x12\"\n\x1eOVERLAY_SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18OVERLAY_SCOPE_KIND_GROUP\x10\x01\x12\x1b\n\x17OVERLAY_SCOPE_KIND_NODE\x10\x02\x32\xd5\x02\n\x12\x46leetConfigService\x12\x45\n\nSetOverlay\x12\x1a.alpr.v1.SetOverlayRequest\x1a\x1b.alpr.v1.SetOverlayResponse\x12\x42\n\tGetConfig\x12\x19.alpr.v1.GetConfigRequest\x1a\x1a.alpr.v1.GetConfigResponse\x12H\n\x0bListHistory\x12\x1b.alpr.v1.ListHistoryRequest\x1a\x1c.alpr.v1.ListHistoryResponse\x12j\n\tSubscribe\x12+.alpr.v1.FleetConfigServiceSubscribeRequest\x1a,.alpr.v1.FleetConfigServiceSubscribeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,38 +60,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETCONFIGSUBSCRIBESTART'].fields_by_name['node_id']._serialized_options = b'\272HD\272\001A\n\tnot_blank\022\037is required: send the node\'s id\032\023this.matches(\'\\\\S\')'
   _globals['_FLEETCONFIGSUBSCRIBESTART'].fields_by_name['have_version']._loaded_options = None
   _globals['_FLEETCONFIGSUBSCRIBESTART'].fields_by_name['have_version']._serialized_options = b'\272H\004\"\002(\000'
-  _globals['_OVERLAYSCOPEKIND']._serialized_start=2050
-  _globals['_OVERLAYSCOPEKIND']._serialized_end=2163
-  _globals['_OVERLAYSCOPE']._serialized_start=101
-  _globals['_OVERLAYSCOPE']._serialized_end=224
-  _globals['_SETOVERLAYREQUEST']._serialized_start=227
-  _globals['_SETOVERLAYREQUEST']._serialized_end=557
-  _globals['_SETOVERLAYRESPONSE']._serialized_start=559
-  _globals['_SETOVERLAYRESPONSE']._serialized_end=635
-  _globals['_GETCONFIGREQUEST']._serialized_start=638
-  _globals['_GETCONFIGREQUEST']._serialized_end=779
-  _globals['_NODETARGET']._serialized_start=781
-  _globals['_NODETARGET']._serialized_end=835
-  _globals['_GETCONFIGRESPONSE']._serialized_start=837
-  _globals['_GETCONFIGRESPONSE']._serialized_end=918
-  _globals['_LISTHISTORYREQUEST']._serialized_start=920
-  _globals['_LISTHISTORYREQUEST']._serialized_end=1005
-  _globals['_FLEETCONFIGVERSION']._serialized_start=1008
-  _globals['_FLEETCONFIGVERSION']._serialized_end=1245
-  _globals['_LISTHISTORYRESPONSE']._serialized_start=1247
-  _globals['_LISTHISTORYRESPONSE']._serialized_end=1340
-  _globals['_FLEETCONFIGSERVICESUBSCRIBEREQUEST']._serialized_start=1343
-  _globals['_FLEETCONFIGSERVICESUBSCRIBEREQUEST']._serialized_end=1490
-  _globals['_FLEETCONFIGSUBSCRIBESTART']._serialized_start=1493
-  _globals['_FLEETCONFIGSUBSCRIBESTART']._serialized_end=1657
-  _globals['_FLEETCONFIGACK']._serialized_start=1659
-  _globals['_FLEETCONFIGACK']._serialized_end=1707
-  _globals['_FLEETCONFIGSERVICESUBSCRIBERESPONSE']._serialized_start=1710
-  _globals['_FLEETCONFIGSERVICESUBSCRIBERESPONSE']._serialized_end=1851
-  _globals['_FLEETCONFIGUPDATE']._serialized_start=1853
-  _globals['_FLEETCONFIGUPDATE']._serialized_end=1961
-  _globals['_FLEETCONFIGNOTICE']._serialized_start=1963
-  _globals['_FLEETCONFIGNOTICE']._serialized_end=2048
-  _globals['_FLEETCONFIGSERVICE']._serialized_start=2166
-  _globals['_FLEETCONFIGSERVICE']._serialized_end=2507
+  _globals['_OVERLAYSCOPEKIND']._serialized_start=2186
+  _globals['_OVERLAYSCOPEKIND']._serialized_end=2299
+  _globals['_OVERLAYSCOPE']._serialized_start=129
+  _globals['_OVERLAYSCOPE']._serialized_end=252
+  _globals['_SETOVERLAYREQUEST']._serialized_start=255
+  _globals['_SETOVERLAYREQUEST']._serialized_end=585
+  _globals['_SETOVERLAYRESPONSE']._serialized_start=587
+  _globals['_SETOVERLAYRESPONSE']._serialized_end=663
+  _globals['_GETCONFIGREQUEST']._serialized_start=666
+  _globals['_GETCONFIGREQUEST']._serialized_end=807
+  _globals['_NODETARGET']._serialized_start=809
+  _globals['_NODETARGET']._serialized_end=863
+  _globals['_GETCONFIGRESPONSE']._serialized_start=865
+  _globals['_GETCONFIGRESPONSE']._serialized_end=946
+  _globals['_LISTHISTORYREQUEST']._serialized_start=948
+  _globals['_LISTHISTORYREQUEST']._serialized_end=1033
+  _globals['_FLEETCONFIGVERSION']._serialized_start=1036
+  _globals['_FLEETCONFIGVERSION']._serialized_end=1273
+  _globals['_LISTHISTORYRESPONSE']._serialized_start=1275
+  _globals['_LISTHISTORYRESPONSE']._serialized_end=1368
+  _globals['_FLEETCONFIGSERVICESUBSCRIBEREQUEST']._serialized_start=1371
+  _globals['_FLEETCONFIGSERVICESUBSCRIBEREQUEST']._serialized_end=1557
+  _globals['_FLEETCONFIGSUBSCRIBESTART']._serialized_start=1560
+  _globals['_FLEETCONFIGSUBSCRIBESTART']._serialized_end=1750
+  _globals['_FLEETCONFIGACK']._serialized_start=1752
+  _globals['_FLEETCONFIGACK']._serialized_end=1800
+  _globals['_FLEETCONFIGSERVICESUBSCRIBERESPONSE']._serialized_start=1803
+  _globals['_FLEETCONFIGSERVICESUBSCRIBERESPONSE']._serialized_end=1987
+  _globals['_FLEETCONFIGUPDATE']._serialized_start=1989
+  _globals['_FLEETCONFIGUPDATE']._serialized_end=2097
+  _globals['_FLEETCONFIGNOTICE']._serialized_start=2099
+  _globals['_FLEETCONFIGNOTICE']._serialized_end=2184
+  _globals['_FLEETCONFIGSERVICE']._serialized_start=2302
+  _globals['_FLEETCONFIGSERVICE']._serialized_end=2643
 # @@protoc_insertion_point(module_scope)

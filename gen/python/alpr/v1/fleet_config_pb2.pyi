@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from alpr.v1 import fleet_models_pb2 as _fleet_models_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -334,21 +335,27 @@ class FleetConfigServiceSubscribeRequest(_message.Message):
 
     START_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def start(self) -> Global___FleetConfigSubscribeStart: ...
     @_builtins.property
     def ack(self) -> Global___FleetConfigAck: ...
+    @_builtins.property
+    def model(self) -> _fleet_models_pb2.ModelReport:
+        """What the unit made of its model assignment (ModelReleaseService)."""
+
     def __init__(
         self,
         *,
         start: Global___FleetConfigSubscribeStart | None = ...,
         ack: Global___FleetConfigAck | None = ...,
+        model: _fleet_models_pb2.ModelReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "payload", b"payload", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "model", b"model", "payload", b"payload", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "payload", b"payload", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "model", b"model", "payload", b"payload", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["start", "ack"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["start", "ack", "model"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -361,10 +368,13 @@ class FleetConfigSubscribeStart(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     HAVE_VERSION_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    MODEL_RELEASE_ID_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """With mutual TLS: must be the client certificate's CN."""
     have_version: _builtins.int
     """The version whose configuration the node holds; 0 when it holds none."""
+    model_release_id: _builtins.str
+    """The model release the unit runs ("" : its own models)."""
     @_builtins.property
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The node's groups (fleet.groups of its own file), in the order overlays apply."""
@@ -375,10 +385,11 @@ class FleetConfigSubscribeStart(_message.Message):
         node_id: _builtins.str = ...,
         have_version: _builtins.int = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
+        model_release_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "have_version", b"have_version", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "have_version", b"have_version", "model_release_id", b"model_release_id", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +427,7 @@ class FleetConfigServiceSubscribeResponse(_message.Message):
 
     UPDATE_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def update(self) -> Global___FleetConfigUpdate:
         """The node's effective overlay changed: apply it."""
@@ -424,17 +436,22 @@ class FleetConfigServiceSubscribeResponse(_message.Message):
     def current(self) -> Global___FleetConfigNotice:
         """The log is at this version and the node's overlay is what it holds."""
 
+    @_builtins.property
+    def model(self) -> _fleet_models_pb2.ModelAssignment:
+        """The model release the unit should run changed (or the stream began)."""
+
     def __init__(
         self,
         *,
         update: Global___FleetConfigUpdate | None = ...,
         current: Global___FleetConfigNotice | None = ...,
+        model: _fleet_models_pb2.ModelAssignment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "payload", b"payload", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "model", b"model", "payload", b"payload", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "payload", b"payload", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "model", b"model", "payload", b"payload", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["update", "current"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["update", "current", "model"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

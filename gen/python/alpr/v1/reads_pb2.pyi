@@ -158,19 +158,23 @@ class ModelVersions(_message.Message):
     DETECTOR_FIELD_NUMBER: _builtins.int
     OCR_FIELD_NUMBER: _builtins.int
     STATE_CLASSIFIER_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
     detector: _builtins.str
     ocr: _builtins.str
     state_classifier: _builtins.str
+    release: _builtins.str
+    """The model release (ModelReleaseService) the unit ran; empty: its own models."""
     def __init__(
         self,
         *,
         detector: _builtins.str = ...,
         ocr: _builtins.str = ...,
         state_classifier: _builtins.str = ...,
+        release: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detector", b"detector", "ocr", b"ocr", "state_classifier", b"state_classifier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detector", b"detector", "ocr", b"ocr", "release", b"release", "state_classifier", b"state_classifier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
