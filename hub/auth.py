@@ -62,6 +62,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.IngestService/Ingest": frozenset({NODE}),
     "/alpr.v1.HotListService/Subscribe": frozenset({NODE}),
     "/alpr.v1.HotListService/GetVersion": frozenset({NODE, *HUMANS}),
+    # Manual entries an officer made at the unit, handed over by the node (policy 4.5)
+    "/alpr.v1.HotListService/SubmitLocalEntries": frozenset({NODE}),
     # Hot lists: any sworn member may add a plate by hand, with a reason and an expiry (policy
     # §2, 4.5); removals and imports are for supervisors and admins; operations read them.
     "/alpr.v1.HotListService/AddEntry": frozenset({OFFICER, INVESTIGATOR, SUPERVISOR, ADMIN}),
@@ -142,6 +144,7 @@ IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
 # A node calling these must be registered, and may name only itself (certificate CN).
 NODE_ID_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.HotListService/Subscribe": ("start", "node_id"),
+    "/alpr.v1.HotListService/SubmitLocalEntries": ("node_id",),
     "/alpr.v1.FleetConfigService/Subscribe": ("start", "node_id"),
 }
 

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shift-start": ("node.shift_cli", "start a shift: is the hot list current? (--officer ID --config FILE)"),
     "shift-end": ("node.shift_cli", "end the shift: the unit goes off shift (--officer ID)"),
     "report-damage": ("node.shift_cli", "report the unit damaged: a help-desk ticket (--officer ID --note TEXT)"),
+    "hotlist-add": ("node.local_entry_cli", "enter a plate at the unit, offline too (--officer ID --reason --expires)"),
     "recognize": ("node.recognize_cli", "detect and read plates in still images (--json: one object per line)"),
     "evaluate": ("node.evaluate_cli", "measure detection/OCR accuracy on an annotated image folder"),
     "train": ("node.training.cli", "generate data and train the detector / OCR / state models"),

@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class LocalHotList:
-    """The hot list on disk (SQLite, WAL). One writer: the sync thread."""
+    """The hot list on disk (SQLite, WAL), written by the sync thread; and the outbox of manual
+    entries officers made at the unit (``alpr-node hotlist-add``, another process), which are
+    matched at once and stay matched until the hub has them."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +49,9 @@ class LocalHotList:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS entries (entry_id TEXT PRIMARY KEY, data TEXT NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS local_outbox (entry_id TEXT PRIMARY KEY, data TEXT NOT NULL, submission BLOB NOT NULL)"
+        )
         self._lock = threading.Lock()
 
     def _meta(self, key: str) -> str | None:
@@ -73,6 +78,32 @@ class LocalHotList:
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM entries").fetchone()[0])
 
+    # -- manual entries made at the unit ------------------------------------------------
+
+    def add_local(self, entry: HotListEntry, submission: hotlist_pb2.LocalEntry) -> None:
+        """An officer's entry: matched from now on (also offline), handed to the hub when it can be."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                data = json.dumps(entry.to_dict())
+                self.db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?)", (entry.entry_id, data))
+                self.db.execute("INSERT OR REPLACE INTO local_outbox VALUES (?, ?, ?)",
+                                (entry.entry_id, data, submission.SerializeToString()))  # fmt: skip
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def outbox(self) -> list[tuple[HotListEntry, hotlist_pb2.LocalEntry]]:
+        """Entries made at the unit that the hub has not confirmed yet, oldest first."""
+        rows = self.db.execute("SELECT data, submission FROM local_outbox ORDER BY rowid").fetchall()
+        return [(HotListEntry.from_dict(json.loads(d)), hotlist_pb2.LocalEntry.FromString(s)) for d, s in rows]
+
+    def submitted(self, entry_ids: list[str]) -> None:
+        """The hub holds these: they come back with its versions like any entry."""
+        with self._lock:
+            self.db.executemany("DELETE FROM local_outbox WHERE entry_id = ?", ((i,) for i in entry_ids))
+
     def replace_all(self, entries: list[HotListEntry], version: int) -> None:
         """A snapshot: the whole list at ``version``, in one transaction."""
         with self._lock:
@@ -83,6 +114,8 @@ class LocalHotList:
                     "INSERT OR REPLACE INTO entries VALUES (?, ?)",
                     ((e.entry_id, json.dumps(e.to_dict())) for e in entries),
                 )
+                # entries made at the unit that the hub does not hold yet stay
+                self.db.execute("INSERT OR IGNORE INTO entries SELECT entry_id, data FROM local_outbox")
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
                 self.db.execute("COMMIT")
             except BaseException:
@@ -137,6 +170,7 @@ class HotListSync:
         backoff: Backoff | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: list[tuple[str, str]] | None = None,
+        outbox_interval_s: float = 2.0,
     ) -> None:
         """``backoff`` spaces the reconnections; ``credentials`` make the channel mutual TLS."""
         if not targets:
@@ -156,6 +190,9 @@ class HotListSync:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._call: Any = None  # the live Subscribe call (cancel() ends it)
+        self.outbox_interval_s = outbox_interval_s
+        self._outbox_thread: threading.Thread | None = None
+        self.local_pending = 0  # entries made at the unit the hub does not hold yet
 
     # -- for the node runtime -----------------------------------------------------------
 
@@ -172,6 +209,8 @@ class HotListSync:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="hotlist-sync", daemon=True)
         self._thread.start()
+        self._outbox_thread = threading.Thread(target=self._outbox_loop, name="hotlist-outbox", daemon=True)
+        self._outbox_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -180,6 +219,8 @@ class HotListSync:
             call.cancel()
         if self._thread is not None:
             self._thread.join(10)
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(10)
         self.local.close()
 
     def wait_current(self, timeout: float) -> bool:
@@ -197,6 +238,49 @@ class HotListSync:
         if self._thread is not None:
             self._thread.join(10)
         return status
+
+    # -- entries made at the unit --------------------------------------------------------
+
+    def _outbox_loop(self) -> None:
+        """Match the officers' own entries as soon as they are made; hand them to the hub
+        (SubmitLocalEntries) whenever one answers; keep them until one has."""
+        while not self._stop.is_set():
+            try:
+                self.submit_local_entries()
+            except Exception:
+                log.exception("manual entries made at the unit: handing over failed")
+            self._stop.wait(self.outbox_interval_s)
+
+    def submit_local_entries(self) -> int:
+        """One pass over the outbox; how many entries the hub confirmed."""
+        pending = self.local.outbox()
+        self.local_pending = len(pending)
+        if not pending:
+            return 0
+        with self._lock:
+            for e, _ in pending:
+                self.matcher.upsert(e)
+        request = hotlist_pb2.SubmitLocalEntriesRequest(node_id=self.node_id, entries=[s for _, s in pending[:100]])
+        for target in self.targets:
+            creds = self.credentials
+            try:
+                with grpc.secure_channel(target, creds) if creds is not None else grpc.insecure_channel(target) as ch:
+                    resp = hotlist_pb2_grpc.HotListServiceStub(ch).SubmitLocalEntries(
+                        request, timeout=10, metadata=self.metadata
+                    )
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    log.error("the hub refused a manual entry made at the unit: %s", e.details())
+                else:
+                    log.info("manual entries made at the unit wait for a hub (%s: %s)", target, e.code().name)
+                continue
+            done = [e.entry_id for e in resp.entries]
+            self.local.submitted(done)
+            self.local_pending = len(pending) - len(done)
+            log.info("handed %d manual entr%s made at the unit to the hub (version %d)", len(done),
+                     "y" if len(done) == 1 else "ies", resp.version)  # fmt: skip
+            return len(done)
+        return 0
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -254,7 +338,7 @@ class HotListSync:
                         self.local.replace_all(snapshot, v)
                         with self._lock:
                             self.matcher.clear()
-                            for e in snapshot:
+                            for e in [*snapshot, *(le for le, _ in self.local.outbox())]:
                                 self.matcher.upsert(e)
                         snapshot = None
                         acks.put(hotlist_pb2.SubscribeRequest(ack=hotlist_pb2.SubscribeAck(version=v)))

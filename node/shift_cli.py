@@ -48,7 +48,7 @@ class UnitSettings:
     credentials: grpc.ChannelCredentials | None
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def unit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--officer", required=True, help="the officer (badge or user id)")
     p.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("ALPR_NODE_CONFIG"),
                    help="the node's config, as for `alpr-node run` (env ALPR_NODE_CONFIG)")  # fmt: skip
@@ -58,7 +58,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _settings(args: argparse.Namespace, hubs_flag: list[str], node_id_flag: str | None) -> UnitSettings:
+def unit_settings(args: argparse.Namespace, hubs_flag: list[str], node_id_flag: str | None) -> UnitSettings:
     """Flags over the config file over the environment; ConfigError when the config is unusable."""
     if args.config:
         from node.config import load_node_config
@@ -81,7 +81,7 @@ def _age(when: datetime | None) -> str:
     return f"last confirmed current {s / 3600:.1f} h ago ({when.isoformat(timespec='seconds')})"
 
 
-def _officer(prog: str, officer: str) -> str | None:
+def officer_arg(prog: str, officer: str) -> str | None:
     if not officer.strip():
         print(f"{prog}: --officer must not be empty", file=sys.stderr)
         return None
@@ -100,17 +100,17 @@ def main(argv: list[str]) -> int:
 def shift_start(argv: list[str]) -> int:
     prog = "alpr-node shift-start"
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(p)
+    unit_options(p)
     p.add_argument("--hub", action="append", default=[], help="hub HOST:PORT (repeatable; default from --config, "
                    "else env ALPR_HUB)")  # fmt: skip
     p.add_argument("--node-id", help="default from --config, else env ALPR_NODE_ID or the host name")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the list (default 120)")
     args = p.parse_args(argv)
-    officer = _officer(prog, args.officer)
+    officer = officer_arg(prog, args.officer)
     if officer is None:
         return 2
     try:
-        unit = _settings(args, args.hub, args.node_id)
+        unit = unit_settings(args, args.hub, args.node_id)
     except ConfigError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
@@ -171,13 +171,13 @@ def shift_end(argv: list[str]) -> int:
     prog = "alpr-node shift-end"
     p = argparse.ArgumentParser(prog=prog, description="End the shift on this unit: off shift, a parked unit's "
                                 "silence opens no help-desk ticket.")  # fmt: skip
-    _common(p)
+    unit_options(p)
     args = p.parse_args(argv)
-    officer = _officer(prog, args.officer)
+    officer = officer_arg(prog, args.officer)
     if officer is None:
         return 2
     try:
-        unit = _settings(args, [], None)
+        unit = unit_settings(args, [], None)
     except ConfigError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
@@ -199,19 +199,19 @@ def report_damage(argv: list[str]) -> int:
     prog = "alpr-node report-damage"
     p = argparse.ArgumentParser(prog=prog, description="Report this unit damaged or not working properly "
                                 "(policy 4.8): the next heartbeat carries it and the help desk gets a ticket.")  # fmt: skip
-    _common(p)
+    unit_options(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--note", help="what is wrong (e.g. 'front camera hit, lens cracked')")
     what.add_argument("--repaired", action="store_true", help="withdraw the report: the unit is fixed")
     args = p.parse_args(argv)
-    officer = _officer(prog, args.officer)
+    officer = officer_arg(prog, args.officer)
     if officer is None:
         return 2
     if args.note is not None and not args.note.strip():
         print(f"{prog}: --note must say what is wrong", file=sys.stderr)
         return 2
     try:
-        unit = _settings(args, [], None)
+        unit = unit_settings(args, [], None)
     except ConfigError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2

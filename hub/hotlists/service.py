@@ -239,6 +239,54 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             )
         return expires
 
+    async def SubmitLocalEntries(
+        self, request: hotlist_pb2.SubmitLocalEntriesRequest, context: Context
+    ) -> hotlist_pb2.SubmitLocalEntriesResponse:
+        """Entries officers made at a unit, offline too: each becomes the MANUAL entry
+        ``MANUAL:<local_id>`` once (a resend after a lost answer finds it and changes nothing),
+        entered by the officer named at the unit, with the node that vouches for it (its
+        certificate) in the details and the audit."""
+        node = request.node_id.strip()
+        now = now_utc()
+        out: list[HotListEntry] = []
+        changes: list[Change] = []
+        for i, le in enumerate(request.entries):
+            entry_id = f"MANUAL:{le.local_id.lower()}"
+            held = await self.store.get_entry(entry_id)
+            if held is not None:
+                out.append(held)
+                continue
+            plate = normalize_plate(le.plate)
+            problem = plate_problem(plate, 1, self.config.ingest.plate_max_length)
+            expires = from_timestamp(le.expire_time)
+            limit = now + timedelta(days=self.config.hotlists.manual_max_expiry_days)
+            if problem or expires > limit:
+                why = problem.replace("plate_text", "plate") if problem else (
+                    f"expire_time {expires.date().isoformat()} is more than "
+                    f"{self.config.hotlists.manual_max_expiry_days:g} days ahead"
+                )  # fmt: skip
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"entries[{i}] ({le.local_id}): {why}")
+            entered = from_timestamp(le.entered_time)
+            e = HotListEntry(
+                entry_id=entry_id, plate=plate, state=le.state.strip().upper(), category=category_name(le.category),
+                source="MANUAL", priority=5, reason=le.reason.strip(), entered_by=le.officer_id.strip(),
+                entered_at=min(entered, now), expires_at=expires,
+                details=f"entered at unit {node} at {entered.isoformat(timespec='seconds')}",
+            )  # fmt: skip
+            out.append(e)
+            if not e.expired(now):  # an entry that lapsed while the unit was offline is not listed
+                changes.append(Change(UPSERT, e.entry_id, e))
+        version = self.mirror.version
+        if changes:
+            officers = sorted({c.entry.entered_by for c in changes if c.entry is not None})
+            version = await self._commit(
+                context, changes, ",".join(officers),
+                f"{len(changes)} manual entr{'y' if len(changes) == 1 else 'ies'} from unit {node}: "
+                + "; ".join(f"{c.entry_id}: {c.entry.reason}" for c in changes if c.entry is not None),
+            )  # fmt: skip
+            self.metrics.changes.labels("add").inc(len(changes))
+        return hotlist_pb2.SubmitLocalEntriesResponse(entries=[entry_to_proto(e) for e in out], version=version)
+
     async def RemoveEntry(
         self, request: hotlist_pb2.RemoveEntryRequest, context: Context
     ) -> hotlist_pb2.RemoveEntryResponse:

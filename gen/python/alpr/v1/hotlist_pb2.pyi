@@ -627,6 +627,104 @@ class AddEntryResponse(_message.Message):
 Global___AddEntryResponse: _TypeAlias = AddEntryResponse  # noqa: Y015
 
 @_typing.final
+class LocalEntry(_message.Message):
+    """A manual entry made at a unit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCAL_ID_FIELD_NUMBER: _builtins.int
+    PLATE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OFFICER_ID_FIELD_NUMBER: _builtins.int
+    ENTERED_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    local_id: _builtins.str
+    """Chosen by the node (canonical UUID); the hub's entry id is MANUAL:<local_id>."""
+    plate: _builtins.str
+    state: _builtins.str
+    category: Global___HotListCategory.ValueType
+    reason: _builtins.str
+    """Why the plate is entered (policy 4.5)."""
+    officer_id: _builtins.str
+    """The officer who entered it at the unit."""
+    @_builtins.property
+    def entered_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Required, like any manual entry's."""
+
+    def __init__(
+        self,
+        *,
+        local_id: _builtins.str = ...,
+        plate: _builtins.str = ...,
+        state: _builtins.str = ...,
+        category: Global___HotListCategory.ValueType = ...,
+        reason: _builtins.str = ...,
+        officer_id: _builtins.str = ...,
+        entered_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entered_time", b"entered_time", "expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "entered_time", b"entered_time", "expire_time", b"expire_time", "local_id", b"local_id", "officer_id", b"officer_id", "plate", b"plate", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocalEntry: _TypeAlias = LocalEntry  # noqa: Y015
+
+@_typing.final
+class SubmitLocalEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """With mutual TLS: must be the client certificate's CN, and the node must be registered."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocalEntry]: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        entries: _abc.Iterable[Global___LocalEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitLocalEntriesRequest: _TypeAlias = SubmitLocalEntriesRequest  # noqa: Y015
+
+@_typing.final
+class SubmitLocalEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HotListEntry]:
+        """Per entry, in order: the hub's entry (new, or the one a resend already made)."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___HotListEntry] | None = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitLocalEntriesResponse: _TypeAlias = SubmitLocalEntriesResponse  # noqa: Y015
+
+@_typing.final
 class RemoveEntryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -73,6 +73,11 @@ class HotListServiceStub:
                 request_serializer=alpr_dot_v1_dot_hotlist__pb2.ImportListRequest.SerializeToString,
                 response_deserializer=alpr_dot_v1_dot_hotlist__pb2.ImportListResponse.FromString,
                 _registered_method=True)
+        self.SubmitLocalEntries = channel.unary_unary(
+                '/alpr.v1.HotListService/SubmitLocalEntries',
+                request_serializer=alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class HotListServiceServicer:
@@ -133,6 +138,15 @@ class HotListServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitLocalEntries(self, request, context):
+        """A node hands over the manual entries its officers made at the unit (policy 4.5: "into
+        the ALPR fixed or mobile system"), offline too: each becomes a MANUAL entry on the hub,
+        once (the node's entry id is kept, so a resend changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HotListServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +184,11 @@ def add_HotListServiceServicer_to_server(servicer, server):
                     servicer.ImportList,
                     request_deserializer=alpr_dot_v1_dot_hotlist__pb2.ImportListRequest.FromString,
                     response_serializer=alpr_dot_v1_dot_hotlist__pb2.ImportListResponse.SerializeToString,
+            ),
+            'SubmitLocalEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitLocalEntries,
+                    request_deserializer=alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +384,33 @@ class HotListService:
             '/alpr.v1.HotListService/ImportList',
             alpr_dot_v1_dot_hotlist__pb2.ImportListRequest.SerializeToString,
             alpr_dot_v1_dot_hotlist__pb2.ImportListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitLocalEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.HotListService/SubmitLocalEntries',
+            alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesRequest.SerializeToString,
+            alpr_dot_v1_dot_hotlist__pb2.SubmitLocalEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,11 @@ class HotListServiceStub:
     bad rows with line numbers, computes the delta against the current entries of
     that source and commits it as one version. Progress is streamed back.
     """
+    SubmitLocalEntries: _grpc.UnaryUnaryMultiCallable[_hotlist_pb2.SubmitLocalEntriesRequest, _hotlist_pb2.SubmitLocalEntriesResponse]
+    """A node hands over the manual entries its officers made at the unit (policy 4.5: "into
+    the ALPR fixed or mobile system"), offline too: each becomes a MANUAL entry on the hub,
+    once (the node's entry id is kept, so a resend changes nothing).
+    """
 
 @_typing.type_check_only
 class HotListServiceAsyncStub(HotListServiceStub):
@@ -82,6 +87,11 @@ class HotListServiceAsyncStub(HotListServiceStub):
     """Full-list import of one source's extract: the hub parses the file, reports
     bad rows with line numbers, computes the delta against the current entries of
     that source and commits it as one version. Progress is streamed back.
+    """
+    SubmitLocalEntries: _aio.UnaryUnaryMultiCallable[_hotlist_pb2.SubmitLocalEntriesRequest, _hotlist_pb2.SubmitLocalEntriesResponse]  # type: ignore[assignment]
+    """A node hands over the manual entries its officers made at the unit (policy 4.5: "into
+    the ALPR fixed or mobile system"), offline too: each becomes a MANUAL entry on the hub,
+    once (the node's entry id is kept, so a resend changes nothing).
     """
 
 class HotListServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,6 +159,17 @@ class HotListServiceServicer(metaclass=_abc_1.ABCMeta):
         """Full-list import of one source's extract: the hub parses the file, reports
         bad rows with line numbers, computes the delta against the current entries of
         that source and commits it as one version. Progress is streamed back.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitLocalEntries(
+        self,
+        request: _hotlist_pb2.SubmitLocalEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hotlist_pb2.SubmitLocalEntriesResponse, _abc.Awaitable[_hotlist_pb2.SubmitLocalEntriesResponse]]:
+        """A node hands over the manual entries its officers made at the unit (policy 4.5: "into
+        the ALPR fixed or mobile system"), offline too: each becomes a MANUAL entry on the hub,
+        once (the node's entry id is kept, so a resend changes nothing).
         """
 
 def add_HotListServiceServicer_to_server(servicer: HotListServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
