@@ -5,7 +5,7 @@ images next to the file). A crop folder's ``labels.tsv`` (``filename text [state
 crop by crop without the detector. ``--split NAME`` scores only the files of a fixed split
 (``node/recognition/splits.json``: ``us-ucsd`` ``val``, ``us-crops`` ``heldout``). Prints
 one JSON summary line last (with the most frequent character confusions); ``--details FILE``
-writes every plate's outcome.
+writes every plate's outcome and every false box.
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ def main(argv: list[str]) -> int:
         mark = "ok " if o.read == o.label and o.label else ("det" if o.detected else "MISS")
         state = f" state={o.state}/{o.read_state or '-'}" if o.state else ""
         print(f"{mark:4} {o.image:44} label={o.label or '-':9} read={o.read or '-':9} iou={o.iou}{state}")
+    for f in rep.false_boxes:
+        print(
+            f"FALSE {f.image:43} read={f.read or '-':9} conf={f.confidence} det={f.detection_score} box={list(f.box)}"
+        )
     summary: dict[str, object] = {
         "annotations": str(args.annotations), "split": args.split, "mode": "crops" if crops else "frames",
         **rep.summary(), "versions": rec.versions(),

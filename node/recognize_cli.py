@@ -55,7 +55,18 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ocr-views", type=int, help="crops read per plate and averaged, 1-5 (default 5)")
     ap.add_argument("--format-min-ratio", type=float, help="plate-format-guided decoding, 0 = off (default 0.1)")
     ap.add_argument("--min-plate-chars", type=int, help="drop boxes read with fewer characters (0 = keep all)")
-    ap.add_argument("--min-read-confidence", type=float, help="drop boxes read less surely than this (0 = keep all)")
+    ap.add_argument(
+        "--state-model", help="state classifier .npz (default: the shipped one); 'ocr-head' = the OCR's region head"
+    )
+    ap.add_argument("--state-min-confidence", type=float, help="report a state only this sure (default: calibrated)")
+    ap.add_argument(
+        "--min-read-confidence", type=float, help="drop boxes read less surely than this (default 0.35, 0 = keep all)"
+    )
+    ap.add_argument(
+        "--sure-detection-score",
+        type=float,
+        help="keep boxes the detector scores at least this however unsure the read (default 0.7, 1 = never)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> RecognizerConfig:
@@ -75,10 +86,15 @@ def config_from_args(args: argparse.Namespace) -> RecognizerConfig:
         ("format_min_ratio", "format_min_ratio"),
         ("min_plate_chars", "min_plate_chars"),
         ("min_read_confidence", "min_read_confidence"),
+        ("sure_detection_score", "sure_detection_score"),
+        ("state_min_confidence", "state_min_confidence"),
     ):
         v = getattr(args, attr, None)
         if v is not None:
             over[key] = v
+    state_model = getattr(args, "state_model", None)
+    if state_model is not None:
+        over["state_model_path"] = None if state_model == "ocr-head" else Path(state_model)
     return RecognizerConfig(**over)
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from node.recognition.annotations import read_boxes
 from node.recognition.detector import OnnxYoloDetector, load_detector
-from node.recognition.evaluation import char_confusions, edit_distance, evaluate, evaluate_crops, iou
+from node.recognition.evaluation import FalseBox, char_confusions, edit_distance, evaluate, evaluate_crops, iou
 from node.recognition.loading import MODELS_DIR, Recognizer, RecognizerConfig, load_recognizer
 from node.recognition.types import FrameRecognizer, PlateDetection, PlateResult, PlateText, StateGuess
 from node.training.compose import paste, warp_plate
@@ -233,6 +233,8 @@ def test_evaluation_numbers_on_fixture(tmp_path: Path) -> None:
     assert s["char_accuracy"] == round((6 + 3 + 0) / (6 + 4 + 4), 4)
     assert s["false_positives"] == 1
     assert s["detection_precision"] == round(2 / 3, 4)  # 2 matched boxes of 3 drawn
+    assert rep.false_boxes == [FalseBox("b.jpg", (150, 80, 190, 95), "FP", 0.1, 0.5)]
+    assert rep.details()["false_boxes"][0]["read"] == "FP"
     assert s["confusions"] == [["9", "8", 1]]
 
 
@@ -334,7 +336,13 @@ class _FakeState:
 
 @pytest.mark.parametrize(
     ("over", "texts"),
-    [({}, ["ABC1234", "7L"]), ({"min_plate_chars": 4}, ["ABC1234"]), ({"min_read_confidence": 0.5}, ["ABC1234"])],
+    [
+        ({"min_read_confidence": 0}, ["ABC1234", "7L"]),
+        ({"min_read_confidence": 0, "min_plate_chars": 4}, ["ABC1234"]),
+        ({}, ["ABC1234"]),  # the unsure read of an unsure box is no plate by default
+        ({"min_read_confidence": 0.5}, ["ABC1234"]),
+        ({"sure_detection_score": 0.25}, ["ABC1234", "7L"]),  # the detector is sure enough of the right box
+    ],
 )
 def test_boxes_the_ocr_reads_as_no_plate_are_dropped_when_asked(over: dict[str, float], texts: list[str]) -> None:
     frame = np.zeros((60, 200, 3), np.uint8)
@@ -342,3 +350,55 @@ def test_boxes_the_ocr_reads_as_no_plate_are_dropped_when_asked(over: dict[str, 
     cfg = RecognizerConfig(**over)
     rec = Recognizer(_FakeDetector(), _FakeReader(), _FakeState(), cfg)  # type: ignore[arg-type]
     assert [p.text for p in rec.recognize(frame)] == texts
+
+
+# ---------------------------------------------------------------- state of issuance
+
+
+def _state_model(path: Path, bias: list[float], min_confidence: float = 0.8, version: int = 1) -> Path:
+    from node.recognition.state import plate_look_features
+
+    n = plate_look_features(np.zeros((30, 60, 3), np.uint8)).size
+    np.savez(
+        path, classes=np.array(["CA", "OTHER", "TX"]), weights=np.zeros((n, 3), np.float32),
+        bias=np.array(bias, np.float32), mean=np.zeros(n, np.float32), scale=np.ones(n, np.float32),
+        min_confidence=np.float32(min_confidence), features_version=np.int32(version),
+    )  # fmt: skip
+    return path
+
+
+def test_plate_look_state_answers_only_when_sure_and_never_other(tmp_path: Path) -> None:
+    from node.recognition.state import PlateLookStateClassifier
+
+    crop = np.full((40, 80, 3), 128, np.uint8)
+    sure_tx = PlateLookStateClassifier(_state_model(tmp_path / "a.npz", [0.0, 0.0, 6.0]))
+    guess = sure_tx.classify(crop)
+    assert guess.state == "TX" and guess.confidence > 0.99
+    unsure = PlateLookStateClassifier(_state_model(tmp_path / "b.npz", [1.0, 0.0, 1.2]))
+    assert unsure.classify(crop).state is None and 0.4 < unsure.classify(crop).confidence < 0.8  # below 0.8
+    assert PlateLookStateClassifier(tmp_path / "b.npz", min_confidence=0.3).classify(crop).state == "TX"
+    other = PlateLookStateClassifier(_state_model(tmp_path / "c.npz", [0.0, 6.0, 0.0]))
+    assert other.classify(crop) == StateGuess(None, 0.0)  # a non-US plate has no state
+    with pytest.raises(ValueError, match="features version"):
+        PlateLookStateClassifier(_state_model(tmp_path / "d.npz", [0.0, 0.0, 0.0], version=99))
+    with pytest.raises(FileNotFoundError):
+        load_recognizer(RecognizerConfig(state_model_path=tmp_path / "missing.npz"))
+
+
+@pytest.mark.skipif(not (MODELS_DIR.parents[1].parent / "shared" / "data" / "real-plates").exists(), reason="no data")
+def test_shipped_state_classifier_is_right_when_it_speaks_on_held_out_crops() -> None:
+    """A guard on the shipped model (measured: see node/models/README.md), on crops never trained on."""
+    from node.recognition.annotations import read_crop_labels, split_names
+    from node.recognition.state import PlateLookStateClassifier
+
+    root = MODELS_DIR.parents[1].parent / "shared" / "data" / "real-plates" / "us-crops"
+    clf = PlateLookStateClassifier(MODELS_DIR / "state_classifier.npz")
+    labels = read_crop_labels(root / "labels.tsv")
+    answered = right = 0
+    held = sorted(split_names("us-crops", "heldout"))
+    for name in held:
+        guess = clf.classify(np.asarray(cv2.imread(str(root / name), cv2.IMREAD_COLOR), np.uint8))
+        if guess.state is not None:
+            answered += 1
+            right += int(guess.state == labels[name][1])
+    assert answered >= 0.6 * len(held) and right >= 0.93 * answered, (answered, right, len(held))

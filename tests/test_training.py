@@ -151,3 +151,16 @@ def test_detector_warm_start_from_the_shipped_onnx_reproduces_it(tmp_path: Path)
     out = tmp_path / "init.pt"
     assert write_detector_pt(MODELS_DIR / "plate_detector.onnx", "yolov8n.yaml", out) < 1e-2
     assert out.stat().st_size > 1_000_000
+
+
+def test_state_calibration_takes_the_smallest_threshold_that_is_right_often_enough() -> None:
+    import numpy as np
+
+    from node.training.train_state import calibrate
+
+    classes = np.array(["CA", "OTHER", "TX"])
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.1, 0.7], [0.55, 0.05, 0.4], [0.1, 0.8, 0.1]])
+    truth = np.array(["CA", "TX", "TX", "CA"])  # the 0.55 answer is wrong; OTHER is never an answer
+    assert calibrate(probs, classes, truth, 0.95) == 0.56  # just above the wrong answer
+    assert calibrate(probs, classes, truth, 0.6) == 0.05  # 2 of 3 answers right is enough
+    assert calibrate(probs[2:3], classes, truth[2:3], 0.9) == 1.0  # never right: never answer

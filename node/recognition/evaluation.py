@@ -7,6 +7,7 @@ Metrics:
 - top-1 accuracy: per image, the most confident read equals one of the image's labels;
 - character accuracy: 1 - edit distance / label length, summed over matched or missed plates;
 - detection precision: detections that matched a plate / all detections (false boxes lower it);
+  every false box is listed (image, box, read, confidences) for mining hard negatives;
 - state coverage: plates of known state that got a state answer (missed plates count as
   unanswered); state accuracy: answers that name the right state;
 - confusions: the most frequent character substitutions, drops and insertions (label -> read)
@@ -47,6 +48,17 @@ class PlateOutcome:
 
 
 @dataclass
+class FalseBox:
+    """A box drawn where no labelled plate is: what the next detector's hard negatives are."""
+
+    image: str
+    box: tuple[int, int, int, int]
+    read: str
+    confidence: float
+    detection_score: float
+
+
+@dataclass
 class EvalReport:
     images: int = 0
     plates: int = 0
@@ -63,6 +75,7 @@ class EvalReport:
     total_ms: float = 0.0
     confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
     outcomes: list[PlateOutcome] = field(default_factory=list)
+    false_boxes: list[FalseBox] = field(default_factory=list)
 
     @property
     def detection_precision(self) -> float:
@@ -119,8 +132,8 @@ class EvalReport:
             "confusions": self.top_confusions(),
         }
 
-    def details(self) -> list[dict[str, object]]:
-        return [asdict(o) for o in self.outcomes]
+    def details(self) -> dict[str, list[dict[str, object]]]:
+        return {"plates": [asdict(o) for o in self.outcomes], "false_boxes": [asdict(f) for f in self.false_boxes]}
 
 
 def evaluate(
@@ -174,6 +187,10 @@ def score_image(rep: EvalReport, name: str, truths: list[GroundTruth], preds: li
         score_read(rep, t.text, read, t.state, read_state)
         rep.outcomes.append(PlateOutcome(name, t.text, t.box, detected, read, round(ov, 3), t.state, read_state))
     rep.false_positives += len(preds) - len(used)
+    for i, p in enumerate(preds):
+        if i not in used:
+            box = (int(p.box[0]), int(p.box[1]), int(p.box[2]), int(p.box[3]))
+            rep.false_boxes.append(FalseBox(name, box, p.text, round(p.confidence, 3), round(p.detection_score, 3)))
 
 
 def score_read(rep: EvalReport, label: str | None, read: str | None, state: str | None, read_state: str | None) -> None:

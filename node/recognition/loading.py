@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from node.recognition.detector import DetectorRuntime, load_detector
 from node.recognition.formats import us_format_regexes
 from node.recognition.ocr import FastPlateReader
-from node.recognition.state import OcrRegionStateClassifier
+from node.recognition.state import OcrRegionStateClassifier, PlateLookStateClassifier
 from node.recognition.types import Box, Detector, FrameRecognizer, Image, PlateResult, RecognitionTimings
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -48,9 +48,14 @@ class RecognizerConfig(BaseModel):
     plate_config_path: Path = Field(default=MODELS_DIR / "plate_config.yaml")
     hub_ocr_model: str | None = Field(default=None, description="fast-plate-ocr hub model name (downloads!)")
     state_model_path: Path | None = Field(
-        default=None, description="reserved for a separate state model; None = the OCR model's region head"
+        default=MODELS_DIR / "state_classifier.npz",
+        description="plate-look state classifier (.npz, alpr-node train state); None = the OCR model's region head",
     )
-    state_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    state_min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="report a state only this sure; None = the threshold calibrated with the state model "
+        "(0.6 for the OCR's region head)",
+    )  # fmt: skip
     crop_margin: float = Field(default=0.04, ge=0.0, le=0.5, description="box padding before OCR, per side")
     plate_formats: list[str] = Field(
         default_factory=us_format_regexes,
@@ -69,8 +74,14 @@ class RecognizerConfig(BaseModel):
         description="drop a box whose read has fewer characters (not a plate: a grille, a sign, a badge); 0 = keep all",
     )  # fmt: skip
     min_read_confidence: float = Field(
-        default=0.0, ge=0.0, le=1.0,
-        description="drop a box whose read is less sure than this (the OCR reads no plate there); 0 = keep all",
+        default=0.35, ge=0.0, le=1.0,
+        description="drop a box whose read is less sure than this (the OCR reads no plate there: tail lights, "
+        "badges, signs), unless the detector is sure of it (sure_detection_score); 0 = keep all",
+    )  # fmt: skip
+    sure_detection_score: float = Field(
+        default=0.7, ge=0.0, le=1.0,
+        description="a box the detector scores at least this is kept however unsure its read (a worn or small "
+        "plate is still a plate); 1 = min_read_confidence applies to every box",
     )  # fmt: skip
     keep_crops: bool = Field(default=True, description="attach the plate crop to each PlateResult")
 
@@ -82,7 +93,7 @@ class Recognizer(FrameRecognizer):
         self,
         detector: Detector,
         reader: FastPlateReader,
-        state: OcrRegionStateClassifier,
+        state: PlateLookStateClassifier | OcrRegionStateClassifier,
         cfg: RecognizerConfig,
     ) -> None:
         self.detector = detector
@@ -152,7 +163,8 @@ class Recognizer(FrameRecognizer):
             views = self.views(frame, det.box)
             crop = views[0]
             text = self.reader.read_views(views)
-            if len(text.text) < self.cfg.min_plate_chars or text.confidence < self.cfg.min_read_confidence:
+            unsure = text.confidence < self.cfg.min_read_confidence and det.score < self.cfg.sure_detection_score
+            if len(text.text) < self.cfg.min_plate_chars or unsure:
                 timings.ocr_s.append(time.perf_counter() - t1)
                 continue
             guess = self.state.classify(crop, reuse_last=True)
@@ -191,5 +203,10 @@ def load_recognizer(cfg: RecognizerConfig | None = None) -> Recognizer:
             formats=cfg.plate_formats,
             format_min_ratio=cfg.format_min_ratio,
         )
-    state = OcrRegionStateClassifier(reader, min_confidence=cfg.state_min_confidence)
+    state: PlateLookStateClassifier | OcrRegionStateClassifier
+    if cfg.state_model_path is not None:
+        state = PlateLookStateClassifier(cfg.state_model_path, min_confidence=cfg.state_min_confidence)
+    else:
+        thr = 0.6 if cfg.state_min_confidence is None else cfg.state_min_confidence
+        state = OcrRegionStateClassifier(reader, min_confidence=thr)
     return Recognizer(detector, reader, state, cfg)

@@ -9,6 +9,7 @@ Subcommands (all deterministic for a given ``--seed``; logs go to stdout):
   ocr-real-data  build the OCR crop set around real US plates (us-crops, us-ucsd; splits left out)
   splits         (re)write node/recognition/splits.json (fixed evaluation splits; seeded)
   ocr            train fast-plate-ocr (TensorFlow backend) and export ONNX
+  state          train the plate-look state classifier (--install: into node/models + manifest)
   install        copy trained models into node/models and write manifest.json
   all            everything above in order (about 1.5-2 h on a 2-core CPU)
 
@@ -163,6 +164,34 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_state(args: argparse.Namespace) -> int:
+    from node.training.train_state import StateTrainParams, train_state
+
+    params = StateTrainParams(seed=args.seed)
+    if args.c is not None:
+        params.c = args.c
+    if args.target_accuracy is not None:
+        params.target_accuracy = args.target_accuracy
+    out = Path(args.out or WORK / "state_out")
+    figures = train_state(Path(args.data_root), out, params, log=_log)
+    (out / "state_result.json").write_text(json.dumps(figures, indent=1))
+    if args.install:
+        name = "state_classifier.npz"
+        shutil.copyfile(out / name, MODELS_DIR / name)
+        path = MODELS_DIR / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        files = manifest.setdefault("files", {})
+        files[name] = {"sha256": _sha(MODELS_DIR / name), "bytes": (MODELS_DIR / name).stat().st_size}
+        manifest["state_training"] = {
+            **figures,
+            "git_commit": _git_commit(),
+            "data": _data_version(Path(args.data_root)),
+        }
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        _log(f"installed {name} into {MODELS_DIR}")
+    return 0
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     """Copy trained models into node/models and record a manifest."""
     det_out = getattr(args, "detector_dir", None) or WORK / "det_out"
@@ -216,6 +245,12 @@ def cmd_install(args: argparse.Namespace) -> int:
         ("ocr_data_counts", ocr_data / "counts.json"),
         ("ocr_training", ocr_out / "ocr_result.json"),
     ]
+    state_model = MODELS_DIR / "state_classifier.npz"  # trained apart (train state --install): kept as is
+    if state_model.exists():
+        files_rec = manifest["files"]
+        assert isinstance(files_rec, dict)
+        files_rec[state_model.name] = {"sha256": _sha(state_model), "bytes": state_model.stat().st_size}
+        manifest.update({k: v for k, v in prev.items() if k.startswith("state")})
     if keep_detector:
         manifest.update({k: v for k, v in prev.items() if k.startswith("detector")})
     else:
@@ -282,6 +317,12 @@ def main(argv: list[str]) -> int:
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
         p.add_argument("--real-us", action="store_true", help="detector data: us-ucsd frames + mined hard negatives")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("state")
+    common(p)
+    p.add_argument("--c", type=float, help="inverse regularisation strength (default 0.03)")
+    p.add_argument("--target-accuracy", type=float, help="calibration: accuracy when answered (default 0.97)")
+    p.add_argument("--install", action="store_true", help="copy into node/models and record it in manifest.json")
+    p.set_defaults(fn=cmd_state)
     p = sub.add_parser("install")
     common(p)
     p.add_argument("--detector-weights", help="export this .pt checkpoint instead of the finished run's ONNX")
