@@ -16,12 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import evidence_pb2, evidence_pb2_grpc, ingest_pb2, reads_pb2, search_pb2, search_pb2_grpc
+from alpr.v1 import alert_pb2, evidence_pb2, evidence_pb2_grpc, ingest_pb2, reads_pb2, search_pb2, search_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
@@ -29,7 +30,7 @@ from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.hotlists.file_formats import parse_file
 from node.queue import ReadQueue
-from tests.access_support import AuthHub, call, slow_ok
+from tests.access_support import AuthHub, call, rpc_code, slow_ok
 from tests.conftest import make_hub_config
 from tests.hotlist_support import SAMPLES
 from tests.support import ROOT, HubThread, PacedStream, read_request, run_stream
@@ -323,6 +324,33 @@ def test_camera_searches_are_paged_without_reading_everything(many_plates: SecHu
     assert len(second.hits) == 5 and not {h.read_id for h in first.hits} & {h.read_id for h in second.hits}
     times = [h.capture_time.ToDatetime() for h in [*first.hits, *second.hits]]
     assert times == sorted(times, reverse=True)
+
+
+def test_area_and_wildcard_searches_that_would_read_too_much_are_refused(many_plates: SecHub) -> None:
+    """A hub allowed 3 partitions per query (on the same data): an area alone over five cameras'
+    hours, or a wildcard matching a dozen plates, is refused before any read is fetched, with
+    what to narrow, audited, and without stalling the hub."""
+    cfg = make_hub_config(many_plates.cassandra, many_plates.keyspace, hub_id="narrow-hub", auth={"enabled": True},
+                          search={"max_partitions": 3}, migrate_on_start=False)  # fmt: skip
+    narrow = HubThread(slow_ok(cfg)).start()
+    everywhere = alert_pb2.GeoBox(min_latitude=-90, min_longitude=-180, max_latitude=90, max_longitude=180)
+    try:
+        with grpc.insecure_channel(narrow.target) as ch, LatencyProbe(narrow.target) as probe:
+            stub = search_pb2_grpc.SearchServiceStub(ch)
+            refusals = []
+            for kw, words in (
+                ({"area": everywhere}, "the query covers more than 3 partitions"),
+                ({"plate": "A*", "mode": search_pb2.PLATE_MATCH_MODE_PARTIAL}, "the query matches more than 3"),
+            ):
+                req = search_pb2.SearchRequest(purpose="hostile-input test", case_number="SEC-N", **kw)
+                code, msg = rpc_code(partial(call, stub.Search, req, many_plates.inv, timeout=120))
+                assert code == grpc.StatusCode.INVALID_ARGUMENT and words in msg and "narrow" in msg, (code, msg)
+                refusals.append(msg)
+        assert probe.latencies and max(probe.latencies) <= 0.2, sorted(probe.latencies)[-5:]
+    finally:
+        narrow.stop()
+    refused = [d.get("refused") for d in many_plates.audit_actions("search") if d["outcome"] == "refused"]
+    assert all(msg in refused for msg in refusals), refusals
 
 
 # -- retention ---------------------------------------------------------------------------
