@@ -198,6 +198,7 @@ def node_settings(tmp_path: Path, node_id: str, target: str, groups: list[str], 
     frame = plate_frame(5)[0] if plates else plate_frame(5)[0] * 0
     cv2.imwrite(str(folder / "0.jpg"), frame)
     return {
+        "insecure_dev": True,  # plain gRPC to a test hub on loopback
         "node_id": node_id,
         "kind": "FIXED",
         "state_dir": str(tmp_path / node_id),
