@@ -72,10 +72,17 @@ class StreamResult:
     status: grpc.StatusCode = grpc.StatusCode.OK
 
 
-def run_stream(target: str, requests: Iterable[ingest_pb2.IngestRequest], timeout: float = 60) -> StreamResult:
-    """Send ``requests`` on one Ingest stream and collect every answer until the hub ends it."""
+def run_stream(
+    target: str,
+    requests: Iterable[ingest_pb2.IngestRequest],
+    timeout: float = 60,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> StreamResult:
+    """Send ``requests`` on one Ingest stream (over mutual TLS with ``credentials``) and collect
+    every answer until the hub ends it."""
     result = StreamResult()
-    with grpc.insecure_channel(target) as channel:
+    channel = grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+    with channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         try:
             for resp in stub.Ingest(iter(list(requests)), timeout=timeout):

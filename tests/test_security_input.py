@@ -1,4 +1,5 @@
-"""Hostile and careless input against a real hub on loopback with a real Cassandra.
+"""Hostile and careless input against real hubs on loopback with a real Cassandra: access
+control on, and the ingest cases against a hub as deployed (mutual TLS, node identity).
 
 Stored reads are write-once, evidence is append-only, evidence packages cannot point outside
 themselves and are compared with the hub's whole record of their export; searches are bounded,
@@ -10,8 +11,10 @@ from __future__ import annotations
 import ast
 import json
 import random
+import secrets
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 import uuid
@@ -22,9 +25,20 @@ from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import alert_pb2, evidence_pb2, evidence_pb2_grpc, ingest_pb2, reads_pb2, search_pb2, search_pb2_grpc
+from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    alert_pb2,
+    evidence_pb2,
+    evidence_pb2_grpc,
+    ingest_pb2,
+    reads_pb2,
+    search_pb2,
+    search_pb2_grpc,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from alpr_common import tls
 from alpr_common.operator.evidence import MANIFEST, MANIFEST_DIGEST, compare_with_hub, sha256, verify_package
 from alpr_common.operator_cli import main as alpr
 from alpr_common.simulation import make_read, noise_jpeg
@@ -239,8 +253,10 @@ def _search(h: SecHub, **kw: Any) -> search_pb2.SearchResponse:
 class LatencyProbe:
     """Calls the hub's health check in a loop from its own thread and keeps the latencies."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self.channel = (
+            grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+        )
         self.stub = health_pb2_grpc.HealthStub(self.channel)
         self.stub.Check(health_pb2.HealthCheckRequest(), timeout=30)  # connected before measuring
         self.latencies: list[float] = []
@@ -482,9 +498,11 @@ def test_empty_truncated_or_shrunken_imports_do_not_wipe_the_list(
 # -- hostile ingest input ----------------------------------------------------------------
 
 
-def half_message_stream(port: int, declared: int = 1_000_000, sent: int = 1000) -> socket.socket:
-    """Open an Ingest stream by hand (HTTP/2, no TLS) and send only the start of one message:
-    the gRPC prefix declares ``declared`` bytes, ``sent`` of them follow, then nothing."""
+def half_message_stream(
+    port: int, tls: ssl.SSLContext | None = None, declared: int = 1_000_000, sent: int = 1000
+) -> socket.socket:
+    """Open an Ingest stream by hand (HTTP/2, over ``tls`` when given) and send only the start of
+    one message: the gRPC prefix declares ``declared`` bytes, ``sent`` of them follow, then nothing."""
 
     def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
         return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
@@ -495,11 +513,13 @@ def half_message_stream(port: int, declared: int = 1_000_000, sent: int = 1000) 
     headers = b"".join(
         literal(k, v)
         for k, v in (
-            (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/alpr.v1.IngestService/Ingest"),
+            (b":method", b"POST"), (b":scheme", b"https" if tls else b"http"), (b":path", b"/alpr.v1.IngestService/Ingest"),
             (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
         )
     )  # fmt: skip
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname="localhost")
     s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b""))
     s.sendall(frame(0x1, 0x4, 1, headers))
     s.sendall(frame(0x0, 0, 1, b"\x00" + declared.to_bytes(4, "big") + b"\x01" * sent))
@@ -507,15 +527,58 @@ def half_message_stream(port: int, declared: int = 1_000_000, sent: int = 1000) 
 
 
 @pytest.fixture(scope="module")
-def strict_ingest(sec: SecHub) -> Iterator[HubThread]:
-    """An ingest hub with a 2 s idle timeout, on the security suite's keyspace."""
-    cfg = make_hub_config(sec.cassandra, sec.keyspace, hub_id="strict-hub", ingest={"idle_timeout_s": 2.0})
-    hub = HubThread(slow_ok(cfg)).start()
+def ingest_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("ingest-pki")
+    tls.init_ca(d / "ca")
+    tls.issue(d / "ca", "ingest-hub", "service", d, ["127.0.0.1", "localhost"])
+    for node in ("n-i", "n-big"):
+        tls.issue(d / "ca", node, "node", d)
+    (d / "audit.key").write_text(secrets.token_hex(32) + "\n")
+    return d
+
+
+class SecuredIngestHub:
+    """An ingest hub as deployed (mutual TLS, access control, node identity, keyed audit chain)
+    on the suite's keyspace; ``nodes`` are registered with their cameras first."""
+
+    def __init__(self, sec: SecHub, pki: Path, hub_id: str, nodes: dict[str, str], **overrides: Any) -> None:
+        self.pki = pki
+        admin = admin_pb2_grpc.AdminServiceStub(sec.channel)
+        for node, camera in nodes.items():
+            call(admin.RegisterNode, admin_pb2.RegisterNodeRequest(node_id=node, camera_ids=[camera]), sec.admin)
+        cfg = make_hub_config(
+            sec.cassandra, sec.keyspace, hub_id=hub_id, insecure_dev=False, migrate_on_start=False,
+            auth={"enabled": True, "audit_key_file": str(pki / "audit.key"),
+                  "audit_checkpoint_dir": str(pki / f"checkpoints-{hub_id}")},
+            tls={"enabled": True, "cert_file": str(pki / "ingest-hub.crt"), "key_file": str(pki / "ingest-hub.key"),
+                 "ca_file": str(pki / "ca" / "ca.crt")},
+            **overrides,
+        )  # fmt: skip
+        assert cfg.security_problems() == []
+        self.thread = HubThread(slow_ok(cfg)).start()
+        self.target, self.port, self.metric = self.thread.target, self.thread.port, self.thread.metric
+
+    def creds(self, node: str) -> grpc.ChannelCredentials:
+        p = self.pki
+        return tls.channel_credentials(str(p / "ca" / "ca.crt"), str(p / f"{node}.crt"), str(p / f"{node}.key"))
+
+    def ssl_context(self, node: str) -> ssl.SSLContext:
+        """For a hand-made HTTP/2 connection with the node's certificate."""
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca" / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / f"{node}.crt"), str(self.pki / f"{node}.key"))
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+
+
+@pytest.fixture(scope="module")
+def strict_ingest(sec: SecHub, ingest_pki: Path) -> Iterator[SecuredIngestHub]:
+    """A secured ingest hub with a 2 s idle timeout, on the security suite's keyspace."""
+    hub = SecuredIngestHub(sec, ingest_pki, "strict-hub", {"n-i": "cam-i"}, ingest={"idle_timeout_s": 2.0})
     yield hub
-    hub.stop()
+    hub.thread.stop()
 
 
-def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(strict_ingest: HubThread) -> None:
+def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(strict_ingest: SecuredIngestHub) -> None:
     rnd = random.Random(16)
     huge = make_read("n-i", "cam-i", "HUGE01", rnd=rnd)
     huge.frame_jpeg = noise_jpeg(96, 32, 1)[:-2] + b"\x00" * (20 * 1024 * 1024) + b"\xff\xd9"  # a 20 MB frame
@@ -528,8 +591,10 @@ def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(stric
     mismatch.frame_width, mismatch.frame_height = 100, 400  # not the frame image's shape
     good = make_read("n-i", "cam-i", "GOOD01", rnd=rnd, frame_jpeg=noise_jpeg(160, 90, 4))
     good.plate_box.x1, good.plate_box.y1, good.plate_box.x2, good.plate_box.y2 = 10, 10, 150, 80
-    with LatencyProbe(strict_ingest.target) as probe:
-        result = run_stream(strict_ingest.target, [read_request(r) for r in (huge, fake, outside, mismatch, good)])
+    creds = strict_ingest.creds("n-i")
+    with LatencyProbe(strict_ingest.target, creds) as probe:
+        reads = [read_request(r) for r in (huge, fake, outside, mismatch, good)]
+        result = run_stream(strict_ingest.target, reads, credentials=creds)
     assert result.status == grpc.StatusCode.OK, result.status
     assert probe.latencies and max(probe.latencies) <= 0.2, sorted(probe.latencies)[-5:]
     assert set(result.acks) == {good.read_id}, result
@@ -544,10 +609,12 @@ def test_oversize_and_fake_images_get_per_read_errors_and_the_stream_lives(stric
         assert (err.code, err.field) == (invalid, field) and words in err.message, err
 
 
-def test_stalled_streams_are_closed(strict_ingest: HubThread) -> None:
+def test_stalled_streams_are_closed(strict_ingest: SecuredIngestHub) -> None:
+    """Over mutual TLS with a registered node's certificate, as an attacker holding one would."""
     before = strict_ingest.metric("alpr_hub_idle_streams_closed_total")
-    with LatencyProbe(strict_ingest.target) as probe:
-        socks = [half_message_stream(strict_ingest.port) for _ in range(5)]
+    ctx = strict_ingest.ssl_context("n-i")
+    with LatencyProbe(strict_ingest.target, strict_ingest.creds("n-i")) as probe:
+        socks = [half_message_stream(strict_ingest.port, ctx) for _ in range(5)]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if strict_ingest.metric("alpr_hub_idle_streams_closed_total") - before >= 5:
@@ -561,7 +628,7 @@ def test_stalled_streams_are_closed(strict_ingest: HubThread) -> None:
         for s in socks:
             s.close()
     # A quiet node that heartbeats is not idle: only silence is.
-    stream = PacedStream(strict_ingest.target)
+    stream = PacedStream(strict_ingest.target, strict_ingest.creds("n-i"))
     for _ in range(4):
         stream.send(
             ingest_pb2.IngestRequest(heartbeat=ingest_pb2.Heartbeat(node_id="n-i", node_kind=reads_pb2.NODE_KIND_FIXED))
@@ -581,15 +648,14 @@ def _large_read(rnd: random.Random, size: int) -> reads_pb2.PlateRead:
 
 
 @pytest.fixture(scope="module")
-def budget_ingest(sec: SecHub) -> Iterator[HubThread]:
-    """An ingest hub that may hold only 1 MB of reads being stored at once."""
-    cfg = make_hub_config(sec.cassandra, sec.keyspace, hub_id="budget-hub", ingest={"max_bytes_in_flight": 1 << 20})
-    hub = HubThread(slow_ok(cfg)).start()
+def budget_ingest(sec: SecHub, ingest_pki: Path) -> Iterator[SecuredIngestHub]:
+    """A secured ingest hub that may hold only 1 MB of reads being stored at once."""
+    hub = SecuredIngestHub(sec, ingest_pki, "budget-hub", {"n-big": "cam-big"}, ingest={"max_bytes_in_flight": 1 << 20})
     yield hub
-    hub.stop()
+    hub.thread.stop()
 
 
-def test_large_reads_are_slowed_not_buffered_or_refused(budget_ingest: HubThread) -> None:
+def test_large_reads_are_slowed_not_buffered_or_refused(budget_ingest: SecuredIngestHub) -> None:
     """Four nodes send 300 KB reads at once: the hub never holds more than its byte budget,
     pauses the streams instead (back-pressure), acks every read, and stays responsive."""
     rnd = random.Random(17)
@@ -605,12 +671,13 @@ def test_large_reads_are_slowed_not_buffered_or_refused(budget_ingest: HubThread
     results: list[Any] = []
     watcher = threading.Thread(target=watch, daemon=True)
     waits_before = budget_ingest.metric("alpr_hub_ingest_backpressure_waits_total")
-    with LatencyProbe(budget_ingest.target) as probe:
+    creds = budget_ingest.creds("n-big")
+    with LatencyProbe(budget_ingest.target, creds) as probe:
         watcher.start()
         senders = [
             threading.Thread(
                 target=lambda reads=reads: results.append(
-                    run_stream(budget_ingest.target, [read_request(r) for r in reads], timeout=240)
+                    run_stream(budget_ingest.target, [read_request(r) for r in reads], timeout=240, credentials=creds)
                 )
             )
             for reads in per_node
