@@ -57,6 +57,12 @@ def problem_kind(problem: str) -> str:
     return next((kind for prefix, kind in _KIND_PREFIXES if problem.startswith(prefix)), "other")
 
 
+def damage_text(d: fleet_pb2.DamageReport) -> str:
+    """A damage report made at the hub, worded like the unit's own (``damage reported ...``)."""
+    when = from_timestamp(d.reported_time).isoformat(timespec="seconds") if d.HasField("reported_time") else "?"
+    return f"damage reported by officer {d.reported_by or '?'} at {when}: {d.note}"
+
+
 def problems_of(node: fleet_pb2.NodeStatus, config: BridgeConfig, now: datetime) -> list[str]:
     """Why a unit needs a ticket (empty: none), from its latest status: only the kinds of
     problem ``tickets.open_for`` names for its kind of unit; a patrol car off shift is
@@ -65,11 +71,13 @@ def problems_of(node: fleet_pb2.NodeStatus, config: BridgeConfig, now: datetime)
     unit: UnitKind = "MOBILE" if node.node_kind == reads_pb2.NODE_KIND_MOBILE else "FIXED"
     wanted: set[str] = set(cfg.open_for.get(unit, ()))
     off_shift = unit == "MOBILE" and node.shift_state == ingest_pb2.SHIFT_STATE_OFF_SHIFT
+    # An officer's report through the hub stands whatever the unit says (or does not say).
+    reported = [damage_text(node.damage)] if node.HasField("damage") and "damage" in wanted else []
     last = from_timestamp(node.last_heartbeat_time) if node.HasField("last_heartbeat_time") else None
     if last is None or (now - last).total_seconds() > cfg.no_heartbeat_after_s:
         if "no_heartbeat" in wanted and not off_shift:
-            return [f"no heartbeat for more than {cfg.no_heartbeat_after_s / 60:g} min"]
-        return []  # the rest of the status is stale
+            return [f"no heartbeat for more than {cfg.no_heartbeat_after_s / 60:g} min", *reported]
+        return reported  # the rest of the status is stale
     found: list[tuple[str, str]] = []
     if not node.detector_ok:
         found.append(("detector", "detector not working"))
@@ -81,7 +89,7 @@ def problems_of(node: fleet_pb2.NodeStatus, config: BridgeConfig, now: datetime)
     for p in node.problems:
         if not any(p == text or p in text for _, text in found):
             found.append((problem_kind(p), p))  # node self-check findings (e.g. clock skew)
-    return [text for kind, text in found if kind in wanted]
+    return [*reported, *(text for kind, text in found if kind in wanted)]
 
 
 class TicketWatcher:

@@ -107,6 +107,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AdminService/ListNodes": frozenset({ADMIN, AUDITOR}),
     # Node health (policy 4.1, 4.8): fleet operators, supervisors, admins, the bridge's tickets
     "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, BRIDGE}),
+    # A sworn member reports a damaged unit (policy 4.8); fleet operators withdraw it when fixed
+    "/alpr.v1.FleetService/ReportDamage": frozenset({OFFICER, SUPERVISOR, INVESTIGATOR, FLEET_OPERATOR, ADMIN}),
     # Fleet configuration: changed by fleet operators and admins (audited), read by supervisors
     # and auditors too; nodes subscribe to their own.
     "/alpr.v1.FleetConfigService/SetOverlay": frozenset({FLEET_OPERATOR, ADMIN}),
@@ -136,6 +138,7 @@ IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.AgencyExchangeService/ApproveAgency": ("approver_id",),
     "/alpr.v1.AgencyExchangeService/AuthorizeShare": ("requested_by",),
     "/alpr.v1.FleetConfigService/SetOverlay": ("changed_by",),
+    "/alpr.v1.FleetService/ReportDamage": ("reported_by",),
     "/alpr.v1.ModelReleaseService/Upload": ("header", "uploaded_by"),
     "/alpr.v1.ModelReleaseService/Rollout": ("changed_by",),
     "/alpr.v1.ModelReleaseService/PauseRollout": ("changed_by",),

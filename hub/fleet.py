@@ -1,7 +1,7 @@
 """``FleetService`` (policy 4.1, 4.8): every edge node's latest heartbeat as stored by the
 hubs in ``node_status``, for fleet operators, supervisors, admins and the dispatch bridge's
-help-desk tickets. Read-only, no read data; like the other administrative reads it is not
-written to the audit log."""
+help-desk tickets; and officers' damage reports on units (policy 4.8), audited. No read data;
+like the other administrative reads, listing is not written to the audit log."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import grpc
 from alpr.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
 
 from alpr_common.cassandra import Row
-from alpr_common.timestamps import to_timestamp
+from alpr_common.timestamps import now_utc, to_timestamp
+from hub.audit import AuditLog
 from hub.principal import Context
 from hub.storage import ReadStore
 
@@ -73,12 +74,17 @@ def node_status_proto(
     msg.config_error = getattr(r, "config_error", None) or ""
     if hub_config_version is not None:
         msg.config_lag_versions = max(0, hub_config_version - msg.config_version)
+    note = getattr(r, "damage_note", None)
+    if note:
+        msg.damage.note, msg.damage.reported_by = note, getattr(r, "damage_reported_by", None) or ""
+        if getattr(r, "damage_reported_time", None) is not None:
+            msg.damage.reported_time.CopyFrom(to_timestamp(r.damage_reported_time))
     return msg
 
 
 def has_problem(n: fleet_pb2.NodeStatus) -> bool:
     """Whether the node's own heartbeat reports something wrong."""
-    return bool(n.problems) or not n.detector_ok or any(not c.ok for c in n.cameras)
+    return bool(n.problems) or not n.detector_ok or any(not c.ok for c in n.cameras) or n.HasField("damage")
 
 
 def _token(node_id: str) -> str:
@@ -96,9 +102,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         reads: ReadStore,
         hotlist_version: Callable[[], int] | None = None,
         config_version: Callable[[], int] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         """``hotlist_version``, ``config_version``: the hub's current versions (for each node's lag)."""
         self.reads = reads
+        self.audit = audit
         self.hotlist_version = hotlist_version
         self.config_version = config_version
 
@@ -127,6 +135,32 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.FleetServiceListNodesResponse(
             nodes=page, next_page_token=_token(page[-1].node_id) if more else ""
         )
+
+    async def ReportDamage(
+        self, request: fleet_pb2.ReportDamageRequest, context: Context
+    ) -> fleet_pb2.ReportDamageResponse:
+        node_id, note, by = request.node_id.strip(), request.note.strip(), request.reported_by.strip()
+        if not by:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reported_by is required: the officer's id")
+        if not request.repaired and not note:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "note is required: say what is wrong (e.g. 'lens cracked')"
+            )
+        if await self.reads.node_status(node_id) is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no unit {node_id!r} has ever sent a heartbeat to these hubs: check the id (alpr nodes status)",
+            )
+        if request.repaired:
+            await self.reads.set_damage(node_id, None, None, None)
+        else:
+            await self.reads.set_damage(node_id, note, by, now_utc())
+        if self.audit is not None:
+            action = "fleet.damage_repaired" if request.repaired else "fleet.damage_reported"
+            await self.audit.record_call(action, fallback_actor=by, details={"node_id": node_id, "note": note})
+        row = await self.reads.node_status(node_id)
+        assert row is not None
+        return fleet_pb2.ReportDamageResponse(node=node_status_proto(row))
 
 
 async def restore_heartbeat_gauge(reads: ReadStore, set_gauge: Callable[[str, float], None]) -> int:

@@ -285,7 +285,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         )
         fleet_config_pb2_grpc.add_FleetConfigServiceServicer_to_server(fleet_config, server)
         fleet = FleetServicer(
-            reads=reads, hotlist_version=lambda: mirror.version, config_version=lambda: fc_mirror.version
+            reads=reads, hotlist_version=lambda: mirror.version, config_version=lambda: fc_mirror.version, audit=audit
         )
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
         restored = await restore_heartbeat_gauge(reads, lambda n, t: metrics.node_last_heartbeat.labels(n).set(t))

@@ -155,6 +155,10 @@ class ReadStore(CassandraStore):
         self._ins_status = self.writer(insert_cql(f"{ks}.node_status", NODE_STATUS))
         self._all_status = self.reader(f"SELECT * FROM {ks}.node_status", fetch_size=1000)
         self._one_status = self.reader(f"SELECT * FROM {ks}.node_status WHERE node_id = :node_id")
+        self._set_damage = self.writer(
+            f"UPDATE {ks}.node_status SET damage_note = :note, damage_reported_by = :reporter, "
+            "damage_reported_time = :at WHERE node_id = :node_id"
+        )
         self._camera_hours = self.reader(f"SELECT DISTINCT camera_id, hour FROM {ks}.reads_by_camera")
         self._first_in_hour = self.reader(
             f"SELECT capture_time FROM {ks}.reads_by_camera WHERE camera_id = :camera_id AND hour = :hour "
@@ -229,6 +233,10 @@ class ReadStore(CassandraStore):
     async def node_status(self, node_id: str) -> Row | None:
         rows = await self.run(self._one_status, {"node_id": node_id})
         return rows[0] if rows else None
+
+    async def set_damage(self, node_id: str, note: str | None, by: str | None, at: datetime | None) -> None:
+        """Open (note) or withdraw (None) the damage report kept beside the unit's status."""
+        await self.run(self._set_damage, {"node_id": node_id, "note": note, "reporter": by, "at": at})
 
     def oldest_capture_time(self) -> datetime | None:
         """Capture time of the oldest stored read, via the camera-hour partitions (blocking)."""

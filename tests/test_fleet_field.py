@@ -132,3 +132,34 @@ def test_tickets_only_for_what_the_help_desk_acts_on() -> None:
     strict = BridgeConfig.model_validate({"tickets": {"open_for": {"MOBILE": ["gps", "no_heartbeat"], "FIXED": []}}})
     assert problems_of(_status(mobile, shift=on, problems=(*noise, clock)), strict, now) == [noise[0]]
     assert problems_of(_status(fixed, silent_s=3600), strict, now) == []
+
+
+def test_an_officer_reports_a_damaged_unit_through_the_hub(
+    session_hub: HubThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Policy 4.8: the officer files the report, also for a unit that cannot report itself (a
+    car parked off shift, dead, without a link): the help desk gets a ticket until it is fixed."""
+    hub = session_hub
+    node_id = f"car-dmg-{uuid.uuid4().hex[:6]}"
+    hb = ingest_pb2.Heartbeat(node_id=node_id, node_kind=reads_pb2.NODE_KIND_MOBILE, detector_ok=True,
+                              disk_free_bytes=2**40, shift_state=ingest_pb2.SHIFT_STATE_OFF_SHIFT)  # fmt: skip
+    assert len(run_stream(hub.target, [ingest_pb2.IngestRequest(heartbeat=hb)]).heartbeat_acks) == 1
+    cli = ["--hub", hub.target, "nodes", "report-damage"]
+    assert alpr_cli([*cli, "no-such-unit", "--note", "lens cracked", "--officer", "4711"]) == 1
+    assert "has ever sent a heartbeat" in capsys.readouterr().err
+    assert alpr_cli([*cli, node_id, "--note", " ", "--officer", "4711"]) == 1
+    assert alpr_cli([*cli, node_id, "--note", "front camera hit, lens cracked", "--officer", "4711"]) == 0
+    assert "DAMAGE reported by officer 4711" in capsys.readouterr().out
+
+    stub = fleet_pb2_grpc.FleetServiceStub(grpc.insecure_channel(hub.target))
+    problems = stub.ListNodes(fleet_pb2.FleetServiceListNodesRequest(problems_only=True), timeout=30).nodes
+    (n,) = [x for x in problems if x.node_id == node_id]
+    assert n.damage.note == "front camera hit, lens cracked" and n.damage.reported_by == "4711"
+    # a ticket even though the car is off shift and, an hour later, silent
+    n.last_heartbeat_time.CopyFrom(to_timestamp(datetime.now(UTC) - timedelta(hours=1)))
+    (why,) = problems_of(n, BridgeConfig(), datetime.now(UTC))
+    assert problem_kind(why) == "damage" and "officer 4711" in why and "lens cracked" in why
+
+    assert alpr_cli([*cli, node_id, "--repaired", "--officer", "fleet-2"]) == 0
+    (n,) = stub.ListNodes(fleet_pb2.FleetServiceListNodesRequest(node_id=node_id), timeout=30).nodes
+    assert not n.HasField("damage") and problems_of(n, BridgeConfig(), datetime.now(UTC)) == []

@@ -1,5 +1,6 @@
-"""``alpr nodes {register,revoke,list}`` (the node registry, admin) and ``alpr nodes status``
-(each node's latest heartbeat: fleet operators, supervisors, admins)."""
+"""``alpr nodes {register,revoke,list}`` (the node registry, admin), ``alpr nodes status``
+(each node's latest heartbeat: fleet operators, supervisors, admins) and ``alpr nodes
+report-damage`` (an officer's report on a unit, policy 4.8)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import argparse
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
 
-from alpr_common.operator.common import CliError, Context, emit_json, leaf_options, output, rpc_error, to_dict
+from alpr_common.operator.common import (
+    ACTING_AS_HELP,
+    CliError,
+    Context,
+    acting_as,
+    emit_json,
+    leaf_options,
+    output,
+    rpc_error,
+    to_dict,
+)
 from alpr_common.timestamps import from_timestamp, now_utc
 
 
@@ -23,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     st.add_argument("--problems", action="store_true", help="only nodes that report a problem")
     st.add_argument("--node", default="", help="only this node id")
+    dm = s.add_parser("report-damage", parents=common,
+                      help="report a unit damaged or not working (policy 4.8): a help-desk ticket until --repaired")  # fmt: skip
+    dm.add_argument("node_id")
+    what = dm.add_mutually_exclusive_group(required=True)
+    what.add_argument("--note", help="what is wrong (e.g. 'front camera hit, lens cracked')")
+    what.add_argument("--repaired", action="store_true", help="withdraw the report: the unit is fixed")
+    dm.add_argument("--officer", default="", help=f"who reports: {ACTING_AS_HELP}")
     g = s.add_parser("register", parents=common, help="allow a node (certificate CN) and its cameras")
     g.add_argument("node_id")
     g.add_argument("--camera", action="append", default=[], required=True, help="camera id (repeatable)")
@@ -37,6 +55,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         try:
             if args.action == "status":
                 return _status(ctx, args, fleet_pb2_grpc.FleetServiceStub(ch))
+            if args.action == "report-damage":
+                return _report_damage(ctx, args, fleet_pb2_grpc.FleetServiceStub(ch))
             return _registry(ctx, args, admin_pb2_grpc.AdminServiceStub(ch))
         except grpc.RpcError as e:
             raise rpc_error(ctx, e) from e
@@ -59,6 +79,16 @@ def _registry(ctx: Context, args: argparse.Namespace, stub: admin_pb2_grpc.Admin
         lines = [f"{n.node_id:20} {'REVOKED' if n.revoked else 'active':8} {','.join(n.camera_ids)}" for n in r3.nodes]
         return output(ctx, r3, "\n".join([*lines, f"{len(r3.nodes)} node(s)"]))
     raise CliError(f"unknown action {args.action}")
+
+
+def _report_damage(ctx: Context, args: argparse.Namespace, stub: fleet_pb2_grpc.FleetServiceStub) -> int:
+    if args.note is not None and not args.note.strip():
+        raise CliError("--note must say what is wrong")
+    req = fleet_pb2.ReportDamageRequest(node_id=args.node_id, note=(args.note or "").strip(), repaired=args.repaired,
+                                        reported_by=acting_as(ctx, args.officer, "--officer"))  # fmt: skip
+    r = stub.ReportDamage(req, timeout=ctx.timeout, metadata=ctx.metadata())
+    done = "damage report withdrawn" if args.repaired else "damage reported: the help desk gets a ticket"
+    return output(ctx, r, f"{args.node_id}: {done}\n{_describe(r.node)}")
 
 
 def _status(ctx: Context, args: argparse.Namespace, stub: fleet_pb2_grpc.FleetServiceStub) -> int:
@@ -111,4 +141,8 @@ def _describe(n: fleet_pb2.NodeStatus) -> str:
         f"  queue {n.queue_depth} read(s), oldest {n.queue_oldest_age_s:.0f} s; disk free {n.disk_free_bytes / 2**30:.1f} GiB",
     ]
     lines += [f"  PROBLEM: {p}" for p in n.problems]
+    if n.HasField("damage"):
+        d = n.damage
+        when = from_timestamp(d.reported_time).isoformat(timespec="seconds") if d.HasField("reported_time") else "?"
+        lines.append(f"  DAMAGE reported by officer {d.reported_by} at {when}: {d.note}")
     return "\n".join(lines)

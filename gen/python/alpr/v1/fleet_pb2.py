@@ -28,21 +28,31 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/fleet.proto\x12\x07\x61lpr.v1\x1a\x14\x61lpr/v1/ingest.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x1c\x46leetServiceListNodesRequest\x12\x15\n\rproblems_only\x18\x01 \x01(\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x1d\x46leetServiceListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.alpr.v1.NodeStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x05\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x04 \x01(\t\x12\x10\n\x08problems\x18\x05 \x03(\t\x12&\n\x07\x63\x61meras\x18\x06 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0b\x64\x65tector_ok\x18\x07 \x01(\x08\x12\x17\n\x0fhotlist_version\x18\x08 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bqueue_depth\x18\n \x01(\x04\x12\x1a\n\x12queue_oldest_age_s\x18\x0b \x01(\x01\x12\x17\n\x0f\x64isk_free_bytes\x18\x0c \x01(\x04\x12\x19\n\x0c\x63lock_skew_s\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10software_version\x18\x0e \x01(\t\x12\x1c\n\x14hotlist_lag_versions\x18\x0f \x01(\x03\x12(\n\rlast_position\x18\x10 \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12\x36\n\x12last_position_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x0bshift_state\x18\x12 \x01(\x0e\x32\x13.alpr.v1.ShiftState\x12\x16\n\x0e\x63onfig_version\x18\x13 \x01(\x03\x12\x14\n\x0c\x63onfig_error\x18\x14 \x01(\t\x12\x1b\n\x13\x63onfig_lag_versions\x18\x15 \x01(\x03\x42\x0f\n\r_clock_skew_s2j\n\x0c\x46leetService\x12Z\n\tListNodes\x12%.alpr.v1.FleetServiceListNodesRequest\x1a&.alpr.v1.FleetServiceListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/fleet.proto\x12\x07\x61lpr.v1\x1a\x14\x61lpr/v1/ingest.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n\x13ReportDamageRequest\x12w\n\x07node_id\x18\x01 \x01(\tBf\xbaHc\xba\x01`\n\tnot_blank\x12>is required: the unit\'s node id (alpr nodes status lists them)\x1a\x13this.matches(\'\\\\S\')\x12\x16\n\x04note\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x10\n\x08repaired\x18\x03 \x01(\x08\x12\x13\n\x0breported_by\x18\x04 \x01(\t\"9\n\x14ReportDamageResponse\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.alpr.v1.NodeStatus\"d\n\x0c\x44\x61mageReport\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x13\n\x0breported_by\x18\x02 \x01(\t\x12\x31\n\rreported_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x1c\x46leetServiceListNodesRequest\x12\x15\n\rproblems_only\x18\x01 \x01(\x08\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x1d\x46leetServiceListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.alpr.v1.NodeStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd9\x05\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\tnode_kind\x18\x02 \x01(\x0e\x32\x11.alpr.v1.NodeKind\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x04 \x01(\t\x12\x10\n\x08problems\x18\x05 \x03(\t\x12&\n\x07\x63\x61meras\x18\x06 \x03(\x0b\x32\x15.alpr.v1.CameraStatus\x12\x13\n\x0b\x64\x65tector_ok\x18\x07 \x01(\x08\x12\x17\n\x0fhotlist_version\x18\x08 \x01(\x03\x12\x37\n\x13hotlist_synced_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bqueue_depth\x18\n \x01(\x04\x12\x1a\n\x12queue_oldest_age_s\x18\x0b \x01(\x01\x12\x17\n\x0f\x64isk_free_bytes\x18\x0c \x01(\x04\x12\x19\n\x0c\x63lock_skew_s\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10software_version\x18\x0e \x01(\t\x12\x1c\n\x14hotlist_lag_versions\x18\x0f \x01(\x03\x12(\n\rlast_position\x18\x10 \x01(\x0b\x32\x11.alpr.v1.GeoPoint\x12\x36\n\x12last_position_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x0bshift_state\x18\x12 \x01(\x0e\x32\x13.alpr.v1.ShiftState\x12\x16\n\x0e\x63onfig_version\x18\x13 \x01(\x03\x12\x14\n\x0c\x63onfig_error\x18\x14 \x01(\t\x12\x1b\n\x13\x63onfig_lag_versions\x18\x15 \x01(\x03\x12%\n\x06\x64\x61mage\x18\x16 \x01(\x0b\x32\x15.alpr.v1.DamageReportB\x0f\n\r_clock_skew_s2\xb7\x01\n\x0c\x46leetService\x12Z\n\tListNodes\x12%.alpr.v1.FleetServiceListNodesRequest\x1a&.alpr.v1.FleetServiceListNodesResponse\x12K\n\x0cReportDamage\x12\x1c.alpr.v1.ReportDamageRequest\x1a\x1d.alpr.v1.ReportDamageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REPORTDAMAGEREQUEST'].fields_by_name['node_id']._loaded_options = None
+  _globals['_REPORTDAMAGEREQUEST'].fields_by_name['node_id']._serialized_options = b'\272Hc\272\001`\n\tnot_blank\022>is required: the unit\'s node id (alpr nodes status lists them)\032\023this.matches(\'\\\\S\')'
+  _globals['_REPORTDAMAGEREQUEST'].fields_by_name['note']._loaded_options = None
+  _globals['_REPORTDAMAGEREQUEST'].fields_by_name['note']._serialized_options = b'\272H\005r\003\030\364\003'
   _globals['_FLEETSERVICELISTNODESREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_FLEETSERVICELISTNODESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
-  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_start=137
-  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_end=258
-  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_start=260
-  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_end=352
-  _globals['_NODESTATUS']._serialized_start=355
-  _globals['_NODESTATUS']._serialized_end=1045
-  _globals['_FLEETSERVICE']._serialized_start=1047
-  _globals['_FLEETSERVICE']._serialized_end=1153
+  _globals['_REPORTDAMAGEREQUEST']._serialized_start=138
+  _globals['_REPORTDAMAGEREQUEST']._serialized_end=343
+  _globals['_REPORTDAMAGERESPONSE']._serialized_start=345
+  _globals['_REPORTDAMAGERESPONSE']._serialized_end=402
+  _globals['_DAMAGEREPORT']._serialized_start=404
+  _globals['_DAMAGEREPORT']._serialized_end=504
+  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_start=506
+  _globals['_FLEETSERVICELISTNODESREQUEST']._serialized_end=627
+  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_start=629
+  _globals['_FLEETSERVICELISTNODESRESPONSE']._serialized_end=721
+  _globals['_NODESTATUS']._serialized_start=724
+  _globals['_NODESTATUS']._serialized_end=1453
+  _globals['_FLEETSERVICE']._serialized_start=1456
+  _globals['_FLEETSERVICE']._serialized_end=1639
 # @@protoc_insertion_point(module_scope)

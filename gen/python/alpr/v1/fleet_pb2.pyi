@@ -22,6 +22,87 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ReportDamageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    REPORTED_BY_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    note: _builtins.str
+    """What is wrong; required unless repaired."""
+    repaired: _builtins.bool
+    """Withdraw the open report: the unit is fixed."""
+    reported_by: _builtins.str
+    """The officer reporting (required without access control). With access control
+    the hub sets it to the signed-in user; another name is refused.
+    """
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        repaired: _builtins.bool = ...,
+        reported_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "note", b"note", "repaired", b"repaired", "reported_by", b"reported_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDamageRequest: _TypeAlias = ReportDamageRequest  # noqa: Y015
+
+@_typing.final
+class ReportDamageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def node(self) -> Global___NodeStatus: ...
+    def __init__(
+        self,
+        *,
+        node: Global___NodeStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDamageResponse: _TypeAlias = ReportDamageResponse  # noqa: Y015
+
+@_typing.final
+class DamageReport(_message.Message):
+    """An open damage report on a unit (policy 4.8)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTE_FIELD_NUMBER: _builtins.int
+    REPORTED_BY_FIELD_NUMBER: _builtins.int
+    REPORTED_TIME_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    reported_by: _builtins.str
+    @_builtins.property
+    def reported_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        note: _builtins.str = ...,
+        reported_by: _builtins.str = ...,
+        reported_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reported_time", b"reported_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "reported_by", b"reported_by", "reported_time", b"reported_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DamageReport: _TypeAlias = DamageReport  # noqa: Y015
+
+@_typing.final
 class FleetServiceListNodesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -106,6 +187,7 @@ class NodeStatus(_message.Message):
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
     CONFIG_ERROR_FIELD_NUMBER: _builtins.int
     CONFIG_LAG_VERSIONS_FIELD_NUMBER: _builtins.int
+    DAMAGE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     node_kind: _reads_pb2.NodeKind.ValueType
     hub_id: _builtins.str
@@ -152,6 +234,10 @@ class NodeStatus(_message.Message):
 
     @_builtins.property
     def last_position_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def damage(self) -> Global___DamageReport:
+        """An open damage report made at the hub (alpr nodes report-damage); unset when none."""
+
     def __init__(
         self,
         *,
@@ -176,10 +262,11 @@ class NodeStatus(_message.Message):
         config_version: _builtins.int = ...,
         config_error: _builtins.str = ...,
         config_lag_versions: _builtins.int = ...,
+        damage: Global___DamageReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "clock_skew_s", b"clock_skew_s", "hotlist_synced_time", b"hotlist_synced_time", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "clock_skew_s", b"clock_skew_s", "damage", b"damage", "hotlist_synced_time", b"hotlist_synced_time", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "cameras", b"cameras", "clock_skew_s", b"clock_skew_s", "config_error", b"config_error", "config_lag_versions", b"config_lag_versions", "config_version", b"config_version", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_lag_versions", b"hotlist_lag_versions", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "hub_id", b"hub_id", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time", "node_id", b"node_id", "node_kind", b"node_kind", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s", "cameras", b"cameras", "clock_skew_s", b"clock_skew_s", "config_error", b"config_error", "config_lag_versions", b"config_lag_versions", "config_version", b"config_version", "damage", b"damage", "detector_ok", b"detector_ok", "disk_free_bytes", b"disk_free_bytes", "hotlist_lag_versions", b"hotlist_lag_versions", "hotlist_synced_time", b"hotlist_synced_time", "hotlist_version", b"hotlist_version", "hub_id", b"hub_id", "last_heartbeat_time", b"last_heartbeat_time", "last_position", b"last_position", "last_position_time", b"last_position_time", "node_id", b"node_id", "node_kind", b"node_kind", "problems", b"problems", "queue_depth", b"queue_depth", "queue_oldest_age_s", b"queue_oldest_age_s", "shift_state", b"shift_state", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__clock_skew_s: _TypeAlias = _typing.Literal["clock_skew_s"]  # noqa: Y015
     _WhichOneofArgType__clock_skew_s: _TypeAlias = _typing.Literal["_clock_skew_s", b"_clock_skew_s"]  # noqa: Y015

@@ -43,6 +43,11 @@ class FleetServiceStub:
                 request_serializer=alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesRequest.SerializeToString,
                 response_deserializer=alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesResponse.FromString,
                 _registered_method=True)
+        self.ReportDamage = channel.unary_unary(
+                '/alpr.v1.FleetService/ReportDamage',
+                request_serializer=alpr_dot_v1_dot_fleet__pb2.ReportDamageRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_fleet__pb2.ReportDamageResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -59,6 +64,15 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportDamage(self, request, context):
+        """An officer reports a unit damaged or not working properly (policy 4.8), also when the
+        unit itself cannot (dead, off shift, no link): the help desk gets a ticket until the
+        report is withdrawn (repaired). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -66,6 +80,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesRequest.FromString,
                     response_serializer=alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesResponse.SerializeToString,
+            ),
+            'ReportDamage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDamage,
+                    request_deserializer=alpr_dot_v1_dot_fleet__pb2.ReportDamageRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_fleet__pb2.ReportDamageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +118,33 @@ class FleetService:
             '/alpr.v1.FleetService/ListNodes',
             alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesRequest.SerializeToString,
             alpr_dot_v1_dot_fleet__pb2.FleetServiceListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDamage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.FleetService/ReportDamage',
+            alpr_dot_v1_dot_fleet__pb2.ReportDamageRequest.SerializeToString,
+            alpr_dot_v1_dot_fleet__pb2.ReportDamageResponse.FromString,
             options,
             channel_credentials,
             insecure,

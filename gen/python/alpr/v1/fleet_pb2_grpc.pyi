@@ -39,6 +39,11 @@ class FleetServiceStub:
     def __new__(cls, channel: _aio.Channel) -> FleetServiceAsyncStub: ...
     ListNodes: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.FleetServiceListNodesRequest, _fleet_pb2.FleetServiceListNodesResponse]
     """Every node's latest status, ordered by node id, in pages."""
+    ReportDamage: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.ReportDamageRequest, _fleet_pb2.ReportDamageResponse]
+    """An officer reports a unit damaged or not working properly (policy 4.8), also when the
+    unit itself cannot (dead, off shift, no link): the help desk gets a ticket until the
+    report is withdrawn (repaired). Audited.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -51,6 +56,11 @@ class FleetServiceAsyncStub(FleetServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNodes: _aio.UnaryUnaryMultiCallable[_fleet_pb2.FleetServiceListNodesRequest, _fleet_pb2.FleetServiceListNodesResponse]  # type: ignore[assignment]
     """Every node's latest status, ordered by node id, in pages."""
+    ReportDamage: _aio.UnaryUnaryMultiCallable[_fleet_pb2.ReportDamageRequest, _fleet_pb2.ReportDamageResponse]  # type: ignore[assignment]
+    """An officer reports a unit damaged or not working properly (policy 4.8), also when the
+    unit itself cannot (dead, off shift, no link): the help desk gets a ticket until the
+    report is withdrawn (repaired). Audited.
+    """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     """The fleet of edge nodes as the hubs know it from each node's latest heartbeat
@@ -66,5 +76,16 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.FleetServiceListNodesResponse, _abc.Awaitable[_fleet_pb2.FleetServiceListNodesResponse]]:
         """Every node's latest status, ordered by node id, in pages."""
+
+    @_abc_1.abstractmethod
+    def ReportDamage(
+        self,
+        request: _fleet_pb2.ReportDamageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.ReportDamageResponse, _abc.Awaitable[_fleet_pb2.ReportDamageResponse]]:
+        """An officer reports a unit damaged or not working properly (policy 4.8), also when the
+        unit itself cannot (dead, off shift, no link): the help desk gets a ticket until the
+        report is withdrawn (repaired). Audited.
+        """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
