@@ -5,7 +5,8 @@ Every RPC of every service is listed in :data:`METHOD_ROLES`; with ``auth.enable
 health checking and reflection (:data:`PUBLIC_METHODS`, which return no read data).
 
 Callers are people with a token (``authorization: Bearer <token>``; the hub stores only its
-SHA-256) or machines with a client certificate (mutual TLS): edge nodes (certificate OU
+SHA-256: made by ``AddUser``, or by a password sign-in, ``SignIn``, for a session that expires
+and ends when the password changes) or machines with a client certificate (mutual TLS): edge nodes (certificate OU
 ``node``, CN = node id) and services (OU ``service``). A certificate identifies a machine,
 not a person: people's data (alerts, reads, plates) needs a user's token. A service
 certificate gets a named service role only when ``auth.services`` lists its CN (the bridge:
@@ -22,6 +23,7 @@ only as its certificate's registered node id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn
@@ -29,8 +31,12 @@ from typing import Any, NoReturn
 import grpc
 from alpr.v1 import admin_pb2, admin_pb2_grpc
 
+from alpr_common.cassandra import Row
+from alpr_common.timestamps import now_utc, to_timestamp, utc
 from hub.audit import AuditLog
+from hub.config import AuthConfig
 from hub.handlers import Handler, guarded
+from hub.passwords import hash_password, password_problem, verify_password
 from hub.principal import (
     ADMIN,
     AUDITOR,
@@ -105,6 +111,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AdminService/RegisterNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/RevokeNode": frozenset({ADMIN}),
     "/alpr.v1.AdminService/ListNodes": frozenset({ADMIN, AUDITOR}),
+    "/alpr.v1.AdminService/SetPassword": frozenset({ADMIN}),
+    "/alpr.v1.AdminService/EndSession": HUMANS,
     # Node health (policy 4.1, 4.8): fleet operators, supervisors, admins, the bridge's tickets
     "/alpr.v1.FleetService/ListNodes": frozenset({FLEET_OPERATOR, SUPERVISOR, ADMIN, BRIDGE}),
     # A sworn member reports a damaged unit (policy 4.8); fleet operators withdraw it when fixed
@@ -151,9 +159,11 @@ NODE_ID_FIELDS: dict[str, tuple[str, ...]] = {
     "/alpr.v1.FleetConfigService/Subscribe": ("start", "node_id"),
 }
 
-# No credentials needed: they return no read data.
+# No credentials needed: they return no read data. SignIn is how a person without a token
+# gets one (a password; failures limited and audited by the servicer).
 PUBLIC_METHODS = frozenset(
     {
+        "/alpr.v1.AdminService/SignIn",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.health.v1.Health/List",
@@ -205,6 +215,10 @@ class Authenticator:
                     context, grpc.StatusCode.UNAUTHENTICATED,
                     f"access token of user {trow.user_id!r} has been revoked", trow.user_id, method,
                 )  # fmt: skip
+            if trow.expire_time is not None:  # a password sign-in's session
+                why = session_ended(trow, user)
+                if why:
+                    await self._deny(context, grpc.StatusCode.UNAUTHENTICATED, why, trow.user_id, method)
             principal = Principal("user", user.user_id, user.role)
             th = hash_token(token)
             if th not in self._seen_tokens and self.audit is not None:
@@ -284,6 +298,16 @@ class Authenticator:
 Stamp = Callable[[Any, Principal, Context], Awaitable[None]]
 
 
+def session_ended(trow: Row, user: Row) -> str:
+    """Why a password sign-in's session token no longer works, or "" while it does."""
+    if utc(trow.expire_time) <= now_utc():
+        return f"the sign-in session of {trow.user_id!r} has expired: sign in again"
+    set_time = getattr(user, "password_set_time", None)
+    if set_time is not None and utc(set_time) > utc(trow.created_time):
+        return f"the password of {trow.user_id!r} was changed after this sign-in: sign in again"
+    return ""
+
+
 def _field(message: Any, path: tuple[str, ...]) -> tuple[Any, str] | None:
     """(the message holding the field, its name) along ``path``, or None when a part is unset."""
     for name in path[:-1]:
@@ -347,9 +371,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Users, tokens and the node registry; every change is audited."""
 
-    def __init__(self, *, users: UserStore, audit: AuditLog) -> None:
+    def __init__(self, *, users: UserStore, audit: AuditLog, auth: AuthConfig | None = None) -> None:
         self.users = users
         self.audit = audit
+        self.auth = auth or AuthConfig()
 
     async def _actor(self) -> tuple[str, str]:
         p = current_principal.get()
@@ -407,3 +432,76 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     async def ListNodes(self, request: admin_pb2.ListNodesRequest, context: Context) -> admin_pb2.ListNodesResponse:
         return admin_pb2.ListNodesResponse(nodes=[node_proto(n) for n in await self.users.list_nodes()])
+
+    async def SetPassword(
+        self, request: admin_pb2.SetPasswordRequest, context: Context
+    ) -> admin_pb2.SetPasswordResponse:
+        uid = request.user_id.strip()
+        user = await self.users.get_user(uid)
+        if user is None or user.revoked:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no {'active ' if user is not None else ''}user {uid!r}: add the user first (alpr users add)",
+            )
+        if request.clear == bool(request.password):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "give a password, or clear (to remove the user's password): not both"
+            )
+        if not request.clear:
+            bad = password_problem(request.password, uid)
+            if bad:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
+        hashed = None if request.clear else await asyncio.get_running_loop().run_in_executor(
+            None, hash_password, request.password
+        )  # fmt: skip
+        actor, arole = await self._actor()
+        row = await self.users.set_password(uid, hashed, actor)
+        await self.audit.record(
+            actor, "user.password_clear" if request.clear else "user.password_set", role=arole, details={"user_id": uid}
+        )
+        return admin_pb2.SetPasswordResponse(user=user_proto(row))
+
+    async def SignIn(self, request: admin_pb2.SignInRequest, context: Context) -> admin_pb2.SignInResponse:
+        uid, cfg = request.user_id.strip(), self.auth
+        window_min = max(1, round(cfg.signin_failure_window_s / 60))
+        failed = await self.users.failed_signins(uid, cfg.signin_failure_window_s, cfg.signin_failures_allowed)
+        if failed >= cfg.signin_failures_allowed:
+            await self.audit.record(uid, "auth.signin", details={"reason": "too many failures"}, outcome="limited")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many failed sign-ins for {uid!r} in the last {window_min} min: wait, or ask an admin "
+                "(alpr users set-password)",
+            )
+        user = await self.users.get_user(uid)
+        stored = user.password_hash if user is not None and not user.revoked else None
+        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, request.password, stored)
+        if not ok or user is None:
+            why = ("no such user" if user is None else "user revoked" if user.revoked
+                   else "no password set" if not stored else "wrong password")  # fmt: skip
+            await self.users.record_failed_signin(uid, cfg.signin_failure_window_s)
+            await self.audit.record(uid, "auth.signin", details={"reason": why}, outcome="denied")
+            left = cfg.signin_failures_allowed - failed - 1
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "wrong user id or password"
+                + (f" ({left} more failed attempt(s) and sign-in is refused for {window_min} min)" if left < 3 else ""),
+            )
+        limit = cfg.password_session_max_s
+        ttl = min(request.session_s, limit) if request.session_s else limit
+        token, expire = await self.users.add_session_token(uid, ttl)
+        await self.audit.record(uid, "auth.signin", role=user.role, details={"session_s": ttl})
+        return admin_pb2.SignInResponse(token=token, expire_time=to_timestamp(expire), user=user_proto(user))
+
+    async def EndSession(self, request: admin_pb2.EndSessionRequest, context: Context) -> admin_pb2.EndSessionResponse:
+        token = _token_from(context.invocation_metadata())
+        found = await self.users.user_for_token(token) if token else None
+        if token is None or found is None or found[0].expire_time is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "only a password sign-in's session is ended this way; a token from alpr users add is "
+                "revoked with alpr users revoke",
+            )
+        await self.users.end_token(token)
+        actor, arole = await self._actor()
+        await self.audit.record(actor, "auth.signout", role=arole)
+        return admin_pb2.EndSessionResponse()

@@ -171,6 +171,12 @@ class AuthConfig(StrictModel):
     # `alpr audit verify` holds every chain against them. Required unless insecure_dev.
     audit_checkpoint_dir: str = ""
     audit_checkpoint_interval_s: float = Field(60.0, gt=0)
+    # Password sign-in (AdminService.SignIn, for the web console): the longest session one
+    # sign-in gives, and how many failed attempts per user id within the window before
+    # sign-in is refused for that user id for the rest of the window.
+    password_session_max_s: int = Field(12 * 3600, gt=0, le=7 * 86400)
+    signin_failures_allowed: int = Field(5, ge=1)
+    signin_failure_window_s: int = Field(900, gt=0, le=86400)
 
 
 class TlsConfig(StrictModel):

@@ -257,7 +257,9 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
         agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(agencies, server)
         agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store=agency_store), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(users=users, audit=audit), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(users=users, audit=audit, auth=config.auth), server
+        )
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit=audit), server)
         search_pb2_grpc.add_SearchServiceServicer_to_server(
             SearchServicer(index=ReadIndex(session=session, cassandra=cassandra), config=config, audit=audit), server

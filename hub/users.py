@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 from alpr.v1 import admin_pb2
 from cassandra.cluster import Session
@@ -31,16 +32,34 @@ class UserStore(CassandraStore):
         ks = self.keyspace
         self._get_user = self.reader(f"SELECT * FROM {ks}.users WHERE user_id = :user_id")
         self._all_users = self.reader(f"SELECT * FROM {ks}.users")
+        # A (re-)created user starts without a password.
         self._ins_user = self.writer(
-            f"INSERT INTO {ks}.users (user_id, role, display_name, revoked, created_time, created_by) "
-            "VALUES (:user_id, :role, :display_name, false, :created_time, :created_by)"
+            f"INSERT INTO {ks}.users (user_id, role, display_name, revoked, created_time, created_by, "
+            "password_hash, password_set_time, password_set_by) "
+            "VALUES (:user_id, :role, :display_name, false, :created_time, :created_by, null, null, null)"
+        )
+        self._set_password = self.writer(
+            f"UPDATE {ks}.users SET password_hash = :password_hash, password_set_time = :password_set_time, "
+            "password_set_by = :password_set_by WHERE user_id = :user_id"
         )
         self._revoke_user = self.writer(
             f"UPDATE {ks}.users SET revoked = true, revoked_time = :revoked_time, revoked_by = :revoked_by "
             "WHERE user_id = :user_id"
         )
         self._get_token = self.reader(
-            f"SELECT user_id, created_time FROM {ks}.auth_tokens WHERE token_sha256 = :token_sha256"
+            f"SELECT user_id, created_time, expire_time FROM {ks}.auth_tokens WHERE token_sha256 = :token_sha256"
+        )
+        self._ins_session_token = self.writer(
+            f"INSERT INTO {ks}.auth_tokens (token_sha256, user_id, created_time, expire_time) "
+            "VALUES (:token_sha256, :user_id, :created_time, :expire_time) USING TTL :ttl"
+        )
+        self._del_token = self.writer(f"DELETE FROM {ks}.auth_tokens WHERE token_sha256 = :token_sha256")
+        self._ins_failure = self.writer(
+            f"INSERT INTO {ks}.signin_failures (user_id, failed_time) VALUES (:user_id, now()) USING TTL :ttl"
+        )
+        self._recent_failures = self.reader(
+            f"SELECT failed_time FROM {ks}.signin_failures WHERE user_id = :user_id "
+            "AND failed_time > minTimeuuid(:since) LIMIT :max_rows"
         )
         self._ins_token = self.writer(
             f"INSERT INTO {ks}.auth_tokens (token_sha256, user_id, created_time) "
@@ -99,6 +118,35 @@ class UserStore(CassandraStore):
             return None
         return trow, await self.get_user(trow.user_id)
 
+    # -- passwords and sign-in sessions --------------------------------------------------
+    async def set_password(self, user_id: str, password_hash: str | None, by: str) -> Row | None:
+        """Set (or with None remove) the user's password hash; sessions signed in before end."""
+        change = {"password_hash": password_hash, "password_set_time": now_utc(), "password_set_by": by}
+        await self.run(self._set_password, {**change, "user_id": user_id})
+        return await self.get_user(user_id)
+
+    async def add_session_token(self, user_id: str, ttl_s: int) -> tuple[str, datetime]:
+        """A new sign-in session's token (returned once; stored hashed, gone after ``ttl_s``)."""
+        token, now = new_token(), now_utc()
+        expire = now + timedelta(seconds=ttl_s)
+        await self.run(
+            self._ins_session_token,
+            {"token_sha256": hash_token(token), "user_id": user_id, "created_time": now, "expire_time": expire,
+             "ttl": ttl_s},
+        )  # fmt: skip
+        return token, expire
+
+    async def end_token(self, token: str) -> None:
+        await self.run(self._del_token, {"token_sha256": hash_token(token)})
+
+    async def failed_signins(self, user_id: str, window_s: int, limit: int) -> int:
+        """Failed password sign-ins for ``user_id`` in the last ``window_s`` (counted up to ``limit``)."""
+        since = now_utc() - timedelta(seconds=window_s)
+        return len(await self.run(self._recent_failures, {"user_id": user_id, "since": since, "max_rows": limit}))
+
+    async def record_failed_signin(self, user_id: str, window_s: int) -> None:
+        await self.run(self._ins_failure, {"user_id": user_id, "ttl": window_s})
+
     # -- nodes ---------------------------------------------------------------------------
     async def get_node(self, node_id: str) -> Row | None:
         return await self.one(self._get_node, {"node_id": node_id})
@@ -127,6 +175,9 @@ def user_proto(r: Row) -> admin_pb2.User:
         created_by=r.created_by or "",
         revoked_time=to_timestamp_or_none(r.revoked_time),
         revoked_by=r.revoked_by or "",
+        has_password=bool(getattr(r, "password_hash", None)),
+        password_set_time=to_timestamp_or_none(getattr(r, "password_set_time", None)),
+        password_set_by=getattr(r, "password_set_by", None) or "",
     )
 
 

@@ -47,7 +47,7 @@ def test_every_rpc_of_every_service_is_in_the_access_table() -> None:
         for svc in pb.DESCRIPTOR.services_by_name.values():
             for m in svc.methods:
                 name = f"/{svc.full_name}/{m.name}"
-                if name not in auth.METHOD_ROLES:
+                if name not in auth.METHOD_ROLES and name not in auth.PUBLIC_METHODS:
                     missing.append(name)
     assert missing == [], "add these methods to hub/auth.py METHOD_ROLES (denied by default until then)"
     for roles in auth.METHOD_ROLES.values():

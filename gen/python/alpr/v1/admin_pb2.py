@@ -26,7 +26,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/admin.proto\x12\x07\x61lpr.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1b\n\x04role\x18\x02 \x01(\x0e\x32\r.alpr.v1.Role\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\t\x12\x30\n\x0crevoked_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrevoked_by\x18\x08 \x01(\t\"\xa4\x01\n\x0e\x41\x64\x64UserRequest\x12S\n\x07user_id\x18\x01 \x01(\tBB\xbaH?\xba\x01<\n\tnot_blank\x12\x1ais required: the user\'s id\x1a\x13this.matches(\'\\\\S\')\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\r.alpr.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"=\n\x0f\x41\x64\x64UserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\x12\r\n\x05token\x18\x02 \x01(\t\"=\n\x11RevokeUserRequest\x12\x18\n\x07user_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x12RevokeUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\"\x12\n\x10ListUsersRequest\"1\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.alpr.v1.User\"\x0f\n\rWhoAmIRequest\"-\n\x0eWhoAmIResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\"\x9e\x01\n\x10NodeRegistration\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"C\n\x13RegisterNodeRequest\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\"?\n\x14RegisterNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.alpr.v1.NodeRegistration\"=\n\x11RevokeNodeRequest\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x12RevokeNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.alpr.v1.NodeRegistration\"\x12\n\x10ListNodesRequest\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.alpr.v1.NodeRegistration*\xaa\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x13\n\x0fROLE_DISPATCHER\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x04\x12\x0e\n\nROLE_ADMIN\x10\x05\x12\x10\n\x0cROLE_AUDITOR\x10\x06\x12\x17\n\x13ROLE_FLEET_OPERATOR\x10\x07\x32\xea\x03\n\x0c\x41\x64minService\x12<\n\x07\x41\x64\x64User\x12\x17.alpr.v1.AddUserRequest\x1a\x18.alpr.v1.AddUserResponse\x12\x45\n\nRevokeUser\x12\x1a.alpr.v1.RevokeUserRequest\x1a\x1b.alpr.v1.RevokeUserResponse\x12\x42\n\tListUsers\x12\x19.alpr.v1.ListUsersRequest\x1a\x1a.alpr.v1.ListUsersResponse\x12\x39\n\x06WhoAmI\x12\x16.alpr.v1.WhoAmIRequest\x1a\x17.alpr.v1.WhoAmIResponse\x12K\n\x0cRegisterNode\x12\x1c.alpr.v1.RegisterNodeRequest\x1a\x1d.alpr.v1.RegisterNodeResponse\x12\x45\n\nRevokeNode\x12\x1a.alpr.v1.RevokeNodeRequest\x1a\x1b.alpr.v1.RevokeNodeResponse\x12\x42\n\tListNodes\x12\x19.alpr.v1.ListNodesRequest\x1a\x1a.alpr.v1.ListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61lpr/v1/admin.proto\x12\x07\x61lpr.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x02\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1b\n\x04role\x18\x02 \x01(\x0e\x32\r.alpr.v1.Role\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\t\x12\x30\n\x0crevoked_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrevoked_by\x18\x08 \x01(\t\x12\x14\n\x0chas_password\x18\t \x01(\x08\x12\x35\n\x11password_set_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fpassword_set_by\x18\x0b \x01(\t\"\xa4\x01\n\x0e\x41\x64\x64UserRequest\x12S\n\x07user_id\x18\x01 \x01(\tBB\xbaH?\xba\x01<\n\tnot_blank\x12\x1ais required: the user\'s id\x1a\x13this.matches(\'\\\\S\')\x12\'\n\x04role\x18\x02 \x01(\x0e\x32\r.alpr.v1.RoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"=\n\x0f\x41\x64\x64UserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\x12\r\n\x05token\x18\x02 \x01(\t\"=\n\x11RevokeUserRequest\x12\x18\n\x07user_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"1\n\x12RevokeUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\"\x12\n\x10ListUsersRequest\"1\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.alpr.v1.User\"\x0f\n\rWhoAmIRequest\"-\n\x0eWhoAmIResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\"\x9e\x01\n\x10NodeRegistration\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"C\n\x13RegisterNodeRequest\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x12\n\ncamera_ids\x18\x02 \x03(\t\"?\n\x14RegisterNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.alpr.v1.NodeRegistration\"=\n\x11RevokeNodeRequest\x12\x18\n\x07node_id\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x12RevokeNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.alpr.v1.NodeRegistration\"\x12\n\x10ListNodesRequest\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.alpr.v1.NodeRegistration\"\x94\x01\n\x12SetPasswordRequest\x12S\n\x07user_id\x18\x01 \x01(\tBB\xbaH?\xba\x01<\n\tnot_blank\x12\x1ais required: the user\'s id\x1a\x13this.matches(\'\\\\S\')\x12\x1a\n\x08password\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\r\n\x05\x63lear\x18\x03 \x01(\x08\"2\n\x13SetPasswordResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.alpr.v1.User\"\x9a\x01\n\rSignInRequest\x12X\n\x07user_id\x18\x01 \x01(\tBG\xbaHDr\x03\x18\x80\x01\xba\x01<\n\tnot_blank\x12\x1ais required: the user\'s id\x1a\x13this.matches(\'\\\\S\')\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12\x11\n\tsession_s\x18\x03 \x01(\r\"m\n\x0eSignInResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x04user\x18\x03 \x01(\x0b\x32\r.alpr.v1.User\"\x13\n\x11\x45ndSessionRequest\"\x14\n\x12\x45ndSessionResponse*\xaa\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_OFFICER\x10\x01\x12\x13\n\x0fROLE_DISPATCHER\x10\x02\x12\x13\n\x0fROLE_SUPERVISOR\x10\x03\x12\x15\n\x11ROLE_INVESTIGATOR\x10\x04\x12\x0e\n\nROLE_ADMIN\x10\x05\x12\x10\n\x0cROLE_AUDITOR\x10\x06\x12\x17\n\x13ROLE_FLEET_OPERATOR\x10\x07\x32\xb6\x05\n\x0c\x41\x64minService\x12<\n\x07\x41\x64\x64User\x12\x17.alpr.v1.AddUserRequest\x1a\x18.alpr.v1.AddUserResponse\x12\x45\n\nRevokeUser\x12\x1a.alpr.v1.RevokeUserRequest\x1a\x1b.alpr.v1.RevokeUserResponse\x12\x42\n\tListUsers\x12\x19.alpr.v1.ListUsersRequest\x1a\x1a.alpr.v1.ListUsersResponse\x12\x39\n\x06WhoAmI\x12\x16.alpr.v1.WhoAmIRequest\x1a\x17.alpr.v1.WhoAmIResponse\x12K\n\x0cRegisterNode\x12\x1c.alpr.v1.RegisterNodeRequest\x1a\x1d.alpr.v1.RegisterNodeResponse\x12\x45\n\nRevokeNode\x12\x1a.alpr.v1.RevokeNodeRequest\x1a\x1b.alpr.v1.RevokeNodeResponse\x12\x42\n\tListNodes\x12\x19.alpr.v1.ListNodesRequest\x1a\x1a.alpr.v1.ListNodesResponse\x12H\n\x0bSetPassword\x12\x1b.alpr.v1.SetPasswordRequest\x1a\x1c.alpr.v1.SetPasswordResponse\x12\x39\n\x06SignIn\x12\x16.alpr.v1.SignInRequest\x1a\x17.alpr.v1.SignInResponse\x12\x45\n\nEndSession\x12\x1a.alpr.v1.EndSessionRequest\x1a\x1b.alpr.v1.EndSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,40 +43,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNODEREQUEST'].fields_by_name['node_id']._serialized_options = b'\272H\004r\002\020\001'
   _globals['_REVOKENODEREQUEST'].fields_by_name['node_id']._loaded_options = None
   _globals['_REVOKENODEREQUEST'].fields_by_name['node_id']._serialized_options = b'\272H\004r\002\020\001'
-  _globals['_ROLE']._serialized_start=1312
-  _globals['_ROLE']._serialized_end=1482
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H?\272\001<\n\tnot_blank\022\032is required: the user\'s id\032\023this.matches(\'\\\\S\')'
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['password']._serialized_options = b'\272H\005r\003\030\200\002'
+  _globals['_SIGNINREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SIGNINREQUEST'].fields_by_name['user_id']._serialized_options = b'\272HDr\003\030\200\001\272\001<\n\tnot_blank\022\032is required: the user\'s id\032\023this.matches(\'\\\\S\')'
+  _globals['_SIGNINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_SIGNINREQUEST'].fields_by_name['password']._serialized_options = b'\272H\007r\005\020\001\030\200\002'
+  _globals['_ROLE']._serialized_start=1928
+  _globals['_ROLE']._serialized_end=2098
   _globals['_USER']._serialized_start=95
-  _globals['_USER']._serialized_end=326
-  _globals['_ADDUSERREQUEST']._serialized_start=329
-  _globals['_ADDUSERREQUEST']._serialized_end=493
-  _globals['_ADDUSERRESPONSE']._serialized_start=495
-  _globals['_ADDUSERRESPONSE']._serialized_end=556
-  _globals['_REVOKEUSERREQUEST']._serialized_start=558
-  _globals['_REVOKEUSERREQUEST']._serialized_end=619
-  _globals['_REVOKEUSERRESPONSE']._serialized_start=621
-  _globals['_REVOKEUSERRESPONSE']._serialized_end=670
-  _globals['_LISTUSERSREQUEST']._serialized_start=672
-  _globals['_LISTUSERSREQUEST']._serialized_end=690
-  _globals['_LISTUSERSRESPONSE']._serialized_start=692
-  _globals['_LISTUSERSRESPONSE']._serialized_end=741
-  _globals['_WHOAMIREQUEST']._serialized_start=743
-  _globals['_WHOAMIREQUEST']._serialized_end=758
-  _globals['_WHOAMIRESPONSE']._serialized_start=760
-  _globals['_WHOAMIRESPONSE']._serialized_end=805
-  _globals['_NODEREGISTRATION']._serialized_start=808
-  _globals['_NODEREGISTRATION']._serialized_end=966
-  _globals['_REGISTERNODEREQUEST']._serialized_start=968
-  _globals['_REGISTERNODEREQUEST']._serialized_end=1035
-  _globals['_REGISTERNODERESPONSE']._serialized_start=1037
-  _globals['_REGISTERNODERESPONSE']._serialized_end=1100
-  _globals['_REVOKENODEREQUEST']._serialized_start=1102
-  _globals['_REVOKENODEREQUEST']._serialized_end=1163
-  _globals['_REVOKENODERESPONSE']._serialized_start=1165
-  _globals['_REVOKENODERESPONSE']._serialized_end=1226
-  _globals['_LISTNODESREQUEST']._serialized_start=1228
-  _globals['_LISTNODESREQUEST']._serialized_end=1246
-  _globals['_LISTNODESRESPONSE']._serialized_start=1248
-  _globals['_LISTNODESRESPONSE']._serialized_end=1309
-  _globals['_ADMINSERVICE']._serialized_start=1485
-  _globals['_ADMINSERVICE']._serialized_end=1975
+  _globals['_USER']._serialized_end=428
+  _globals['_ADDUSERREQUEST']._serialized_start=431
+  _globals['_ADDUSERREQUEST']._serialized_end=595
+  _globals['_ADDUSERRESPONSE']._serialized_start=597
+  _globals['_ADDUSERRESPONSE']._serialized_end=658
+  _globals['_REVOKEUSERREQUEST']._serialized_start=660
+  _globals['_REVOKEUSERREQUEST']._serialized_end=721
+  _globals['_REVOKEUSERRESPONSE']._serialized_start=723
+  _globals['_REVOKEUSERRESPONSE']._serialized_end=772
+  _globals['_LISTUSERSREQUEST']._serialized_start=774
+  _globals['_LISTUSERSREQUEST']._serialized_end=792
+  _globals['_LISTUSERSRESPONSE']._serialized_start=794
+  _globals['_LISTUSERSRESPONSE']._serialized_end=843
+  _globals['_WHOAMIREQUEST']._serialized_start=845
+  _globals['_WHOAMIREQUEST']._serialized_end=860
+  _globals['_WHOAMIRESPONSE']._serialized_start=862
+  _globals['_WHOAMIRESPONSE']._serialized_end=907
+  _globals['_NODEREGISTRATION']._serialized_start=910
+  _globals['_NODEREGISTRATION']._serialized_end=1068
+  _globals['_REGISTERNODEREQUEST']._serialized_start=1070
+  _globals['_REGISTERNODEREQUEST']._serialized_end=1137
+  _globals['_REGISTERNODERESPONSE']._serialized_start=1139
+  _globals['_REGISTERNODERESPONSE']._serialized_end=1202
+  _globals['_REVOKENODEREQUEST']._serialized_start=1204
+  _globals['_REVOKENODEREQUEST']._serialized_end=1265
+  _globals['_REVOKENODERESPONSE']._serialized_start=1267
+  _globals['_REVOKENODERESPONSE']._serialized_end=1328
+  _globals['_LISTNODESREQUEST']._serialized_start=1330
+  _globals['_LISTNODESREQUEST']._serialized_end=1348
+  _globals['_LISTNODESRESPONSE']._serialized_start=1350
+  _globals['_LISTNODESRESPONSE']._serialized_end=1411
+  _globals['_SETPASSWORDREQUEST']._serialized_start=1414
+  _globals['_SETPASSWORDREQUEST']._serialized_end=1562
+  _globals['_SETPASSWORDRESPONSE']._serialized_start=1564
+  _globals['_SETPASSWORDRESPONSE']._serialized_end=1614
+  _globals['_SIGNINREQUEST']._serialized_start=1617
+  _globals['_SIGNINREQUEST']._serialized_end=1771
+  _globals['_SIGNINRESPONSE']._serialized_start=1773
+  _globals['_SIGNINRESPONSE']._serialized_end=1882
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1884
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1903
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=1905
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=1925
+  _globals['_ADMINSERVICE']._serialized_start=2101
+  _globals['_ADMINSERVICE']._serialized_end=2795
 # @@protoc_insertion_point(module_scope)

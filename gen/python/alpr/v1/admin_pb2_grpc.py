@@ -72,6 +72,21 @@ class AdminServiceStub:
                 request_serializer=alpr_dot_v1_dot_admin__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=alpr_dot_v1_dot_admin__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.SetPassword = channel.unary_unary(
+                '/alpr.v1.AdminService/SetPassword',
+                request_serializer=alpr_dot_v1_dot_admin__pb2.SetPasswordRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_admin__pb2.SetPasswordResponse.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/alpr.v1.AdminService/SignIn',
+                request_serializer=alpr_dot_v1_dot_admin__pb2.SignInRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_admin__pb2.SignInResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/alpr.v1.AdminService/EndSession',
+                request_serializer=alpr_dot_v1_dot_admin__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_admin__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -128,6 +143,32 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPassword(self, request, context):
+        """Gives a user a password (or removes it) for signing in where a token cannot
+        be pasted, e.g. the web console on a patrol car's screen. Stored only as an
+        scrypt hash. Admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """Exchanges a user id and password for a short-lived access token (the
+        sign-in session). Needs no credentials; failures are audited and limited
+        per user (RESOURCE_EXHAUSTED while too many recent failures).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Ends the calling sign-in session: its token is refused from now on. Tokens
+        made by AddUser are ended with RevokeUser instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +206,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=alpr_dot_v1_dot_admin__pb2.ListNodesRequest.FromString,
                     response_serializer=alpr_dot_v1_dot_admin__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'SetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPassword,
+                    request_deserializer=alpr_dot_v1_dot_admin__pb2.SetPasswordRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_admin__pb2.SetPasswordResponse.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=alpr_dot_v1_dot_admin__pb2.SignInRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_admin__pb2.SignInResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=alpr_dot_v1_dot_admin__pb2.EndSessionRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_admin__pb2.EndSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +415,87 @@ class AdminService:
             '/alpr.v1.AdminService/ListNodes',
             alpr_dot_v1_dot_admin__pb2.ListNodesRequest.SerializeToString,
             alpr_dot_v1_dot_admin__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.AdminService/SetPassword',
+            alpr_dot_v1_dot_admin__pb2.SetPasswordRequest.SerializeToString,
+            alpr_dot_v1_dot_admin__pb2.SetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.AdminService/SignIn',
+            alpr_dot_v1_dot_admin__pb2.SignInRequest.SerializeToString,
+            alpr_dot_v1_dot_admin__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.AdminService/EndSession',
+            alpr_dot_v1_dot_admin__pb2.EndSessionRequest.SerializeToString,
+            alpr_dot_v1_dot_admin__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,20 @@ class AdminServiceStub:
     RevokeNode: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.RevokeNodeResponse]
     """Revokes a node: its streams are refused from now on."""
     ListNodes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]
+    SetPassword: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetPasswordRequest, _admin_pb2.SetPasswordResponse]
+    """Gives a user a password (or removes it) for signing in where a token cannot
+    be pasted, e.g. the web console on a patrol car's screen. Stored only as an
+    scrypt hash. Admin only; audited.
+    """
+    SignIn: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SignInRequest, _admin_pb2.SignInResponse]
+    """Exchanges a user id and password for a short-lived access token (the
+    sign-in session). Needs no credentials; failures are audited and limited
+    per user (RESOURCE_EXHAUSTED while too many recent failures).
+    """
+    EndSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EndSessionRequest, _admin_pb2.EndSessionResponse]
+    """Ends the calling sign-in session: its token is refused from now on. Tokens
+    made by AddUser are ended with RevokeUser instead.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -73,6 +87,20 @@ class AdminServiceAsyncStub(AdminServiceStub):
     RevokeNode: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.RevokeNodeResponse]  # type: ignore[assignment]
     """Revokes a node: its streams are refused from now on."""
     ListNodes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]  # type: ignore[assignment]
+    SetPassword: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetPasswordRequest, _admin_pb2.SetPasswordResponse]  # type: ignore[assignment]
+    """Gives a user a password (or removes it) for signing in where a token cannot
+    be pasted, e.g. the web console on a patrol car's screen. Stored only as an
+    scrypt hash. Admin only; audited.
+    """
+    SignIn: _aio.UnaryUnaryMultiCallable[_admin_pb2.SignInRequest, _admin_pb2.SignInResponse]  # type: ignore[assignment]
+    """Exchanges a user id and password for a short-lived access token (the
+    sign-in session). Needs no credentials; failures are audited and limited
+    per user (RESOURCE_EXHAUSTED while too many recent failures).
+    """
+    EndSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.EndSessionRequest, _admin_pb2.EndSessionResponse]  # type: ignore[assignment]
+    """Ends the calling sign-in session: its token is refused from now on. Tokens
+    made by AddUser are ended with RevokeUser instead.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, roles and access tokens (policy §3); edge-node registration and
@@ -135,5 +163,37 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListNodesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListNodesResponse, _abc.Awaitable[_admin_pb2.ListNodesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetPassword(
+        self,
+        request: _admin_pb2.SetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetPasswordResponse, _abc.Awaitable[_admin_pb2.SetPasswordResponse]]:
+        """Gives a user a password (or removes it) for signing in where a token cannot
+        be pasted, e.g. the web console on a patrol car's screen. Stored only as an
+        scrypt hash. Admin only; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _admin_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SignInResponse, _abc.Awaitable[_admin_pb2.SignInResponse]]:
+        """Exchanges a user id and password for a short-lived access token (the
+        sign-in session). Needs no credentials; failures are audited and limited
+        per user (RESOURCE_EXHAUSTED while too many recent failures).
+        """
+
+    @_abc_1.abstractmethod
+    def EndSession(
+        self,
+        request: _admin_pb2.EndSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EndSessionResponse, _abc.Awaitable[_admin_pb2.EndSessionResponse]]:
+        """Ends the calling sign-in session: its token is refused from now on. Tokens
+        made by AddUser are ended with RevokeUser instead.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
