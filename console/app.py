@@ -34,7 +34,7 @@ def _safe_next(nxt: str) -> str:
     return nxt if nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt else "/"
 
 
-async def signin_form(request: Request, problem: str = "", status: int = 200) -> Response:
+async def signin_form(request: Request, problem: str = "", status: int = 200, user: str = "") -> Response:
     c = console_of(request)
     pre = new_token()
     resp = c.render(
@@ -45,6 +45,7 @@ async def signin_form(request: Request, problem: str = "", status: int = 200) ->
         next=_safe_next(request.query_params.get("next", "/")),
         why=request.query_params.get("why", ""),
         problem=problem,
+        user=user,
     )
     resp.set_cookie(
         PRE_COOKIE, pre, max_age=3600, httponly=True, samesite="strict", secure=c.settings.https, path="/signin"
@@ -61,8 +62,20 @@ async def signin(request: Request) -> Response:
     if not pre or not hmac.compare_digest(pre.encode(), sent.encode()) or not same_origin(request):
         return await signin_form(request, "this sign-in form is stale: try again", 403)
     token = str(form.get("token", "")).strip()
+    user_id, password = str(form.get("user", "")).strip(), str(form.get("password", ""))
+    hub_session = False
     if not token:
-        return await signin_form(request, "enter your access token", 400)
+        if not user_id or not password:
+            return await signin_form(request, "enter your user id and password (or your access token)", 400, user_id)
+        try:
+            got = await c.hub.admin.SignIn(
+                admin_pb2.SignInRequest(user_id=user_id, password=password, session_s=int(c.settings.session_max_s)),
+                timeout=c.settings.rpc_timeout_s,
+            )
+        except grpc.aio.AioRpcError as e:
+            f = failure(e, c.settings.hub)
+            return await signin_form(request, f"the hub refused the sign-in: {f.message}", f.http_status, user_id)
+        token, hub_session = got.token, True
     try:
         who = await c.hub.admin.WhoAmI(
             admin_pb2.WhoAmIRequest(), metadata=HubClient.metadata(token), timeout=c.settings.rpc_timeout_s
@@ -76,7 +89,9 @@ async def signin(request: Request) -> Response:
     role = admin_pb2.Role.Name(u.role).removeprefix("ROLE_").lower()
     if not u.user_id or role in ("unspecified", "node", "service"):
         return await signin_form(request, "that token is not a person's: sign in with your own token", 403)
-    s = c.sessions.create(token=token, user_id=u.user_id, role=role, display_name=u.display_name or u.user_id)
+    s = c.sessions.create(
+        token=token, user_id=u.user_id, role=role, display_name=u.display_name or u.user_id, hub_session=hub_session
+    )
     log.info("%s (%s) signed in", u.user_id, role)
     nxt = _safe_next(str(form.get("next", "/")))
     resp = RedirectResponse(nxt if nxt != "/" else home_of(role), status_code=303)
@@ -97,9 +112,7 @@ def home_of(role: str) -> str:
 @page(console_of)
 async def signout(request: Request, s: object) -> Response:
     c = console_of(request)
-    sid = request.cookies.get(COOKIE)
-    c.sessions.drop(sid)
-    c.images.forget(sid or "")
+    await c.end(c.sessions.drop(request.cookies.get(COOKIE)))
     resp = RedirectResponse("/signin?why=signed+out", status_code=303)
     resp.delete_cookie(COOKIE, path="/")
     return resp

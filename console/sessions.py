@@ -2,7 +2,9 @@
 
 The browser gets a random session id in an httpOnly, SameSite=Strict cookie; the person's
 hub token stays here, next to the session, and is forgotten at sign-out, at expiry, or when
-the console stops. Every form carries the session's CSRF token.
+the console stops. A token the hub gave for a password sign-in (``hub_session``) is also
+ended at the hub then: sessions that end are handed to the console (:meth:`Sessions.ended`).
+Every form carries the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Session:
     user_id: str
     role: str
     display_name: str
+    # The token is the hub's session for a password sign-in (ended at the hub with this one).
+    hub_session: bool = False
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -38,10 +42,11 @@ class Sessions:
         self.max_s = max_s
         self.idle_s = idle_s
         self._by_id: dict[str, Session] = {}
+        self._ended: list[Session] = []  # expired, not yet handed over by ended()
         self._lock = threading.Lock()
 
-    def create(self, *, token: str, user_id: str, role: str, display_name: str) -> Session:
-        s = Session(secrets.token_urlsafe(32), token, user_id, role, display_name)
+    def create(self, *, token: str, user_id: str, role: str, display_name: str, hub_session: bool = False) -> Session:
+        s = Session(secrets.token_urlsafe(32), token, user_id, role, display_name, hub_session)
         with self._lock:
             self._purge(time.monotonic())
             self._by_id[s.sid] = s
@@ -57,14 +62,21 @@ class Sessions:
             if s is None:
                 return None
             if now - s.started > self.max_s or now - s.last_seen > self.idle_s:
-                del self._by_id[sid]
+                self._ended.append(self._by_id.pop(sid))
                 return None
             s.last_seen = now
             return s
 
-    def drop(self, sid: str | None) -> None:
+    def drop(self, sid: str | None) -> Session | None:
         with self._lock:
-            self._by_id.pop(sid or "", None)
+            return self._by_id.pop(sid or "", None)
+
+    def ended(self) -> list[Session]:
+        """Sessions that expired since the last call (their hub sessions are still to end)."""
+        with self._lock:
+            self._purge(time.monotonic())
+            out, self._ended = self._ended, []
+            return out
 
     def drop_user(self, user_id: str) -> None:
         """Forget every session of a person (their token was refused: revoked)."""
@@ -80,4 +92,4 @@ class Sessions:
         for sid in [
             k for k, s in self._by_id.items() if now - s.started > self.max_s or now - s.last_seen > self.idle_s
         ]:
-            del self._by_id[sid]
+            self._ended.append(self._by_id.pop(sid))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -91,6 +92,7 @@ class Console:
         self.settings = settings
         self.sessions = Sessions(max_s=settings.session_max_s, idle_s=settings.session_idle_s)
         self.images = RecentImages()
+        self._ending: set[asyncio.Task[None]] = set()
         # gRPC's asyncio channel belongs to the server's event loop: made at start-up (lifespan).
         self._hub = hub
         self.templates = Environment(
@@ -114,7 +116,25 @@ class Console:
             self._hub = None
 
     def session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+        s = self.sessions.get(request.cookies.get(COOKIE))
+        for gone in self.sessions.ended():
+            task = asyncio.get_running_loop().create_task(self.end(gone))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+        return s
+
+    async def end(self, s: Session | None) -> None:
+        """A session is over: its images go, and a password sign-in's token is ended at the hub."""
+        if s is None:
+            return
+        self.images.forget(s.sid)
+        if s.hub_session:
+            try:
+                await self.hub.admin.EndSession(
+                    admin_pb2.EndSessionRequest(), metadata=self.md(s), timeout=self.settings.rpc_timeout_s
+                )
+            except grpc.aio.AioRpcError as e:  # it expires at the hub anyway (the session's maximum)
+                log.info("hub session of %s not ended: %s %s", s.user_id, e.code().name, e.details())
 
     def md(self, s: Session) -> Metadata:
         return HubClient.metadata(s.token)

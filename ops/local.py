@@ -283,6 +283,8 @@ def up() -> int:
         f"  web console    https://localhost:{CONSOLE_PORT}  sign in with a token file's content (officer: hits and\n"
         "                 review; admin: hot lists and audit; fleet: the fleet page). The certificate is from the\n"
         "                 local CA: trust .run/local/pki/ca/ca.crt in the browser or accept the warning once.\n"
+        '                 Or by password: .venv/bin/alpr --token "$(cat .run/local/local-admin.token)" users\n'
+        "                 set-password local-officer --generate, then user id local-officer and that password.\n"
         "try:\n"
         "  source .run/local/env                      # hub address, TLS files, the officer's token\n"
         f"  .venv/bin/alpr alerts list                 # the hit on {hot}, PENDING\n"

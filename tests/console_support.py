@@ -15,7 +15,16 @@ from typing import Any
 
 import httpx
 import uvicorn
-from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc
+from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    alert_pb2,
+    alert_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    hotlist_pb2,
+    hotlist_pb2_grpc,
+)
 
 from alpr_common.simulation import make_read, noise_jpeg
 from alpr_common.timestamps import timestamp_in
@@ -101,9 +110,11 @@ class Browserless:
         self.http = httpx.Client(base_url=base, follow_redirects=False, timeout=30)
         self.csrf = ""
 
-    def sign_in(self, token: str) -> httpx.Response:
+    def sign_in(self, token: str = "", *, user: str = "", password: str = "") -> httpx.Response:
         form = self.http.get("/signin")
-        r = self.http.post("/signin", data={"csrf": csrf_of(form.text), "token": token, "next": "/"})
+        sent = {"csrf": csrf_of(form.text), "next": "/"}
+        sent.update({"token": token} if token else {"user": user, "password": password})
+        r = self.http.post("/signin", data=sent)
         if r.status_code == 303:
             self.csrf = csrf_of(self.http.get(r.headers["location"], follow_redirects=True).text)
         return r
@@ -162,6 +173,15 @@ class Stack:
         read.frame_width, read.frame_height = 640, 360
         self.hub.ingest([read])
         return str(alert_id_for(read.read_id))
+
+    def set_password(self, user_id: str, password: str) -> None:
+        stub = admin_pb2_grpc.AdminServiceStub(self.hub.channel)
+        call(stub.SetPassword, admin_pb2.SetPasswordRequest(user_id=user_id, password=password), self.hub.admin)
+
+    def audited(self, actor: str, action: str) -> list[audit_pb2.AuditEntry]:
+        stub = audit_pb2_grpc.AuditServiceStub(self.hub.channel)
+        entries = call(stub.ListAudit, audit_pb2.ListAuditRequest(action=action, limit=1000), self.auditor).entries
+        return [e for e in entries if e.actor == actor]
 
     def alert(self, alert_id: str) -> alert_pb2.GetAlertResponse:
         got: alert_pb2.GetAlertResponse = call(

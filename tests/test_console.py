@@ -68,6 +68,34 @@ def test_sign_in_form_needs_its_own_csrf_value(stack: Stack) -> None:
         assert r.status_code == 403 and "alpr_console=" not in r.headers.get("set-cookie", "")
 
 
+def test_password_sign_in_gets_a_hub_session_that_sign_out_ends(stack: Stack) -> None:
+    stack.set_password("ofc-1", "gloves on 2026")
+    b = Browserless(stack.console.url)
+    try:
+        r = b.sign_in(user="ofc-1", password="gloves on 2026")
+        assert r.status_code == 303 and r.headers["location"] == "/queue"
+        assert b.get("/whoami").status_code == 200
+        assert len(stack.audited("ofc-1", "auth.signin")) >= 1
+        assert b.post("/signout").status_code == 303
+        assert stack.audited("ofc-1", "auth.signout"), "the hub's session was not ended at sign-out"
+        assert b.get("/queue").status_code == 303  # to the sign-in again
+    finally:
+        b.close()
+
+
+def test_a_wrong_password_is_refused_with_the_hubs_message_and_the_user_id_kept(stack: Stack) -> None:
+    b = Browserless(stack.console.url)
+    try:
+        r = b.sign_in(user="disp-1", password="not my password")
+        assert r.status_code == 401 and "wrong user id or password" in problem_of(r.text)
+        assert 'id="user" name="user"' in r.text and 'value="disp-1"' in r.text
+        assert "not my password" not in r.text
+        r = b.sign_in(user="disp-1", password="")
+        assert r.status_code == 400 and "user id and password" in problem_of(r.text)
+    finally:
+        b.close()
+
+
 def test_pages_need_a_session(stack: Stack) -> None:
     with httpx.Client(base_url=stack.console.url) as h:
         r = h.get("/queue")

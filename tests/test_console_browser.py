@@ -211,3 +211,29 @@ def test_csp_blocks_inline_script(stack: Stack, browser: webdriver.Chrome) -> No
     cookie = d.get_cookie("alpr_console")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert d.execute_script("return document.cookie") == ""  # not readable by scripts
+
+
+def test_password_sign_in_on_a_patrol_car_screen(stack: Stack) -> None:
+    """Gloves and a touch screen: user id and password, not a pasted token."""
+    stack.set_password("disp-1", "night shift 77")
+    d = chrome(500, 900)
+    try:
+        base = stack.console.url
+        d.get(base + "/signin")
+        d.find_element(By.ID, "user").send_keys("disp-1")
+        d.find_element(By.ID, "password").send_keys("wrong password")
+        d.find_element(By.ID, "signin-password").click()
+        problem = WebDriverWait(d, 10).until(ec.presence_of_element_located((By.ID, "problem"))).text
+        assert "wrong user id or password" in problem
+        assert d.find_element(By.ID, "user").get_attribute("value") == "disp-1"
+        assert d.find_element(By.ID, "signin-password").size["height"] >= 44  # touch target
+        shot(d, "signin-narrow.png")
+        d.find_element(By.ID, "password").send_keys("night shift 77")
+        d.find_element(By.ID, "signin-password").click()
+        WebDriverWait(d, 10).until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
+        assert d.current_url.endswith("/queue") and "disp-1" in d.find_element(By.CSS_SELECTOR, "header .who").text
+        d.find_element(By.CSS_SELECTOR, "header form button").click()  # sign out
+        WebDriverWait(d, 10).until(lambda _: "/signin" in d.current_url)
+        assert stack.audited("disp-1", "auth.signout")
+    finally:
+        d.quit()
