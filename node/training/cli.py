@@ -2,7 +2,7 @@
 
 Subcommands (all deterministic for a given ``--seed``; logs go to stdout):
 
-  samples        write N synthetic plates/crops as PNGs for a look
+  samples        write N synthetic plates/crops as PNGs for a look (+ labels.tsv of the crops)
   detector-data  build the YOLO dataset (tiles of real + synthetic frames)
   detector       train YOLO from yaml and export ONNX
   ocr-data       build the OCR crop set (synthetic + br-crops + eu)
@@ -69,12 +69,16 @@ def cmd_samples(args: argparse.Namespace) -> int:
         if Path(args.data_root).exists()
         else [np.full((200, 300, 3), 90, np.uint8)]
     )
+    labels = []
     for i in range(args.n):
         p = render_plate(rng)
         cv2.imwrite(str(out / f"plate_{i:03d}_{p.state}_{p.text}.png"), cv2.cvtColor(p.image, cv2.COLOR_RGB2BGR))
         crop, text, state = synthetic_crop(rng, bgs)
-        cv2.imwrite(str(out / f"crop_{i:03d}_{state}_{text}.png"), crop)
-    _log(f"wrote {2 * args.n} images to {out}")
+        name = f"crop_{i:03d}_{state}_{text}.png"
+        cv2.imwrite(str(out / name), crop)
+        labels.append(f"{name}\t{text}\t{state}\n")
+    (out / "labels.tsv").write_text("".join(labels))  # the crops as a set `alpr-node evaluate` reads
+    _log(f"wrote {2 * args.n} images and labels.tsv (crops: text, state look) to {out}")
     return 0
 
 
