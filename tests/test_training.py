@@ -68,7 +68,9 @@ def test_train_samples_command(tmp_path: Path) -> None:
     )
     assert len(list(tmp_path.glob("*.png"))) == 6
     rows = [line.split("\t") for line in (tmp_path / "labels.tsv").read_text().splitlines()]
-    assert len(rows) == 3 and all((tmp_path / name).exists() and f"_{state}_{text}." in name for name, text, state in rows)
+    assert len(rows) == 3 and all(
+        (tmp_path / name).exists() and f"_{state}_{text}." in name for name, text, state in rows
+    )
 
 
 def test_ucsd_boxes_widen_from_the_character_row_to_the_whole_plate() -> None:
