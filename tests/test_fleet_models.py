@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,13 +22,14 @@ import pytest
 from alpr.v1 import fleet_models_pb2, fleet_models_pb2_grpc
 from cassandra.cluster import Session
 
-from alpr_common.model_release import new_key, sha256_file
+from alpr_common.model_release import new_key, parse_manifest, sha256_file
 from alpr_common.operator.fleet import upload_requests
 from alpr_common.operator_cli import main as alpr
 from alpr_common.retry import Backoff
 from node.config import ModelRolloutConfig, NodeConfig
-from node.model_releases import ModelManager, ReleaseClient, rate_drop
+from node.model_releases import Assignment, ModelManager, ReleaseClient, rate_drop
 from node.recognition.loading import MODELS_DIR
+from node.recognition.types import FrameRecognizer, PlateResult
 from node.runtime import NodeRuntime
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.fleet_models_support import (
@@ -358,3 +360,67 @@ def test_cli_config_and_models(models_hub: HubThread, keys: tuple[Path, Path], t
     assert cli("fleet", "models", "pause", "--reason", "wait")["rollout"]["status"] == "ROLLOUT_STATUS_PAUSED"
     assert cli("fleet", "models", "status")["rollout"]["status"] == "ROLLOUT_STATUS_PAUSED"
     assert cli("fleet", "models", "rollback", "--reason", "no")["rollout"]["status"] == "ROLLOUT_STATUS_ROLLED_BACK"
+
+
+class PlateEcho(FrameRecognizer):
+    """Reads every frame as the given plates (the self-test passes; what is judged is the read rate)."""
+
+    def __init__(self, name: str, plates: list[str]) -> None:
+        self.name, self.plates = name, plates
+
+    def recognize(
+        self, frame: Any, skip_ocr: Callable[[Any], bool] | None = None, regions: list[Any] | None = None
+    ) -> list[PlateResult]:
+        return [PlateResult(box=(0, 0, 10, 5), detection_score=1.0, text=p, confidence=1.0) for p in self.plates]
+
+    def versions(self) -> dict[str, str]:
+        return {"detector": self.name, "ocr": self.name, "state_classifier": self.name}
+
+
+class CountingHost:
+    """The runtime's side as the manager sees it: frames and reads so far, and the swaps asked for."""
+
+    def __init__(self) -> None:
+        self.frames = self.reads = 0
+        self.swaps: list[str] = []
+
+    def swap_recognizer(self, recognizer: FrameRecognizer, release: str) -> None:
+        self.swaps.append(release)
+
+    def read_counts(self) -> tuple[int, int]:
+        return self.frames, self.reads
+
+
+def test_a_unit_switches_back_when_its_read_rate_drops(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """A release that passes its self-test but reads far less than the unit did before is undone."""
+    release = rid("quiet")
+    manifest, sig = make_release(tmp_path / "rel", release, keys[0], detector=blind_detector(tmp_path / "d.onnx"))
+    root = tmp_path / "unit" / "models"
+    shutil.copytree(tmp_path / "rel", root / release)  # as if downloaded
+    (root / release / "manifest.json").write_bytes(manifest)
+    (root / release / "manifest.sig").write_bytes(sig)
+    plates = [p for s in parse_manifest(manifest).samples for p in s.plates]
+    settings = ModelRolloutConfig(release_key_file=keys[1], rate_window_frames=100, min_baseline_reads=10)
+    m = ModelManager(
+        tmp_path / "unit", settings, {}, None, loader=lambda cfg: PlateEcho(str(cfg.detector_path), plates)
+    )
+    host = CountingHost()
+    m.host = host
+    reports: list[fleet_models_pb2.ModelReport] = []
+    m.on_report = reports.append
+    for _ in range(5):  # the baseline: 0.1 reads per frame with the unit's own models
+        host.frames, host.reads = host.frames + 50, host.reads + 5
+        m._watch_rate()
+    m.assign(release, paused=False)
+    m._follow(Assignment(release, False))
+    assert m.current == release and host.swaps == [release]
+    host.frames, host.reads = host.frames + 60, host.reads + 1
+    m._watch_rate()
+    assert m.current == release  # not judged before a whole window
+    host.frames, host.reads = host.frames + 60, host.reads + 1
+    m._watch_rate()
+    assert m.current == "" and host.swaps == [release, ""]
+    assert reports[-1].state == fleet_models_pb2.NODE_MODEL_STATE_FAILED and "read rate fell" in reports[-1].error
+    assert release in m.failed and m.previous == release  # kept on disk, never retried
+    m._follow(Assignment(release, False))
+    assert m.current == "" and host.swaps == [release, ""]

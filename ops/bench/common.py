@@ -63,8 +63,11 @@ def process_usage(pid: int) -> tuple[float, float]:
 
 
 @contextmanager
-def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **extra: Any) -> Iterator[HubTarget]:
-    """Run ``alpr-hub serve`` in its own process; yields its gRPC target.
+def hub_process(
+    cass: tuple[list[str], int], keyspace: str, run_dir: Path, start_timeout_s: float = 120, **extra: Any
+) -> Iterator[HubTarget]:
+    """Run ``alpr-hub serve`` in its own process; yields its gRPC target once it serves (within
+    ``start_timeout_s``).
 
     ``extra`` sections are merged over the defaults (e.g. ``cassandra={"write_consistency": "ONE"}``).
     """
@@ -95,7 +98,7 @@ def hub_process(cass: tuple[list[str], int], keyspace: str, run_dir: Path, **ext
             cwd=ROOT,
         )
     target: HubTarget | None = None
-    deadline = time.time() + 120
+    deadline = time.time() + start_timeout_s
     while time.time() < deadline and proc.poll() is None:
         m = re.search(r"serving on [\d.]+:(\d+)", log_path.read_text())
         if m:

@@ -41,6 +41,7 @@ from alpr_common.model_release import build_manifest, load_private_key, load_pub
 from alpr_common.model_release import verify as verify_signature
 from alpr_common.operator.fleet import upload_requests
 from ops.bench.common import ROOT, cassandra, hub_process, log, percentile, process_usage
+from ops.bench.console import drop, migrate
 
 MODELS = ROOT / "node" / "models"
 GROUP = "bench-fleet"
@@ -257,17 +258,16 @@ def main() -> int:
     key = run / f"release-{uuid.uuid4().hex[:6]}.key"
     pub = new_key(key)
     ks = f"bench_fleet_{uuid.uuid4().hex[:8]}"
-    with (
-        cassandra() as cass,
-        hub_process(
-            cass,
-            ks,
-            run / "hub",
-            cassandra={"write_consistency": "ONE", "read_consistency": "ONE"},
-            model_releases={"release_public_keys": [str(pub)]},
-        ) as hub,  # fmt: skip
-    ):
-        result = asyncio.run(bench(hub, hub.pid, args, key, pub))
+    with cassandra() as cass:
+        migrate(cass, ks, run)  # without the hub's start-up time limit: schema changes crawl on a busy Cassandra
+        try:
+            with hub_process(
+                cass, ks, run / "hub", cassandra={"write_consistency": "ONE", "read_consistency": "ONE"},
+                model_releases={"release_public_keys": [str(pub)]}, start_timeout_s=900,
+            ) as hub:  # fmt: skip
+                result = asyncio.run(bench(hub, hub.pid, args, key, pub))
+        finally:
+            drop(cass, ks)
     print(json.dumps(result), flush=True)
     return 0
 
