@@ -191,9 +191,8 @@ def main() -> int:
         ingest: dict[str, object] = {"idle_timeout_s": args.idle_timeout}
         if args.max_bytes_in_flight is not None:
             ingest["max_bytes_in_flight"] = args.max_bytes_in_flight
-        extra = {"ingest": ingest, "cassandra": {"write_consistency": "ONE"}}
         run_dir = ROOT / ".run" / "bench-hostile"
-        with hub_process(cass, ks, run_dir, **extra) as target:
+        with hub_process(cass, ks, run_dir, ingest=ingest, cassandra={"write_consistency": "ONE"}) as target:
             pid, hub_port = target.pid, int(target.rsplit(":", 1)[1])
             warm = run_stream(target, [ingest_pb2.IngestRequest(read=make_read(rnd=rnd)) for _ in range(50)])
             assert len(warm.acks) == 50, warm
