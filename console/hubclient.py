@@ -11,6 +11,7 @@ from alpr.v1 import (
     alert_pb2_grpc,
     audit_pb2_grpc,
     evidence_pb2_grpc,
+    fleet_models_pb2_grpc,
     fleet_pb2_grpc,
     hotlist_pb2_grpc,
     search_pb2_grpc,
@@ -73,6 +74,7 @@ class HubClient:
         self.alerts = alert_pb2_grpc.AlertServiceStub(ch)
         self.admin = admin_pb2_grpc.AdminServiceStub(ch)
         self.fleet = fleet_pb2_grpc.FleetServiceStub(ch)
+        self.models = fleet_models_pb2_grpc.ModelReleaseServiceStub(ch)
         self.search = search_pb2_grpc.SearchServiceStub(ch)
         self.evidence = evidence_pb2_grpc.EvidenceServiceStub(ch)
         self.hotlists = hotlist_pb2_grpc.HotListServiceStub(ch)

@@ -8,6 +8,7 @@ Screenshots of the queue, the review page and the fleet page go to .run/console-
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alpr.v1 import ingest_pb2
+from alpr.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
 from cassandra.cluster import Session
 
+from hub.model_releases import ReleaseStore
+from tests.access_support import call
 from tests.console_support import Stack, console_stack
 from tests.support import ROOT, run_stream
 
@@ -110,6 +113,13 @@ def heartbeats(stack: Stack) -> None:
     assert stack.hub._open is not None
     res = run_stream(stack.hub._open.target, reqs)
     assert len(res.heartbeat_acks) == 2, res
+    # What each unit reported about its model release, recorded by the hub's own store as the
+    # hub does from a unit's configuration stream; and an officer's damage report.
+    releases = ReleaseStore(session=stack.hub.cql, config=stack.hub.config)
+    asyncio.run(releases.record_node("pole-12", "rel-2026-11", "rel-2026-11", "RUNNING", ""))
+    asyncio.run(releases.record_node("car-207", "", "rel-2026-12", "FAILED", "self-test: 3 of 20 samples misread"))
+    call(fleet_pb2_grpc.FleetServiceStub(stack.hub.channel).ReportDamage,
+         fleet_pb2.ReportDamageRequest(node_id="car-207", note="camera mount cracked"), stack.officer)  # fmt: skip
 
 
 def test_live_hit_review_reject_refused_accept_stored(stack: Stack, browser: webdriver.Chrome) -> None:
@@ -179,6 +189,9 @@ def test_fleet_page_failing_units_first_and_a_role_without_access_refused(
     assert "on shift" in car and "41.87811, -87.62980" in car and "fix, 2 min ago" in car
     assert "config v3" in car and "latest configuration not applied: cameras.0.fps: must be at most 30" in car
     assert "config v4" in rows[1].text and "software 0.1.0" in rows[1].text
+    assert "models rel-2026-11" in rows[1].text and "models as shipped" in car
+    assert "model release rel-2026-12 failed: self-test: 3 of 20 samples misread; runs its own models" in car
+    assert "damage reported by ofc-1: camera mount cracked" in car
     assert not d.find_elements(By.CSS_SELECTOR, 'nav a[href="/queue"]')
     shot(d, "fleet.png")
     d.get(base + "/queue")
