@@ -154,7 +154,9 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             )
         )
         out = [_evidence_read(case, k) for k in kept]
-        export_id = uuid_from_time(now)
+        # Full precision, not the copy's whole-second ``now``: exports of one second must still
+        # sort in the order they were made (the id orders the case's export history).
+        export_id = uuid_from_time(datetime.now(UTC))
         await self.store.run(
             self.store.ins_export,
             {
@@ -176,7 +178,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServiceServicer):
             reads=out,
             missing_read_ids=missing,
             exported_by=actor,
-            exported_time=to_timestamp(now),
+            exported_time=to_timestamp(utc(datetime_from_uuid1(export_id))),  # as GetEvidence reports it
             export_id=str(export_id),
         )
 
