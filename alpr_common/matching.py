@@ -5,37 +5,81 @@ OCR gets wrong: look-alike characters (O/0/D/Q, I/1/L, B/8, S/5, Z/2, G/6) and o
 missing or extra character. Every match is scored (0..1); a state mismatch lowers the
 score but the match is still returned, flagged, so a person sees it.
 
-Speed comes from precomputed keys: every entry is indexed under its *canonical* plate
-(each look-alike class folded to one character) and, for one-character tolerance, under
-every canonical plate with one character deleted (a deletion neighbourhood). A read then
-costs one dict lookup for exact + look-alike, one for "the read lacks a character" and
-one per character for "the read has an extra character" — no scan of the list.
+How a read is matched without a scan of the list: every entry is indexed under its
+*canonical* plate (each look-alike class folded to one character).
 
-Pure Python, no hub imports; plate text must already be normalized
-(``alpr_common.plates.normalize_plate``).
+- exact and look-alike: one dict lookup of the read's canonical plate;
+- the read has an extra character: the read's canonical plate with one character deleted
+  is an entry's canonical plate — one C-level pass over those deletions against the dict;
+- the read lacks a character: the read's canonical plate is an entry's canonical plate with
+  one character deleted. Those deletions (seven per entry) are not stored: a Bloom filter
+  over them (two bits per deletion in one ``bytearray``) answers "no" for almost every
+  read, and a "maybe" is confirmed by inserting each character at each position of the
+  read and looking the result up in the dict.
+
+Memory: one entry costs its id, its canonical plate, its serialized ``alpr.v1.HotListEntry``
+and a few bytes in arrays — no object per entry for the garbage collector to walk, so a
+full collection of a hub holding a million entries takes milliseconds, not seconds. A
+candidate entry is decoded only when a read hits it.
+
+No hub imports; plate text must already be normalized (``alpr_common.plates.normalize_plate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import combinations
 
-from alpr_common.hotlist_model import HotListEntry
+from alpr.v1 import hotlist_pb2
+
+from alpr_common.hotlist_model import CATEGORIES, SOURCES, HotListEntry, entry_from_proto, entry_to_proto
 
 # Look-alike classes, each folded to one representative.
 LOOKALIKE_CLASSES: tuple[str, ...] = ("O0DQ", "I1L", "B8", "S5", "Z2", "G6")
-_FOLD = str.maketrans({c: cls[0] for cls in LOOKALIKE_CLASSES for c in cls})
+# Folding is a byte translation: a third of the cost of ``str.translate`` on the hot path.
+_FOLD = bytes.maketrans(
+    "".join(LOOKALIKE_CLASSES).encode(), "".join(cls[0] * len(cls) for cls in LOOKALIKE_CLASSES).encode()
+)
 
 EXACT = "EXACT"
 LOOKALIKE = "LOOKALIKE"
 MISSING_CHAR = "MISSING_CHAR"  # the read lacks one character of the entry
 EXTRA_CHAR = "EXTRA_CHAR"  # the read has one character more than the entry
 
+# The deletion filter is sized at 64 bits per deletion when it is (re)built and rebuilt once
+# deletions, removed entries' included, reach 16 bits each: two probes, 0.1-1.4 % false "maybe".
+_FILTER_BITS_PER_KEY = 64
+_FILTER_REBUILD_BITS_PER_KEY = 16
+_BIT = tuple(1 << i for i in range(8))
+_FILTER_MIN_BITS = 1 << 16
+_VERSION_TAG = b"\x70"  # alpr.v1.HotListEntry field 14 (version), varint
+
 
 def canonical(plate: str) -> str:
     """Fold look-alike characters: ``"B0SS"`` and ``"8OS5"`` have the same canonical form."""
-    return plate.translate(_FOLD)
+    return plate.encode().translate(_FOLD).decode()
+
+
+# Every character a canonical plate can hold (plates are A-Z and 0-9 once normalized).
+CANONICAL_ALPHABET = "".join(sorted({canonical(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"}))
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 encoding of a non-negative integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def with_version(serialized: bytes, version: int) -> bytes:
+    """A serialized ``HotListEntry`` with its version set (protobuf: the last value of a field wins)."""
+    return serialized + _VERSION_TAG + varint(version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,39 +105,17 @@ class Match:
     state_mismatch: bool
 
 
-# An index slot holds one entry, or a tuple when several share the key (rare; saves memory).
-Hit = HotListEntry | tuple[HotListEntry, ...]
-Index = dict[str, Hit]
-
-
 def _diffs(a: str, b: str) -> int:
     return sum(1 for x, y in zip(a, b, strict=False) if x != y)
 
 
-def _add(index: Index, key: str, e: HotListEntry) -> None:
-    cur = index.get(key)
-    if cur is None:
-        index[key] = e
-    elif isinstance(cur, tuple):
-        index[key] = (*[x for x in cur if x.entry_id != e.entry_id], e)
-    elif cur.entry_id == e.entry_id:
-        index[key] = e
-    else:
-        index[key] = (cur, e)
+def _deletions(c: str) -> Iterator[str]:
+    """``c`` with each one of its characters deleted (in C: ``combinations`` keeps order)."""
+    return map("".join, combinations(c, len(c) - 1))
 
 
-def _discard(index: Index, key: str, entry_id: str) -> None:
-    cur = index.get(key)
-    if cur is None:
-        return
-    if isinstance(cur, tuple):
-        rest = tuple(x for x in cur if x.entry_id != entry_id)
-        if not rest:
-            del index[key]
-        else:
-            index[key] = rest[0] if len(rest) == 1 else rest
-    elif cur.entry_id == entry_id:
-        del index[key]
+# A canonical plate's slots: one int, or a tuple when several entries share it (rare).
+Slots = int | tuple[int, ...]
 
 
 class Matcher:
@@ -101,84 +123,216 @@ class Matcher:
 
     def __init__(self, options: MatchOptions | None = None, entries: Iterable[HotListEntry] = ()) -> None:
         self.options = options or MatchOptions()
-        self.entries: dict[str, HotListEntry] = {}
-        self._canon: Index = {}  # canonical plate -> entry | tuple of entries
-        self._dels: Index = {}  # canonical plate minus one char -> entry | tuple
-        # Hot path: bound lookups and the length above which an extra character is tried.
-        self._canon_get = self._canon.get
-        self._dels_get = self._dels.get
-        self._extra_min_len = self.options.one_char_min_length if self.options.one_char else 1 << 30
+        self._reset()
         for e in entries:
             self.upsert(e)
 
+    def _reset(self) -> None:
+        opts = self.options
+        self._slot: dict[str, int] = {}  # entry id -> slot
+        self._blob: list[bytes | None] = []  # slot -> serialized alpr.v1.HotListEntry
+        self._key: list[str | None] = []  # slot -> canonical plate
+        self._digest = array("q")  # slot -> hash of the entry's content() (imports compare it)
+        self._source = bytearray()  # slot -> index in SOURCES
+        self._category = bytearray()  # slot -> index in CATEGORIES
+        self._free: list[int] = []
+        self._canon: dict[str, Slots] = {}  # canonical plate -> slot(s)
+        self._canon_get = self._canon.get
+        self._canon_keys = self._canon.keys()
+        # Bloom filter over the deletion neighbourhoods of the entries' canonical plates.
+        self._bits = bytearray(_FILTER_MIN_BITS // 8)
+        self._mask = _FILTER_MIN_BITS - 1
+        self._filter_keys = 0  # deletions set in the filter, removed entries' included
+        self._one_char_len = opts.one_char_min_length if opts.one_char else 1 << 30
+        self._extra_min_len = self._one_char_len  # a read longer than this may have an extra character
+        self._missing_min_len = self._one_char_len - 1  # ... at least this long may lack one
+
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._slot)
 
-    def _del_keys(self, c: str) -> set[str]:
-        if not self.options.one_char or len(c) < self.options.one_char_min_length:
-            return set()
-        return {c[:i] + c[i + 1 :] for i in range(len(c))}
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._slot
 
-    def upsert(self, e: HotListEntry) -> None:
-        """Add or replace an entry (by entry_id)."""
-        if e.entry_id in self.entries:
+    # -- changes --------------------------------------------------------------------------
+
+    def upsert(self, e: HotListEntry, serialized: bytes | None = None) -> None:
+        """Add or replace an entry (by entry_id).
+
+        ``serialized``: the entry's ``alpr.v1.HotListEntry`` encoding (version included) when
+        the caller already has it; encoded here otherwise.
+        """
+        if e.entry_id in self._slot:
             self.remove(e.entry_id)
-        self.entries[e.entry_id] = e
-        c = canonical(e.plate)
-        _add(self._canon, c, e)
-        for k in self._del_keys(c):
-            _add(self._dels, k, e)
+        blob = serialized if serialized is not None else entry_to_proto(e).SerializeToString()
+        c = self._intern_key(canonical(e.plate))
+        digest = hash(e.content())
+        source = SOURCES.index(e.source) if e.source in SOURCES else 255
+        category = CATEGORIES.index(e.category) if e.category in CATEGORIES else 255
+        if self._free:
+            slot = self._free.pop()
+            self._blob[slot] = blob
+            self._key[slot] = c
+            self._digest[slot] = digest
+            self._source[slot] = source
+            self._category[slot] = category
+        else:
+            slot = len(self._blob)
+            self._blob.append(blob)
+            self._key.append(c)
+            self._digest.append(digest)
+            self._source.append(source)
+            self._category.append(category)
+        self._slot[e.entry_id] = slot
+        cur = self._canon_get(c)
+        if cur is None:
+            self._canon[c] = slot
+        else:
+            self._canon[c] = (*cur, slot) if isinstance(cur, tuple) else (cur, slot)
+        if len(c) >= self._one_char_len:
+            self._filter_add(c)
+            if self._filter_keys * _FILTER_REBUILD_BITS_PER_KEY > self._mask + 1:
+                self._rebuild_filter()
+
+    def _intern_key(self, c: str) -> str:
+        """The dict's own key object when the canonical plate is held already (one copy in memory)."""
+        cur = self._canon_get(c)
+        if cur is None:
+            return c
+        first = cur[0] if isinstance(cur, tuple) else cur
+        key = self._key[first]
+        return key if key is not None else c
 
     def remove(self, entry_id: str) -> None:
-        e = self.entries.pop(entry_id, None)
-        if e is None:
+        slot = self._slot.pop(entry_id, None)
+        if slot is None:
             return
-        c = canonical(e.plate)
-        _discard(self._canon, c, entry_id)
-        for k in self._del_keys(c):
-            _discard(self._dels, k, entry_id)
+        c = self._key[slot]
+        assert c is not None
+        cur = self._canon[c]
+        if isinstance(cur, tuple):
+            rest = tuple(s for s in cur if s != slot)
+            self._canon[c] = rest[0] if len(rest) == 1 else rest
+        else:
+            del self._canon[c]
+        # The deletions stay in the filter (a "maybe" is confirmed against the dict) until
+        # the next rebuild.
+        self._blob[slot] = None
+        self._key[slot] = None
+        self._free.append(slot)
 
     def clear(self) -> None:
-        self.entries.clear()
-        self._canon.clear()
-        self._dels.clear()
+        self._reset()
+
+    def _filter_add(self, c: str) -> None:
+        bits, mask, bit = self._bits, self._mask, _BIT
+        for h in map(hash, _deletions(c)):
+            i = h & mask
+            bits[i >> 3] |= bit[i & 7]
+            i = (h >> 32) & mask
+            bits[i >> 3] |= bit[i & 7]
+        self._filter_keys += len(c)
+
+    def _rebuild_filter(self) -> None:
+        """A filter sized for the entries held now, without the deletions of removed ones."""
+        n = sum(len(c) for c in self._canon if len(c) >= self._one_char_len)
+        size = _FILTER_MIN_BITS
+        while size < n * _FILTER_BITS_PER_KEY:
+            size <<= 1
+        self._bits = bytearray(size // 8)
+        self._mask = size - 1
+        self._filter_keys = 0
+        for c in self._canon:
+            if len(c) >= self._one_char_len:
+                self._filter_add(c)
+
+    # -- reading entries ------------------------------------------------------------------
+
+    def _entry(self, slot: int) -> HotListEntry:
+        blob = self._blob[slot]
+        assert blob is not None
+        return entry_from_proto(hotlist_pb2.HotListEntry.FromString(blob))
+
+    def get(self, entry_id: str) -> HotListEntry | None:
+        slot = self._slot.get(entry_id)
+        return None if slot is None else self._entry(slot)
+
+    def entries(self, source: str | None = None, category: str | None = None) -> Iterator[HotListEntry]:
+        """Every entry (of ``source``, of ``category``), decoded one at a time."""
+        want_source = SOURCES.index(source) if source in SOURCES else None
+        want_category = CATEGORIES.index(category) if category in CATEGORIES else None
+        for slot in list(self._slot.values()):
+            if want_source is not None and self._source[slot] != want_source:
+                continue
+            if want_category is not None and self._category[slot] != want_category:
+                continue
+            if self._blob[slot] is not None:
+                yield self._entry(slot)
+
+    def entry_ids(self, source: str) -> list[str]:
+        """Ids of the entries of one source."""
+        want = SOURCES.index(source)
+        src = self._source
+        return [eid for eid, slot in self._slot.items() if src[slot] == want]
+
+    def same_content(self, e: HotListEntry) -> bool:
+        """Whether an entry with ``e``'s id is held with the same content (an import's "unchanged")."""
+        slot = self._slot.get(e.entry_id)
+        return slot is not None and self._digest[slot] == hash(e.content())
+
+    def serialized(self) -> list[bytes]:
+        """Every entry's ``alpr.v1.HotListEntry`` encoding (for snapshots)."""
+        return [b for b in self._blob if b is not None]
 
     def by_plate(self, plate: str) -> list[HotListEntry]:
         """Entries whose plate is exactly ``plate`` (normalized)."""
-        return [e for e in _iter(self._canon.get(canonical(plate))) if e.plate == plate]
+        return [e for e in map(self._entry, _iter(self._canon_get(canonical(plate)))) if e.plate == plate]
+
+    # -- matching -------------------------------------------------------------------------
 
     def match(self, plate: str, state: str = "", now: datetime | None = None) -> list[Match]:
         """Entries matching a read's normalized plate and state, best first; [] for no hit."""
-        c = plate.translate(_FOLD)
-        get = self._canon_get
-        found = get(c)
-        missing = self._dels_get(c)
-        extra = None
+        c = plate.encode().translate(_FOLD).decode()
+        found = self._canon_get(c)
         n = len(c)
-        if n > self._extra_min_len:
-            for i in range(n):
-                hit = get(c[:i] + c[i + 1 :])
-                if hit is not None:
-                    if extra is None:
-                        extra = []
-                    extra.append((i, hit))
-        if found is None and missing is None and extra is None:
+        maybe_missing = False
+        if n >= self._missing_min_len:
+            h = hash(c)
+            bits, mask = self._bits, self._mask
+            i = h & mask
+            if bits[i >> 3] >> (i & 7) & 1:
+                i = (h >> 32) & mask
+                maybe_missing = bool(bits[i >> 3] >> (i & 7) & 1)
+        maybe_extra = n > self._extra_min_len and not self._canon_keys.isdisjoint(_deletions(c))
+        if found is None and not maybe_missing and not maybe_extra:
             return []
-        return self._score(plate, state, c, found, missing, extra, now)
+        return self._score(plate, state, c, found, maybe_missing, maybe_extra, now)
+
+    def _missing_slots(self, c: str) -> list[int]:
+        """Slots of entries whose canonical plate is ``c`` with one character inserted."""
+        get = self._canon_get
+        out: list[int] = []
+        for j in range(len(c) + 1):
+            pre, post = c[:j], c[j:]
+            for x in CANONICAL_ALPHABET:
+                hit = get(pre + x + post)
+                if hit is not None:
+                    out.extend(_iter(hit))
+        return list(dict.fromkeys(out))
 
     def _score(
         self,
         plate: str,
         state: str,
         c: str,
-        found: Hit | None,
-        missing: Hit | None,
-        extra: list[tuple[int, Hit]] | None,
+        found: Slots | None,
+        maybe_missing: bool,
+        maybe_extra: bool,
         now: datetime | None,
     ) -> list[Match]:
         opts = self.options
         now = now or datetime.now(UTC)
         best: dict[str, Match] = {}
+        entry = self._entry
 
         def offer(e: HotListEntry, kind: str, score: float) -> None:
             if e.expired(now):
@@ -197,32 +351,37 @@ class Matcher:
             if prev is None or score > prev.score:
                 best[e.entry_id] = Match(e, kind, score, mismatch)
 
-        for e in _iter(found):
+        for e in map(entry, _iter(found)):
             if e.plate == plate:
                 offer(e, EXACT, 1.0)
             elif opts.lookalike:
                 offer(e, LOOKALIKE, 1.0 - opts.lookalike_penalty * _diffs(plate, e.plate))
-        for e in _iter(missing):
-            # The read lacks one character: find where, count the look-alikes elsewhere.
-            d = min(
-                (_diffs(plate, e.plate[:j] + e.plate[j + 1 :]) for j in range(len(e.plate))
-                 if canonical(e.plate[:j] + e.plate[j + 1 :]) == c),
-                default=0,
-            )  # fmt: skip
-            if d and not opts.lookalike:
-                continue
-            offer(e, MISSING_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
-        for i, hit in extra or ():
-            shorter = plate[:i] + plate[i + 1 :]
-            for e in _iter(hit):
-                d = _diffs(shorter, e.plate)
-                if d and not opts.lookalike:
+        if maybe_missing:
+            for e in map(entry, self._missing_slots(c)):
+                # The read lacks one character: find where, count the look-alikes elsewhere.
+                d = min(
+                    (_diffs(plate, e.plate[:j] + e.plate[j + 1 :]) for j in range(len(e.plate))
+                     if canonical(e.plate[:j] + e.plate[j + 1 :]) == c),
+                    default=None,
+                )  # fmt: skip
+                if d is None or (d and not opts.lookalike):
                     continue
-                offer(e, EXTRA_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
+                offer(e, MISSING_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
+        if maybe_extra:
+            for i in range(len(c)):
+                hit = self._canon_get(c[:i] + c[i + 1 :])
+                if hit is None:
+                    continue
+                shorter = plate[:i] + plate[i + 1 :]
+                for e in map(entry, _iter(hit)):
+                    d = _diffs(shorter, e.plate)
+                    if d and not opts.lookalike:
+                        continue
+                    offer(e, EXTRA_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
         return sorted(best.values(), key=lambda m: (-m.score, m.entry.priority, m.entry.entry_id))
 
 
-def _iter(v: Hit | None) -> tuple[HotListEntry, ...]:
+def _iter(v: Slots | None) -> tuple[int, ...]:
     if v is None:
         return ()
     return v if isinstance(v, tuple) else (v,)

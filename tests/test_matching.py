@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -84,3 +85,69 @@ def test_matcher_imports_without_the_hub() -> None:
     code = "import sys, alpr_common.matching, alpr_common.hotlist_model; assert not [m for m in sys.modules if m.startswith('hub')]"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def _reference(entries: dict[str, HotListEntry], plate: str, state: str, now: datetime) -> list[tuple[str, str, float]]:
+    """The matching rules by brute force over every entry (the index must find exactly these)."""
+    opts = MatchOptions()
+    c = canonical(plate)
+    best: dict[str, tuple[str, float]] = {}
+    for e in entries.values():
+        if e.expired(now):
+            continue
+        ec = canonical(e.plate)
+        cands: list[tuple[str, float]] = []
+        if ec == c:
+            d = sum(x != y for x, y in zip(plate, e.plate, strict=True))
+            cands.append((EXACT, 1.0) if d == 0 else (LOOKALIKE, 1.0 - 0.05 * d))
+        short_ok = len(plate) + 1 == len(e.plate) >= opts.one_char_min_length
+        if short_ok:
+            ds = [sum(x != y for x, y in zip(plate, e.plate[:j] + e.plate[j + 1 :], strict=True))
+                  for j in range(len(e.plate)) if canonical(e.plate[:j] + e.plate[j + 1 :]) == c]  # fmt: skip
+            if ds:
+                cands.append((MISSING_CHAR, 0.75 - 0.05 * min(ds)))
+        if len(plate) - 1 == len(e.plate) >= opts.one_char_min_length:
+            ds = [sum(x != y for x, y in zip(plate[:i] + plate[i + 1 :], e.plate, strict=True))
+                  for i in range(len(plate)) if canonical(plate[:i] + plate[i + 1 :]) == ec]  # fmt: skip
+            if ds:
+                cands.append((EXTRA_CHAR, 0.75 - 0.05 * min(ds)))
+        for kind, score in cands:
+            if e.state and not state:
+                score -= 0.05
+            elif e.state and state != e.state:
+                score -= 0.3
+            score = round(max(0.0, score), 4)
+            if score >= opts.min_score and (e.entry_id not in best or score > best[e.entry_id][1]):
+                best[e.entry_id] = (kind, score)
+    return sorted(((k, *v) for k, v in best.items()), key=lambda t: (-t[2], t[0]))
+
+
+def test_index_finds_what_a_scan_finds_through_upserts_and_removals() -> None:
+    """Random plates over a small alphabet (many near-collisions), changed and removed as a list is."""
+    rnd = random.Random(11)
+    alphabet = "AB8O0DSZ2X"
+    now = datetime.now(UTC)
+    m = Matcher()
+    held: dict[str, HotListEntry] = {}
+
+    def plate() -> str:
+        return "".join(rnd.choices(alphabet, k=rnd.choice((3, 4, 5, 5, 6, 6, 7))))
+
+    for step in range(3000):
+        eid = f"e{rnd.randrange(600)}"
+        if eid in held and rnd.random() < 0.3:
+            m.remove(eid)
+            del held[eid]
+        else:
+            exp = now - timedelta(seconds=1) if rnd.random() < 0.05 else None
+            e = entry(eid, plate(), rnd.choice(("IL", "WI", "")), expires_at=exp)
+            m.upsert(e)
+            held[eid] = e
+        if step % 10 == 0:
+            read, state = plate(), rnd.choice(("IL", ""))
+            got = [(x.entry.entry_id, x.kind, x.score) for x in m.match(read, state, now)]
+            assert sorted(got, key=lambda t: (-t[2], t[0])) == _reference(held, read, state, now), (read, state)
+    assert len(m) == len(held)
+    assert sorted(m.entry_ids("LEADS")) == sorted(held)
+    assert all(m.same_content(e) for e in held.values())
+    assert {e.entry_id: e.content() for e in m.entries()} == {k: e.content() for k, e in held.items()}

@@ -17,7 +17,7 @@ from alpr.v1 import hotlist_pb2
 
 from alpr_common.hotlist_model import entry_from_proto
 from alpr_common.lifecycle import cancel_task
-from alpr_common.matching import Matcher, MatchOptions
+from alpr_common.matching import Matcher, MatchOptions, with_version
 from alpr_common.timestamps import now_utc, to_timestamp
 from hub.config import HubConfig
 from hub.hotlists.store import UPSERT, Change, HotListStore
@@ -53,11 +53,10 @@ class HotListMirror:
         latest = await self.store.latest_versions(1)
         base = latest[0].version if latest else 0
         loop = asyncio.get_running_loop()
-        entries = await loop.run_in_executor(None, self.store.scan_entries)
 
         def build() -> None:
-            for e in entries:
-                self.matcher.upsert(e)
+            for e, serialized in self.store.scan_entries():
+                self.matcher.upsert(e, serialized)
 
         await loop.run_in_executor(None, build)
         self.version = base
@@ -109,7 +108,7 @@ class HotListMirror:
                         if c.kind == UPSERT:
                             e = entry_from_proto(c.entry)
                             e.version = info.version
-                            self.matcher.upsert(e)
+                            self.matcher.upsert(e, with_version(c.entry.SerializeToString(), info.version))
                         else:
                             self.matcher.remove(c.entry_id)
                         n += 1
@@ -150,10 +149,11 @@ class HotListMirror:
             # Cassandra writes the entries while this process updates its matcher (2 cores, both busy).
             finishing = asyncio.create_task(self.store.finish(version, prepared, progress))
             if version == self.version + 1:
-                for i, c in enumerate(changes):
+                for i, (c, blob) in enumerate(zip(changes, prepared.blobs, strict=True)):
                     if c.kind == UPSERT and c.entry is not None:
                         c.entry.version = version
-                        self.matcher.upsert(c.entry)
+                        # The store encoded the entry for the log already; only the version is new.
+                        self.matcher.upsert(c.entry, None if blob is None else with_version(blob, version))
                     else:
                         self.matcher.remove(c.entry_id)
                     if i % 5000 == 4999:

@@ -16,6 +16,7 @@ from alpr.v1 import hotlist_pb2, hotlist_pb2_grpc
 
 from alpr_common.hotlist_model import HotListEntry, category_name, entry_to_proto, source_name
 from alpr_common.lifecycle import cancel_task
+from alpr_common.matching import varint
 from alpr_common.plates import normalize_plate, plate_problem
 from alpr_common.timestamps import from_timestamp, now_utc, to_timestamp
 from hub.audit import AuditLog
@@ -96,14 +97,17 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
             pos = have
             threshold = self.config.hotlists.snapshot_threshold_changes
             if pos == 0 or pos > self.mirror.version or await self.mirror.changes_since(pos, threshold) > threshold:
-                entries = list(self.mirror.matcher.entries.values())
+                # The mirror holds every entry encoded: a chunk is their concatenation as field 1.
+                entries = self.mirror.matcher.serialized()
                 pos = self.mirror.version
                 yield hotlist_pb2.SubscribeResponse(
                     snapshot_begin=hotlist_pb2.SnapshotBegin(version=pos, entry_count=len(entries))
                 )
                 size = self.config.hotlists.chunk_size
                 for i in range(0, len(entries), size):
-                    chunk = hotlist_pb2.SnapshotChunk(entries=[entry_to_proto(e) for e in entries[i : i + size]])
+                    chunk = hotlist_pb2.SnapshotChunk.FromString(
+                        b"".join(b"\x0a" + varint(len(b)) + b for b in entries[i : i + size])
+                    )
                     yield hotlist_pb2.SubscribeResponse(snapshot_chunk=chunk)
                 yield hotlist_pb2.SubscribeResponse(snapshot_end=hotlist_pb2.SnapshotEnd(version=pos))
             while not acks.done():
@@ -175,7 +179,8 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         plate = normalize_plate(request.plate)
         source = source_name(request.source) if request.source else None
         category = category_name(request.category) if request.category else None
-        pool = self.mirror.matcher.by_plate(plate) if plate else self.mirror.matcher.entries.values()
+        matcher = self.mirror.matcher
+        pool = matcher.by_plate(plate) if plate else matcher.entries(source, category)
         out: list[HotListEntry] = []
         truncated = False
         for e in pool:
@@ -422,15 +427,17 @@ class HotListServicer(hotlist_pb2_grpc.HotListServiceServicer):
         """The delta and its commit; a refusal (too many removals) is appended to ``refused``
         and nothing is committed (the caller answers it once the import lock is released)."""
         await self.mirror.catch_up()
-        current = {e.entry_id: e for e in self.mirror.matcher.entries.values() if e.source == source}
+        matcher = self.mirror.matcher
+        current = set(matcher.entry_ids(source))
         changes: list[Change] = []
         added = changed = unchanged = 0
         for e in parsed.entries:
-            old = current.pop(e.entry_id, None)
-            if old is None:
+            if e.entry_id not in current:
                 added += 1
                 changes.append(Change(UPSERT, e.entry_id, e))
-            elif old.content() != e.content():
+                continue
+            current.discard(e.entry_id)
+            if not matcher.same_content(e):
                 changed += 1
                 changes.append(Change(UPSERT, e.entry_id, e))
             else:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement
 
 from alpr_common.cassandra import CassandraStore, Row, Statement, Values, connection_busy, insert_cql
 from alpr_common.hotlist_model import SOURCES, HotListEntry, entry_from_proto, entry_to_proto
+from alpr_common.matching import with_version
 from alpr_common.retry import Backoff, retry_async
 from alpr_common.timestamps import now_utc, to_timestamp, utc_or_none
 from hub.config import HubConfig
@@ -361,16 +362,17 @@ class HotListStore(CassandraStore):
         e.version = rows[0].version
         return e
 
-    def scan_entries(self) -> list[HotListEntry]:
-        """Every current entry (blocking: run in an executor)."""
-        out: list[HotListEntry] = []
+    def scan_entries(self) -> Iterator[tuple[HotListEntry, bytes]]:
+        """Every current entry and its encoding with the version (blocking: iterate in an executor).
+
+        One at a time: a hub loading a million entries never holds them all as objects.
+        """
         for source in SOURCES:
             for b in range(BUCKETS):
                 for row in self.rows(self._scan, {"source": source, "bucket": b}):
                     e = entry_from_proto(hotlist_pb2.HotListEntry.FromString(row.entry))
                     e.version = row.version
-                    out.append(e)
-        return out
+                    yield e, with_version(row.entry, row.version)
 
     async def lock_import(self, source: str, holder: str) -> str | None:
         """Take the import lock of ``source``; None when taken, else who holds it and since when."""
