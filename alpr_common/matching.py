@@ -49,12 +49,13 @@ LOOKALIKE = "LOOKALIKE"
 MISSING_CHAR = "MISSING_CHAR"  # the read lacks one character of the entry
 EXTRA_CHAR = "EXTRA_CHAR"  # the read has one character more than the entry
 
-# The deletion filter is sized at 64 bits per deletion when it is (re)built and rebuilt once
-# deletions, removed entries' included, reach 16 bits each: two probes, 0.1-1.4 % false "maybe".
-_FILTER_BITS_PER_KEY = 64
+# The deletion filter is sized at 32 bits per deletion when (re)built and rebuilt once
+# deletions, removed entries' included, reach 16 bits each: two probes, 0.4-1.4 % false "maybe".
+_FILTER_BITS_PER_KEY = 32
 _FILTER_REBUILD_BITS_PER_KEY = 16
-_BIT = tuple(1 << i for i in range(8))
 _FILTER_MIN_BITS = 1 << 16
+_BIT = tuple(1 << i for i in range(8))
+_MAX_LEN = 32  # longer plates (none are valid) are matched exactly only, without the sets
 _VERSION_TAG = b"\x70"  # alpr.v1.HotListEntry field 14 (version), varint
 
 
@@ -138,7 +139,10 @@ class Matcher:
         self._free: list[int] = []
         self._canon: dict[str, Slots] = {}  # canonical plate -> slot(s)
         self._canon_get = self._canon.get
-        self._canon_keys = self._canon.keys()
+        # The canonical plates again, as one set per length: a set probe is one memory access
+        # where a dict's costs two, and a read's deletions only probe the (smaller) set of
+        # plates one character shorter.
+        self._by_len: list[set[str]] = [set() for _ in range(_MAX_LEN + 2)]
         # Bloom filter over the deletion neighbourhoods of the entries' canonical plates.
         self._bits = bytearray(_FILTER_MIN_BITS // 8)
         self._mask = _FILTER_MIN_BITS - 1
@@ -186,6 +190,7 @@ class Matcher:
         cur = self._canon_get(c)
         if cur is None:
             self._canon[c] = slot
+            self._by_len[min(len(c), _MAX_LEN + 1)].add(c)
         else:
             self._canon[c] = (*cur, slot) if isinstance(cur, tuple) else (cur, slot)
         if len(c) >= self._one_char_len:
@@ -214,6 +219,7 @@ class Matcher:
             self._canon[c] = rest[0] if len(rest) == 1 else rest
         else:
             del self._canon[c]
+            self._by_len[min(len(c), _MAX_LEN + 1)].discard(c)
         # The deletions stay in the filter (a "maybe" is confirmed against the dict) until
         # the next rebuild.
         self._blob[slot] = None
@@ -232,12 +238,17 @@ class Matcher:
             bits[i >> 3] |= bit[i & 7]
         self._filter_keys += len(c)
 
-    def _rebuild_filter(self) -> None:
-        """A filter sized for the entries held now, without the deletions of removed ones."""
-        n = sum(len(c) for c in self._canon if len(c) >= self._one_char_len)
-        size = _FILTER_MIN_BITS
-        while size < n * _FILTER_BITS_PER_KEY:
-            size <<= 1
+    def reserve(self, more: int) -> None:
+        """Size the filter for ``more`` entries about to be added: one rebuild now instead of
+        one at each doubling while a bulk change (an import, a snapshot) is applied."""
+        keys = (len(self._slot) + more) * 7  # deletions of a typical plate
+        if keys * _FILTER_REBUILD_BITS_PER_KEY > self._mask + 1:
+            self._rebuild_filter(keys)
+
+    def _rebuild_filter(self, keys: int = 0) -> None:
+        """A filter sized for the entries held now (or ``keys`` deletions), without removed ones'."""
+        held = sum(len(c) for c in self._canon if len(c) >= self._one_char_len)
+        size = _filter_size(max(keys, held))
         self._bits = bytearray(size // 8)
         self._mask = size - 1
         self._filter_keys = 0
@@ -292,7 +303,6 @@ class Matcher:
     def match(self, plate: str, state: str = "", now: datetime | None = None) -> list[Match]:
         """Entries matching a read's normalized plate and state, best first; [] for no hit."""
         c = plate.encode().translate(_FOLD).decode()
-        found = self._canon_get(c)
         n = len(c)
         maybe_missing = False
         if n >= self._missing_min_len:
@@ -302,10 +312,23 @@ class Matcher:
             if bits[i >> 3] >> (i & 7) & 1:
                 i = (h >> 32) & mask
                 maybe_missing = bool(bits[i >> 3] >> (i & 7) & 1)
-        maybe_extra = n > self._extra_min_len and not self._canon_keys.isdisjoint(_deletions(c))
-        if found is None and not maybe_missing and not maybe_extra:
+        if n > _MAX_LEN:
+            return self._score(plate, state, c, self._canon_get(c), maybe_missing, None, now)
+        # Two C-level probes: the read's canonical plate (exact, look-alike) and, when long
+        # enough, each of its deletions (an extra character in the read).
+        by_len = self._by_len
+        if (
+            not maybe_missing
+            and c not in by_len[n]
+            and (n <= self._extra_min_len or by_len[n - 1].isdisjoint(_deletions(c)))
+        ):
             return []
-        return self._score(plate, state, c, found, maybe_missing, maybe_extra, now)
+        found = self._canon_get(c)
+        extra = None
+        if n > self._extra_min_len:
+            get = self._canon_get
+            extra = [i for i in range(n) if get(c[:i] + c[i + 1 :]) is not None] or None
+        return self._score(plate, state, c, found, maybe_missing, extra, now)
 
     def _missing_slots(self, c: str) -> list[int]:
         """Slots of entries whose canonical plate is ``c`` with one character inserted."""
@@ -326,7 +349,7 @@ class Matcher:
         c: str,
         found: Slots | None,
         maybe_missing: bool,
-        maybe_extra: bool,
+        maybe_extra: list[int] | None,
         now: datetime | None,
     ) -> list[Match]:
         opts = self.options
@@ -368,7 +391,7 @@ class Matcher:
                     continue
                 offer(e, MISSING_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
         if maybe_extra:
-            for i in range(len(c)):
+            for i in maybe_extra:
                 hit = self._canon_get(c[:i] + c[i + 1 :])
                 if hit is None:
                     continue
@@ -379,6 +402,13 @@ class Matcher:
                         continue
                     offer(e, EXTRA_CHAR, 1.0 - opts.one_char_penalty - opts.lookalike_penalty * d)
         return sorted(best.values(), key=lambda m: (-m.score, m.entry.priority, m.entry.entry_id))
+
+
+def _filter_size(keys: int) -> int:
+    size = _FILTER_MIN_BITS
+    while size < keys * _FILTER_BITS_PER_KEY:
+        size <<= 1
+    return size
 
 
 def _iter(v: Slots | None) -> tuple[int, ...]:

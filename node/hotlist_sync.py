@@ -338,6 +338,7 @@ class HotListSync:
                         self.local.replace_all(snapshot, v)
                         with self._lock:
                             self.matcher.clear()
+                            self.matcher.reserve(len(snapshot))
                             for e in [*snapshot, *(le for le, _ in self.local.outbox())]:
                                 self.matcher.upsert(e)
                         snapshot = None

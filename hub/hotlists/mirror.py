@@ -149,6 +149,7 @@ class HotListMirror:
             # Cassandra writes the entries while this process updates its matcher (2 cores, both busy).
             finishing = asyncio.create_task(self.store.finish(version, prepared, progress))
             if version == self.version + 1:
+                self.matcher.reserve(len(changes))
                 for i, (c, blob) in enumerate(zip(changes, prepared.blobs, strict=True)):
                     if c.kind == UPSERT and c.entry is not None:
                         c.entry.version = version

@@ -4,14 +4,16 @@ against a large hot list.
 
   1. import a hot list of --entries plates (default 1,000,000, Illinois LEADS layout);
   2. --nodes simulated nodes (default 200), each one Ingest stream, send --rate reads/s each
-     (default 0.5: a busy pole camera) for --seconds (default 60); --hit-ratio of the reads
-     (default 1%) carry a hot-listed plate;
+     (default 1.0: 200 reads/s offered) for --seconds (default 60); a comma list of rates
+     runs each in turn (the latency curve; the knee is the highest offered load whose ack
+     p99 stays within 250 ms); --hit-ratio of the reads (default 1%) carry a hot-listed plate;
   3. a watcher on AlertService.Watch times read sent → alert received.
 Measures ack latency, alert latency, the hub process's CPU and RSS, and reads lost (sent
 but never acknowledged, or acknowledged but not in Cassandra). Last line JSON:
-  {"reads_per_s", "ack_p99_ms", "alert_p99_ms", "hub_cpu_pct", "hub_rss_mb", "lost", ...}
+  {"reads_per_s", "ack_p99_ms", "alert_p99_ms", "hub_cpu_pct", "hub_rss_mb", "lost",
+   "knee_offered_reads_per_s", "stages": [...], ...}  (top level: the first load >= 200 reads/s)
 
-    .venv/bin/python -m ops.bench.scale [--entries 1000000] [--nodes 200] [--seconds 60]
+    .venv/bin/python -m ops.bench.scale [--entries 1000000] [--nodes 200] [--seconds 60] [--rate 0.5,1,1.5,2]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import threading
@@ -33,7 +36,7 @@ from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
-from ops.bench.common import ROOT, cassandra, hub_process, log, percentile, process_usage
+from ops.bench.common import ROOT, HubTarget, cassandra, hub_process, log, percentile, process_usage
 from ops.bench.hotlist import _drop, bench_import, leads_file, plates
 from tests.support import stored_ids
 
@@ -77,15 +80,45 @@ def watch_alerts(
     return call
 
 
+def run_stage(
+    target: HubTarget, nodes: int, rate: float, seconds: float, hot: list[str], hit_ratio: float,
+    received: dict[str, float], crop: bytes, stage: int,
+) -> tuple[dict[str, float], dict[str, float], float, float]:  # fmt: skip
+    """One offered load: every node streams ``rate`` reads/s for ``seconds``; (sent, acked, wall, cpu s)."""
+    sent: dict[str, float] = {}
+    acked: dict[str, float] = {}
+    n_reads = max(1, round(rate * seconds))
+    log(f"scale: {nodes} nodes x {n_reads} reads at {rate}/s each (offered {nodes * rate:.0f} reads/s) …")
+    cpu0, _ = process_usage(target.pid)
+    t0 = time.perf_counter()
+
+    async def run_nodes() -> None:
+        await asyncio.gather(*(node_stream(target, stage * 10_000 + i, n_reads, rate, hot, hit_ratio, sent, acked,
+                                           crop) for i in range(nodes)))  # fmt: skip
+
+    asyncio.run(run_nodes())
+    wall = time.perf_counter() - t0
+    cpu1, _ = process_usage(target.pid)
+    return sent, acked, wall, cpu1 - cpu0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--nodes", type=int, default=200)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--rate", type=float, default=0.5, help="reads per second per node")
+    ap.add_argument("--seconds", type=float, default=60.0, help="per offered load")
+    ap.add_argument(
+        "--rate", type=str, default="1.0",
+        help="reads per second per node; a comma list (e.g. 0.5,1,1.5,2) runs each in turn for the latency curve",
+    )  # fmt: skip
     ap.add_argument("--hit-ratio", type=float, default=0.01)
     args = ap.parse_args()
+    rates = [float(r) for r in args.rate.split(",")]
 
+    stages: list[dict[str, float]] = []
+    all_sent: dict[str, float] = {}
+    all_acked: dict[str, float] = {}
+    received: dict[str, float] = {}
     with cassandra() as cass:
         ks = f"alpr_scale_{uuid.uuid4().hex[:8]}"
         points, port = cass
@@ -101,47 +134,53 @@ def main() -> int:
                 log(f"scale: importing {len(ps)} hot-list entries …")
                 took, _result = bench_import(target, leads_file(ps))
                 log(f"scale: import took {took:.1f} s ({len(ps) / took:.0f} entries/s)")
+                _, rss_after_import = process_usage(target.pid)
                 hot = ps[:: max(1, len(ps) // 1000)]
-                received: dict[str, float] = {}
                 stop = threading.Event()
                 call = watch_alerts(target, received, stop)
                 time.sleep(1.0)
-                sent: dict[str, float] = {}
-                acked: dict[str, float] = {}
-                n_reads = max(1, round(args.rate * args.seconds))
                 crop = noise_jpeg(136, 40, seed=1, quality=80)
-                log(f"scale: {args.nodes} nodes x {n_reads} reads at {args.rate}/s each for ~{args.seconds:.0f} s …")
-                cpu0, _ = process_usage(target.pid)
-                t0 = time.perf_counter()
-
-                async def run_nodes() -> None:
-                    await asyncio.gather(*(node_stream(target, i, n_reads, args.rate, hot, args.hit_ratio, sent, acked,
-                                                       crop) for i in range(args.nodes)))  # fmt: skip
-
-                asyncio.run(run_nodes())
-                wall = time.perf_counter() - t0
-                cpu1, rss = process_usage(target.pid)
-                time.sleep(2.0)
+                for i, rate in enumerate(rates):
+                    sent, acked, wall, cpu = run_stage(
+                        target, args.nodes, rate, args.seconds, hot, args.hit_ratio, received, crop, i
+                    )
+                    time.sleep(2.0)  # alerts of the last reads
+                    ack_ms = [(acked[k] - t) * 1000 for k, t in sent.items() if k in acked]
+                    alert_ms = [(received[k] - sent[k]) * 1000 for k in list(received) if k in sent]
+                    stage = {
+                        "offered_reads_per_s": round(args.nodes * rate, 1),
+                        "reads_per_s": round(len(acked) / wall, 1),
+                        "ack_p50_ms": round(percentile(ack_ms, 0.5), 1),
+                        "ack_p99_ms": round(percentile(ack_ms, 0.99), 1),
+                        "alert_p50_ms": round(percentile(alert_ms, 0.5), 1),
+                        "alert_p99_ms": round(percentile(alert_ms, 0.99), 1),
+                        "alerts": len(alert_ms),
+                        "hub_cpu_pct": round(cpu / wall * 100, 1),
+                        "load_avg": round(os.getloadavg()[0], 1),
+                    }
+                    log(f"scale: {json.dumps(stage)}")
+                    stages.append(stage)
+                    all_sent.update(sent)
+                    all_acked.update(acked)
+                _, rss = process_usage(target.pid)
                 call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
         finally:
-            stored = stored_ids(session, ks, list(sent))
+            stored = stored_ids(session, ks, list(all_sent))
             cluster.shutdown()
             _drop(cass, [ks])
 
-    ack_ms = [(acked[k] - t) * 1000 for k, t in sent.items() if k in acked]
-    alert_ms = [(received[k] - sent[k]) * 1000 for k in received if k in sent]
-    lost = sum(1 for k in sent if k not in acked or k not in stored)
+    lost = sum(1 for k in all_sent if k not in all_acked or k not in stored)
+    # The knee: the highest offered load whose ack p99 stays within 250 ms.
+    within = [s["offered_reads_per_s"] for s in stages if s["ack_p99_ms"] <= 250]
+    first = next((s for s in stages if s["offered_reads_per_s"] >= 200), stages[-1])
     result_json = {
-        "reads_per_s": round(len(acked) / wall, 1),
-        "ack_p99_ms": round(percentile(ack_ms, 0.99), 1),
-        "alert_p99_ms": round(percentile(alert_ms, 0.99), 1),
-        "hub_cpu_pct": round((cpu1 - cpu0) / wall * 100, 1),
+        **first,
         "hub_rss_mb": round(rss, 1),
+        "hub_rss_after_import_mb": round(rss_after_import, 1),
         "lost": lost,
-        "reads_sent": len(sent),
-        "alerts": len(alert_ms),
-        "ack_p50_ms": round(percentile(ack_ms, 0.5), 1),
-        "alert_p50_ms": round(percentile(alert_ms, 0.5), 1),
+        "reads_sent": len(all_sent),
+        "knee_offered_reads_per_s": max(within) if within else None,
+        "stages": stages,
         "hotlist_entries": args.entries,
         "nodes": args.nodes,
         "import_s": round(took, 1),
