@@ -106,9 +106,12 @@ class Outbox(CassandraStore):
             return True
         return False
 
-    async def enqueue(self, key: str, kind: str, payload: bytes, sinks: list[str]) -> datetime | None:
-        """Put ``payload`` in the outbox of every sink, once per key; None when already enqueued."""
-        if await self.known(key):
+    async def enqueue(
+        self, key: str, kind: str, payload: bytes, sinks: list[str], *, checked: bool = False
+    ) -> datetime | None:
+        """Put ``payload`` in the outbox of every sink, once per key; None when already enqueued.
+        ``checked``: the caller has just asked :meth:`known` (saves reading the marker twice)."""
+        if (key in self._known) if checked else await self.known(key):
             return None
         now = now_utc()
         batch = self.batch(BatchType.LOGGED)

@@ -129,7 +129,7 @@ class Relayer:
         known, relay = await asyncio.gather(self.outbox.known(key), self.build(alert, reason))
         if known:
             return False
-        created = await self.outbox.enqueue(key, "relay", relay.SerializeToString(), sinks)
+        created = await self.outbox.enqueue(key, "relay", relay.SerializeToString(), sinks, checked=True)
         if created is None:
             return False
         self.metrics.enqueued.labels(reason).inc()

@@ -7,9 +7,12 @@ before the read is acked, so an acked read that matched always has its alert sto
 so the resend does not raise a second alert).
 
 Fan-out: every alert and status change is appended to ``alert_feed`` (one partition per
-minute, time-UUID order). Each hub tails the feed every ``alerts.feed_poll_interval_s``,
-re-reading ``feed_lookback_s`` so that events written late by another hub are still seen,
-and hands new events to its Watch streams. No hub-to-hub memory state.
+minute, time-UUID order): the durable path. Once stored, the writing hub hands the event to
+its own Watch streams at once and pushes it to its peer replicas (``alerts.peers``,
+:mod:`hub.alert_replicas`). Each hub also tails the feed every ``alerts.feed_poll_interval_s``,
+re-reading ``feed_lookback_s`` so that events written late by another hub, or whose push was
+lost, are still seen; an event id already handed over (pushed or published) is skipped.
+With ``alerts.push`` off, the feed poll is the only path.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, reads_pb2
@@ -34,6 +38,7 @@ from alpr_common.hotlist_model import category_value, entry_to_proto
 from alpr_common.lifecycle import cancel_task
 from alpr_common.matching import Match
 from alpr_common.timestamps import from_timestamp, to_timestamp, utc
+from hub.alert_replicas import PeerPusher
 from hub.audit import AuditLog
 from hub.config import HubConfig
 from hub.hotlists.mirror import HotListMirror
@@ -163,6 +168,8 @@ class AlertStore(CassandraStore):
         self._get = r(f"SELECT * FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
         self._created = r(f"SELECT created_at FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
         self._status = r(f"SELECT alert_id, status, disposition FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
+        # What a decision needs, without the images.
+        self._deciding = r(f"SELECT summary, status, disposition FROM {ks}.alerts_by_id WHERE alert_id = :alert_id")
         self._day = r(f"SELECT created_at, alert_id, summary FROM {ks}.alerts_by_day WHERE day = :day LIMIT :max_rows")
         decision = (
             "SET status = :status, disposition = :disposition, decided_at = :decided_at WHERE alert_id = :alert_id"
@@ -176,9 +183,10 @@ class AlertStore(CassandraStore):
         )
         self._history = r(f"SELECT disposition FROM {ks}.alert_dispositions WHERE alert_id = :alert_id")
 
-    async def append_feed(self, kind: str, alert: alert_pb2.Alert, at: float | None = None) -> None:
-        """Append an event; ``at`` fixes its time (and, with the alert id, its event id)."""
+    async def append_feed(self, kind: str, alert: alert_pb2.Alert, at: float | None = None) -> uuid.UUID:
+        """Append an event; ``at`` fixes its time (and, with the alert id, its event id). Its event id."""
         aid = uuid.UUID(alert.alert_id)
+        event_id: uuid.UUID
         if at is None:
             t = time.time()
             event_id = uuid_from_time(t)
@@ -189,13 +197,15 @@ class AlertStore(CassandraStore):
                                       clock_seq=int.from_bytes(aid.bytes[6:8], "big") & 0x3FFF)  # fmt: skip
         feed = {"bucket": feed_bucket(t), "event_id": event_id, "kind": kind, "alert_id": aid}
         await self.run(self._ins_feed, {**feed, "alert": alert.SerializeToString()})
+        return event_id
 
     async def created_at(self, alert_id: uuid.UUID) -> datetime | None:
         row = await self.one(self._created, {"alert_id": alert_id})
         return utc(row.created_at) if row is not None and row.created_at else None
 
-    async def create(self, alert: alert_pb2.Alert, crop: bytes, frame: bytes, ttl: int) -> None:
-        """Store a new alert (idempotent for the same alert and creation time) and announce it."""
+    async def create(self, alert: alert_pb2.Alert, crop: bytes, frame: bytes, ttl: int) -> uuid.UUID:
+        """Store a new alert (idempotent for the same alert and creation time) and announce it in
+        the feed; the feed event's id."""
         aid = uuid.UUID(alert.alert_id)
         created = from_timestamp(alert.created_time)
         blob = alert.SerializeToString()
@@ -206,7 +216,7 @@ class AlertStore(CassandraStore):
         }  # fmt: skip
         day = {"day": created.date(), "created_at": created, "alert_id": aid, "summary": blob, "ttl": ttl}
         await asyncio.gather(self.run(self._ins_alert, row), self.run(self._ins_day, day))
-        await self.append_feed(CREATED, alert, at=created.timestamp())
+        return await self.append_feed(CREATED, alert, at=created.timestamp())
 
     async def feed_since(self, bucket: int, after: uuid.UUID) -> list[Row]:
         return await self.run(self._feed_since, {"bucket": bucket, "after": after})
@@ -214,22 +224,30 @@ class AlertStore(CassandraStore):
     async def get(self, alert_id: uuid.UUID) -> Row | None:
         return await self.one(self._get, {"alert_id": alert_id})
 
+    async def for_decision(self, alert_id: uuid.UUID) -> Row | None:
+        """Summary, status and latest disposition (no images)."""
+        return await self.one(self._deciding, {"alert_id": alert_id})
+
     async def history(self, alert_id: uuid.UUID) -> list[alert_pb2.Disposition]:
         rows = await self.run(self._history, {"alert_id": alert_id})
         return [alert_pb2.Disposition.FromString(r.disposition) for r in rows]
 
-    async def decide(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Row]:
-        """LWT on the status; returns (applied, current row values when not applied)."""
+    async def claim(self, alert_id: uuid.UUID, ttl: int, d: alert_pb2.Disposition, amend: bool) -> tuple[bool, Row]:
+        """The decision's lightweight transaction on the status (exactly one decider wins);
+        returns (applied, current row values when not applied)."""
         status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_")
         decided = from_timestamp(d.decided_time)
-        blob = d.SerializeToString()
-        change = {"ttl": ttl, "status": status, "disposition": blob, "decided_at": decided, "alert_id": alert_id}
+        change = {"ttl": ttl, "status": status, "disposition": d.SerializeToString(), "decided_at": decided,
+                  "alert_id": alert_id}  # fmt: skip
         rows = await self.run(self._amend if amend else self._decide, change)
-        applied = bool(rows[0][0])
-        if applied:
-            history = {"alert_id": alert_id, "decided_at": decided, "seq": uuid_from_time(decided), "status": status}
-            await self.run(self._ins_history, {**history, "officer_id": d.officer_id, "disposition": blob})
-        return applied, rows[0]
+        return bool(rows[0][0]), rows[0]
+
+    async def add_history(self, alert_id: uuid.UUID, d: alert_pb2.Disposition) -> None:
+        """Append a decision that won its claim to the alert's disposition history."""
+        status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_")
+        decided = from_timestamp(d.decided_time)
+        history = {"alert_id": alert_id, "decided_at": decided, "seq": uuid_from_time(decided), "status": status}
+        await self.run(self._ins_history, {**history, "officer_id": d.officer_id, "disposition": d.SerializeToString()})
 
     async def list_day(self, day: date, limit: int) -> list[Row]:
         return await self.run(self._day, {"day": day, "max_rows": limit})
@@ -257,12 +275,16 @@ def apply_status(
 
 
 class AlertFeedTailer:
-    """Tails ``alert_feed`` and hands new events to this hub's Watch streams."""
+    """Hands alert events to this hub's Watch streams: those it wrote (``publish``, also pushed to
+    the peers), those a peer pushed (``receive``) and those found by tailing ``alert_feed``."""
 
-    def __init__(self, *, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+    def __init__(
+        self, *, store: AlertStore, config: HubConfig, metrics: HotListMetrics, pusher: PeerPusher | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
+        self.pusher = pusher
         self.watchers: set[_Watcher] = set()
         self._seen: dict[uuid.UUID, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -299,6 +321,32 @@ class AlertFeedTailer:
         rows.sort(key=lambda r: (r.event_id.time, r.event_id.bytes))
         return rows
 
+    def publish(self, event_id: uuid.UUID, kind: str, alert: alert_pb2.Alert) -> None:
+        """An event this hub has just stored in the feed: to its Watch streams now, and to the peers."""
+        if not self.config.alerts.push:
+            return
+        ev = alert_pb2.WatchResponse(event_id=str(event_id), kind=_EVENT_KIND[kind], alert=alert)
+        if self.pusher is not None:
+            self.pusher.push(ev)
+        self._hand_over(event_id, ev, "local")
+
+    def receive(self, ev: alert_pb2.WatchResponse) -> bool:
+        """An event a peer hub stored and pushed; False when already handed over."""
+        ev.alert.unattended = ev.alert.status == alert_pb2.ALERT_STATUS_PENDING and (
+            (datetime.now(UTC) - from_timestamp(ev.alert.created_time)).total_seconds()
+            > self.config.alerts.unattended_after_s
+        )
+        return self._hand_over(uuid.UUID(ev.event_id), ev, "peer")
+
+    def _hand_over(self, event_id: uuid.UUID, ev: alert_pb2.WatchResponse, path: str) -> bool:
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = time.time()
+        self.metrics.alert_fanout.labels(path).observe(max(0.0, time.time() - event_time(event_id)))
+        if self.watchers:
+            self.dispatch(ev)
+        return True
+
     async def poll(self) -> None:
         now = time.time()
         lookback = self.config.alerts.feed_lookback_s
@@ -307,6 +355,7 @@ class AlertFeedTailer:
             if r.event_id in self._seen:
                 continue
             self._seen[r.event_id] = now
+            self.metrics.alert_fanout.labels("feed").observe(max(0.0, time.time() - event_time(r.event_id)))
             if not self.watchers:
                 continue
             ev = to_event(r, self.config.alerts.unattended_after_s)
@@ -328,6 +377,11 @@ class AlertFeedTailer:
                 w.queue.put_nowait(None)
 
 
+def event_time(event_id: uuid.UUID) -> float:
+    """The Unix time of a feed event (its time-based UUID)."""
+    return (event_id.time - 0x01B21DD213814000) / 1e7
+
+
 def to_event(row: Row, unattended_s: float) -> alert_pb2.WatchResponse:
     a = alert_pb2.Alert.FromString(row.alert)
     a.unattended = a.status == alert_pb2.ALERT_STATUS_PENDING and (
@@ -341,11 +395,20 @@ def to_event(row: Row, unattended_s: float) -> alert_pb2.WatchResponse:
 class Alerter:
     """The ingest hook: match a stored read, store its alert."""
 
-    def __init__(self, *, mirror: HotListMirror, store: AlertStore, config: HubConfig, metrics: HotListMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        mirror: HotListMirror,
+        store: AlertStore,
+        config: HubConfig,
+        metrics: HotListMetrics,
+        fanout: AlertFeedTailer | None = None,
+    ) -> None:
         self.mirror = mirror
         self.store = store
         self.config = config
         self.metrics = metrics
+        self.fanout = fanout
 
     async def on_read_stored(self, read: reads_pb2.PlateRead, valid: ValidRead, now: datetime) -> None:
         t0 = time.perf_counter()
@@ -358,8 +421,10 @@ class Alerter:
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         created = await self.store.created_at(alert_id_for(read.read_id)) or now
         alert = build_alert(read, valid.plate, matches, self.config.hub_id, created)
-        await self.store.create(alert, read.plate_crop_jpeg, read.frame_jpeg, valid.ttl_seconds)
+        event_id = await self.store.create(alert, read.plate_crop_jpeg, read.frame_jpeg, valid.ttl_seconds)
         self.metrics.alerts_created.labels(matches[0].kind).inc()
+        if self.fanout is not None:  # stored: watchers may hear of it before the node has its ack
+            self.fanout.publish(event_id, CREATED, alert)
 
 
 class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
@@ -476,7 +541,7 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
                     f"after_event_id {request.after_event_id!r} is not an event id from a previous Watch",
                 )
             assert after is not None
-            age = time.time() - (after.time - 0x01B21DD213814000) / 1e7
+            age = time.time() - event_time(after)
             if age > self.config.alerts.watch_resume_max_s:
                 await context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -490,8 +555,13 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         replayed = False  # an event was yielded (and with it the initial metadata)
         try:
             if after is not None:
-                start = (after.time - 0x01B21DD213814000) / 1e7
-                for r in await self.tailer.read_range(start, after):
+                # From a look-back before the position: an event stored a moment before it but
+                # handed over after it (a push or a poll that came late) is replayed, not lost.
+                # Delivery is at least once; the client de-duplicates by event id.
+                start = event_time(after) - self.config.alerts.feed_lookback_s
+                for r in await self.tailer.read_range(start):
+                    if r.event_id == after:
+                        continue
                     ev = to_event(r, self.config.alerts.unattended_after_s)
                     sent.add(ev.event_id)
                     if passes(request.filter, ev.alert):
@@ -556,9 +626,15 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         bad = _decision_problem(request)
         if bad:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
-        row = await self.store.get(aid)
+        stages = self.metrics.decision_stage
+        t0 = time.perf_counter()
+        row = await self.store.for_decision(aid)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {request.alert_id}")
+        if row.status and not request.amend:
+            # Already decided: refused without a transaction (a decision is never undone, so a
+            # stale read can only say PENDING wrongly, and then the transaction below refuses).
+            await self._refuse_decided(request.alert_id, row.status, row.disposition, context)
         now = datetime.now(UTC)
         a = alert_from_row(row, self.config.alerts.unattended_after_s, now)
         ttl = int(self.config.retention.read_ttl_seconds - (now - from_timestamp(a.capture_time)).total_seconds())
@@ -577,34 +653,54 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
             d.accept.CopyFrom(request.accept)
         else:
             d.reject.CopyFrom(request.reject)
-        applied, current = await self.store.decide(aid, ttl, d, request.amend)
+        t1 = time.perf_counter()
+        stages.labels("read").observe(t1 - t0)
+        applied, current = await self.store.claim(aid, ttl, d, request.amend)
+        t2 = time.perf_counter()
+        stages.labels("claim").observe(t2 - t1)
         if not applied:
             if request.amend:
                 await context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"alert {request.alert_id} is still PENDING: decide it (accept or reject) before amending",
                 )
-            latest = await self.store.get(aid)
-            prev = alert_pb2.Disposition.FromString(latest.disposition) if latest and latest.disposition else None
-            who = f" by {prev.officer_id} at {from_timestamp(prev.decided_time).isoformat()}" if prev else ""
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"alert {request.alert_id} is already {getattr(current, 'status', None) or 'decided'}{who}; only a PENDING alert can be decided "
-                "(use --amend with a note to change the decision)",
+            latest = await self.store.for_decision(aid)  # who won, for the refusal
+            await self._refuse_decided(
+                request.alert_id, getattr(current, "status", None), latest.disposition if latest else None, context
             )
         a.status = d.status
         a.disposition.CopyFrom(d)
         a.unattended = False
         self.metrics.alerts_decided.labels(alert_pb2.AlertStatus.Name(d.status)).inc()
-        try:
-            await self.store.append_feed(STATUS_CHANGED, a)
-        except Exception as exc:  # the decision is stored; watchers see it on the next change
-            log.warning("alert feed append for %s failed: %r", request.alert_id, exc)
+
+        async def announce() -> None:
+            try:
+                self.tailer.publish(await self.store.append_feed(STATUS_CHANGED, a), STATUS_CHANGED, a)
+            except Exception as exc:  # the decision is stored; watchers see it on the next change
+                log.warning("alert feed append for %s failed: %r", request.alert_id, exc)
+
+        # History and feed at once: watchers (the bridge) hear of the decision without waiting
+        # for the history row or the audit entry.
+        await asyncio.gather(self.store.add_history(aid, d), announce())
+        t3 = time.perf_counter()
+        stages.labels("record").observe(t3 - t2)
         # Every disposition is audited (policy 3.2, 4.3).
         status = alert_pb2.AlertStatus.Name(d.status).removeprefix("ALERT_STATUS_").lower()
         details = {"alert_id": request.alert_id, "status": status, "amend": request.amend}
         await self.audit.record_call("alert.decide", fallback_actor=d.officer_id, details=details)
+        stages.labels("audit").observe(time.perf_counter() - t3)
         return alert_pb2.DecideAlertResponse(alert=a)
+
+    async def _refuse_decided(
+        self, alert_id: str, status: str | None, disposition: bytes | None, context: Context
+    ) -> NoReturn:
+        prev = alert_pb2.Disposition.FromString(disposition) if disposition else None
+        who = f" by {prev.officer_id} at {from_timestamp(prev.decided_time).isoformat()}" if prev else ""
+        await context.abort(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"alert {alert_id} is already {status or 'decided'}{who}; only a PENDING alert can be decided "
+            "(use --amend with a note to change the decision)",
+        )
 
 
 def _decision_problem(r: alert_pb2.DecideAlertRequest) -> str | None:

@@ -56,6 +56,8 @@ AUDIT_LOG_COLUMNS = (
     "result_count", "outcome", "prev_hash", "entry_hash",
 )  # fmt: skip
 _MAX_CLAIM_TRIES = 50
+# Entries claimed by one conditional batch at most.
+_MAX_GROUP = 200
 
 
 AUDIT_KEY_ENV = "ALPR_AUDIT_KEY"
@@ -204,6 +206,36 @@ class AuditRecord:
         )
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """What a caller records; seq, time and hashes come when it is claimed."""
+
+    actor: str
+    role: str
+    action: str
+    purpose: str
+    case_number: str
+    details_json: str
+    result_count: int
+    outcome: str
+
+    def record(self, chain: str, seq: int, prev_hash: str) -> AuditRecord:
+        return AuditRecord(
+            chain=chain, seq=seq, time=truncate_to_ms(now_utc()), actor=self.actor, role=self.role,
+            action=self.action, purpose=self.purpose, case_number=self.case_number, details_json=self.details_json,
+            result_count=self.result_count, outcome=self.outcome, prev_hash=prev_hash,
+        )  # fmt: skip
+
+
+@dataclass
+class _Waiting:
+    """An entry waiting for its sequence number: the claimed record, or why the claim failed."""
+
+    fields: _Fields
+    record: AuditRecord | None = None
+    error: BaseException | None = None
+
+
 def _row_record(r: Row) -> AuditRecord:
     t = utc(r.time)
     return AuditRecord(
@@ -253,6 +285,7 @@ class AuditLog(CassandraStore):
         ks = self.keyspace
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None  # (seq, hash) of this chain's last entry
+        self._queue: list[_Waiting] = []  # entries waiting for a sequence number, in arrival order
         self._ins = self.writer(
             insert_cql(f"{ks}.audit_log", AUDIT_LOG_COLUMNS, if_not_exists=True),
             serial_consistency=ConsistencyLevel.LOCAL_SERIAL,
@@ -311,37 +344,70 @@ class AuditLog(CassandraStore):
         result_count: int = 0,
         outcome: str = "ok",
     ) -> AuditRecord:
-        """Append one entry to this hub's chain; returns it (with seq and hash)."""
+        """Append one entry to this hub's chain; returns it (with seq and hash).
+
+        Group commit: entries recorded while a claim is in flight wait for the lock, and the
+        next holder claims all of them (in arrival order, within one bucket) with one
+        conditional batch, so concurrent callers (decisions, searches) cost one lightweight
+        transaction per batch instead of one each. The batch applies entirely or not at all.
+        """
         details_json = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), default=str)
+        fields = _Fields(actor, role, action, purpose, case_number, details_json, result_count, outcome)
+        waiting = _Waiting(fields)
+        self._queue.append(waiting)
         async with self._lock:
-            for _ in range(_MAX_CLAIM_TRIES):
-                if self._head is None:
-                    self._head = await self._load_head()
-                seq, prev = self._head
-                rec = AuditRecord(
-                    chain=self.chain,
-                    seq=seq + 1,
-                    time=truncate_to_ms(now_utc()),
-                    actor=actor,
-                    role=role,
-                    action=action,
-                    purpose=purpose,
-                    case_number=case_number,
-                    details_json=details_json,
-                    result_count=result_count,
-                    outcome=outcome,
-                    prev_hash=prev,
-                )
-                rec.entry_hash = rec.compute_hash(self.key)
-                res = await self.run(self._ins, {**rec.columns(), "bucket": rec.seq // BUCKET_SIZE})
-                if res and res[0].applied:
-                    self._head = (rec.seq, rec.entry_hash)
-                    await self.run(
-                        self._head_upd, {"head_seq": rec.seq, "head_hash": rec.entry_hash, "chain": rec.chain}
-                    )
-                    return rec
-                self._head = None  # another process took this seq: reload and retry
-            raise RuntimeError(f"audit chain {self.chain}: could not claim a sequence number")
+            if waiting.record is None:
+                await self._claim_queued()
+        if waiting.record is None:  # a failed claim of the batch this entry was in
+            raise RuntimeError(f"audit chain {self.chain}: could not claim a sequence number") from waiting.error
+        return waiting.record
+
+    async def _claim_queued(self) -> None:
+        """Claim sequence numbers for the queued entries (under the lock), batch after batch."""
+        while self._queue:
+            try:
+                for _ in range(_MAX_CLAIM_TRIES):
+                    if self._head is None:
+                        self._head = await self._load_head()
+                    seq, prev = self._head
+                    room = BUCKET_SIZE - (seq + 1) % BUCKET_SIZE  # one conditional batch: one partition
+                    batch = self._queue[: min(room, _MAX_GROUP)]
+                    recs: list[AuditRecord] = []
+                    for w in batch:
+                        rec = w.fields.record(self.chain, seq + 1 + len(recs), prev)
+                        rec.entry_hash = rec.compute_hash(self.key)
+                        prev = rec.entry_hash
+                        recs.append(rec)
+                    if await self._insert(recs):
+                        last = recs[-1]
+                        self._head = (last.seq, last.entry_hash)
+                        del self._queue[: len(batch)]
+                        for w, rec in zip(batch, recs, strict=True):
+                            w.record = rec
+                        await self.run(
+                            self._head_upd, {"head_seq": last.seq, "head_hash": last.entry_hash, "chain": last.chain}
+                        )
+                        break
+                    self._head = None  # another process took a seq: reload and retry
+                else:
+                    raise RuntimeError(f"no free sequence number after {_MAX_CLAIM_TRIES} tries")
+            except Exception as exc:  # the whole queue fails with it (each caller raises)
+                for w in self._queue:
+                    w.error = exc
+                self._queue.clear()
+                raise
+
+    async def _insert(self, recs: list[AuditRecord]) -> bool:
+        """Insert entries of one bucket if none of their seqs is taken (one LWT); whether applied."""
+        if len(recs) == 1:
+            res = await self.run(self._ins, {**recs[0].columns(), "bucket": recs[0].seq // BUCKET_SIZE})
+        else:
+            batch = self.batch()
+            batch.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+            for rec in recs:
+                batch.add(self._ins.bind({**rec.columns(), "bucket": rec.seq // BUCKET_SIZE}))
+            res = await self.run(batch)
+        return bool(res and res[0].applied)
 
     async def record_call(self, action: str, fallback_actor: str = "", **kw: Any) -> AuditRecord | None:
         """Record an action of the current RPC's caller (for other services' servicers).

@@ -43,6 +43,7 @@ from hub.principal import (
     BRIDGE,
     DISPATCHER,
     FLEET_OPERATOR,
+    HUB,
     INVESTIGATOR,
     NODE,
     OFFICER,
@@ -82,6 +83,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/alpr.v1.AlertService/ListAlerts": OPERATIONAL | {BRIDGE, AUDITOR},
     "/alpr.v1.AlertService/GetAlert": OPERATIONAL | {BRIDGE, AUDITOR},
     "/alpr.v1.AlertService/DecideAlert": frozenset({OFFICER, SUPERVISOR}),
+    # Hub replicas push the alert events they wrote to each other (the feed stays the durable path)
+    "/alpr.v1.AlertReplicaService/PushEvents": frozenset({HUB}),
     # Agency exchange (policy 3.4-3.6, 4.7)
     "/alpr.v1.AgencyExchangeService/RegisterAgency": frozenset({SUPERVISOR, ADMIN}),
     "/alpr.v1.AgencyExchangeService/ListAgencies": frozenset({DISPATCHER, SUPERVISOR, ADMIN, AUDITOR}),

@@ -142,6 +142,19 @@ class AlertsConfig(StrictModel):
     watch_queue_size: int = Field(10_000, ge=10)
     # How often the pending / unattended gauges are recomputed.
     pending_scan_interval_s: float = Field(30.0, gt=0)
+    # Events this hub writes to the feed go to its own Watch streams at once and are pushed to
+    # the peer replicas below; off: every watcher hears of an event only by polling the feed.
+    push: bool = True
+    # The other hub replicas on this keyspace, as gRPC targets ("hub-b.example:50051"). Called
+    # with this hub's TLS identity (tls.cert_file / key_file, trusting tls.ca_file); each peer
+    # must list this hub's certificate CN as `hub` in its auth.services.
+    peers: list[str] = Field(default_factory=list)
+    # One push waits at most this long for a peer; a failed push is not retried (the peer
+    # finds the events on its next feed poll).
+    push_timeout_s: float = Field(1.0, gt=0)
+    # Events waiting to be pushed to one peer; when a peer falls this far behind the oldest are
+    # dropped (it reads them from the feed).
+    push_queue_size: int = Field(10_000, ge=10)
 
 
 class AgenciesConfig(StrictModel):
@@ -161,9 +174,10 @@ class AuthConfig(StrictModel):
     enabled: bool = True
     # The audit chain this hub appends to (default: hub_id). Each hub should have its own.
     audit_chain: str = ""
-    # Service certificates (OU service) by CN → their service role, e.g. {bridge: bridge}.
+    # Service certificates (OU service) by CN → their service role, e.g. {bridge: bridge}; the
+    # other hub replicas (alerts.peers) as `hub`: {hub-b: hub}.
     # A service certificate not listed here may call no method that returns people's data.
-    services: dict[str, Literal["bridge"]] = Field(default_factory=dict)
+    services: dict[str, Literal["bridge", "hub"]] = Field(default_factory=dict)
     # The audit chain's HMAC key: a file only the hub can read (or ALPR_AUDIT_KEY). Never in
     # Cassandra: who can write there cannot recompute the chain. Required unless insecure_dev.
     audit_key_file: str = ""

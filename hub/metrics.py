@@ -125,6 +125,28 @@ class HotListMetrics:
         self.feed_errors = Counter(
             "alpr_hub_alert_feed_errors_total", "Failed polls of the alert feed", registry=registry
         )
+        self.alert_fanout = Histogram(
+            "alpr_hub_alert_fanout_seconds",
+            "From an alert event's time (the alert's creation, the decision) to its hand-over to this hub's "
+            "Watch streams, by path: local (written here), peer (pushed by another hub), feed (found by polling)",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=registry,
+        )
+        self.decision_stage = Histogram(
+            "alpr_hub_alert_decision_stage_seconds",
+            "DecideAlert by stage: read (the alert), claim (the lightweight transaction), record (history and "
+            "feed, watchers told), audit",
+            ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.alert_pushes = Counter(
+            "alpr_hub_alert_pushes_total",
+            "Alert events pushed to peer hubs, by result (ok / failed / dropped: the peer reads them from the feed)",
+            ["result"],
+            registry=registry,
+        )
 
 
 class AgencyMetrics:

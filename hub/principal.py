@@ -24,7 +24,8 @@ NODE, SERVICE = "node", "service"
 # config, each with the least methods that service needs. Any other service certificate gets
 # SERVICE, which reads no people's data.
 BRIDGE = "bridge"  # the dispatch bridge: watches alerts to relay them, asks share decisions
-SERVICE_ROLES = (BRIDGE,)
+HUB = "hub"  # another hub replica of the deployment: pushes the alert events it wrote
+SERVICE_ROLES = (BRIDGE, HUB)
 
 # The servicer context of any RPC (request and response types vary per method).
 Context = grpc.aio.ServicerContext[Any, Any]

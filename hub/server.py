@@ -53,6 +53,7 @@ from alpr_common.config import refuse_insecure
 from alpr_common.lifecycle import cancel_task, in_thread, metrics_endpoint
 from alpr_common.tls import server_credentials
 from hub.agencies import AgencyExchangeServicer, AgencyStore, BridgeAdminServicer
+from hub.alert_replicas import AlertReplicaServicer, PeerPusher
 from hub.alerts import Alerter, AlertFeedTailer, AlertServicer, AlertStore
 from hub.audit import AuditCheckpointer, AuditLog, AuditServicer, CheckpointSink, load_audit_key
 from hub.auth import AdminServicer, Authenticator, AuthInterceptor
@@ -83,6 +84,7 @@ SERVICE_NAMES = tuple(
         (ingest_pb2, "IngestService"),
         (hotlist_pb2, "HotListService"),
         (alert_pb2, "AlertService"),
+        (alert_pb2, "AlertReplicaService"),
         (agency_pb2, "AgencyExchangeService"),
         (agency_pb2, "BridgeAdminService"),
         (admin_pb2, "AdminService"),
@@ -240,12 +242,13 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         identity = None
         if config.tls.enabled and config.tls.ca_file and config.tls.enforce_node_identity:
             identity = NodeIdentity(users=users)
-        alerter = Alerter(mirror=mirror, store=alert_store, config=config, metrics=hl_metrics)
+        pusher = PeerPusher(config=config, metrics=hl_metrics)
+        feed = AlertFeedTailer(store=alert_store, config=config, metrics=hl_metrics, pusher=pusher)
+        alerter = Alerter(mirror=mirror, store=alert_store, config=config, metrics=hl_metrics, fanout=feed)
         ingest = IngestServicer(
             store=reads, config=config, metrics=metrics, alerter=alerter, identity=identity, audit=audit
         )
         hotlists = HotListServicer(store=hl_store, mirror=mirror, config=config, metrics=hl_metrics, audit=audit)
-        feed = AlertFeedTailer(store=alert_store, config=config, metrics=hl_metrics)
         alerts = AlertServicer(store=alert_store, tailer=feed, config=config, metrics=hl_metrics, audit=audit)
         agency_store = AgencyStore(session=session, cassandra=cassandra)
         agencies = AgencyExchangeServicer(
@@ -255,6 +258,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest, server)
         hotlist_pb2_grpc.add_HotListServiceServicer_to_server(hotlists, server)
         alert_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
+        alert_pb2_grpc.add_AlertReplicaServiceServicer_to_server(AlertReplicaServicer(deliver=feed), server)
         agency_pb2_grpc.add_AgencyExchangeServiceServicer_to_server(agencies, server)
         agency_pb2_grpc.add_BridgeAdminServiceServicer_to_server(BridgeAdminServicer(store=agency_store), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -298,7 +302,7 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
 
         port = _bind(server, config)
         await server.start()
-        for part in (mirror, hotlists, feed, alerts, retention, fc_mirror, LoopLagProbe(metrics.loop_lag)):
+        for part in (mirror, hotlists, pusher, feed, alerts, retention, fc_mirror, LoopLagProbe(metrics.loop_lag)):
             _started(stack, part)
         if checkpoints is not None:  # stopped after the server: the last entries get checkpointed too
             interval = config.auth.audit_checkpoint_interval_s

@@ -20,7 +20,7 @@ from cassandra.cluster import Session
 from alpr_common.simulation import make_read, noise_jpeg
 from alpr_common.timestamps import timestamp_in, to_timestamp
 from dispatch_bridge.config import BridgeConfig
-from hub.alerts import AlertStore
+from hub.alerts import AlertStore, alert_id_for
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, hotlist_stub
 from tests.support import HubThread, read_request, run_stream
@@ -293,3 +293,49 @@ def test_one_unattended_threshold_and_counts_over_every_retained_alert(
             time.sleep(0.2)
     finally:
         later.stop(1)
+
+
+def test_concurrent_deciders_on_two_hubs_exactly_one_wins(hubs: tuple[HubThread, HubThread]) -> None:
+    """Two officers decide the same alerts at the same moment on different replicas: for each
+    alert exactly one decision is stored (status, latest disposition, history), the other is
+    refused naming the winner."""
+    a, b = hubs
+    reads = [ingest(a.target, "ABC1234", camera="cam-race") for _ in range(12)]
+    ids = [str(alert_id_for(r.read_id)) for r in reads]
+    sa, sb = stub(a.target), stub(b.target)
+    outcomes: dict[tuple[str, str], grpc.StatusCode] = {}
+    refusals: dict[str, str] = {}
+
+    def decide(s: alert_pb2_grpc.AlertServiceStub, officer: str, aid: str, gate: threading.Barrier) -> None:
+        kw: dict[str, Any] = (
+            {"accept": accept()}
+            if officer == "o-a"
+            else {"reject": alert_pb2.Rejection(reason=alert_pb2.REJECT_REASON_MISREAD)}
+        )
+        gate.wait()
+        try:
+            s.DecideAlert(alert_pb2.DecideAlertRequest(alert_id=aid, officer_id=officer, **kw), timeout=30)
+            outcomes[(aid, officer)] = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            outcomes[(aid, officer)] = e.code()
+            refusals[aid] = e.details() or ""
+
+    for aid in ids:
+        gate = threading.Barrier(2)
+        ts = [threading.Thread(target=decide, args=(s, o, aid, gate)) for s, o in ((sa, "o-a"), (sb, "o-b"))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+    for aid in ids:
+        got = {o: outcomes[(aid, o)] for o in ("o-a", "o-b")}
+        winners = [o for o, code in got.items() if code == grpc.StatusCode.OK]
+        assert len(winners) == 1, got
+        loser = "o-b" if winners == ["o-a"] else "o-a"
+        assert got[loser] == grpc.StatusCode.FAILED_PRECONDITION, got
+        assert f"by {winners[0]}" in refusals[aid], refusals[aid]
+        full = sa.GetAlert(alert_pb2.GetAlertRequest(alert_id=aid))
+        assert [h.officer_id for h in full.history] == winners
+        assert full.alert.disposition.officer_id == winners[0]
+        want = alert_pb2.ALERT_STATUS_ACCEPTED if winners == ["o-a"] else alert_pb2.ALERT_STATUS_REJECTED
+        assert full.alert.status == want

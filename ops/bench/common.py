@@ -46,9 +46,11 @@ def cassandra(port: int = 39042) -> Iterator[tuple[list[str], int]]:
 
 
 class HubTarget(str):
-    """A hub's gRPC target ("host:port") that also knows the hub's process id."""
+    """A hub's gRPC target ("host:port") that also knows the hub's process id and metrics port
+    (None unless the hub was started with ``metrics_port=0`` or a port)."""
 
     pid: int
+    metrics_port: int | None = None
 
 
 def process_usage(pid: int) -> tuple[float, float]:
@@ -100,10 +102,11 @@ def hub_process(
     target: HubTarget | None = None
     deadline = time.time() + start_timeout_s
     while time.time() < deadline and proc.poll() is None:
-        m = re.search(r"serving on [\d.]+:(\d+)", log_path.read_text())
+        m = re.search(r"serving on [\d.]+:(\d+) \(metrics :(\w+)\)", log_path.read_text())
         if m:
             target = HubTarget(f"127.0.0.1:{m.group(1)}")
             target.pid = proc.pid
+            target.metrics_port = int(m.group(2)) if m.group(2).isdigit() else None
             break
         time.sleep(0.05)
     if target is None:
@@ -117,6 +120,49 @@ def hub_process(
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def histogram(metrics_port: int, name: str, labels: dict[str, str]) -> list[tuple[float, float]]:
+    """A Prometheus histogram scraped from a hub: [(upper bound, cumulative count)], +Inf last."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == f"{name}_bucket" and all(smp.labels.get(k) == v for k, v in labels.items()):
+                out.append((float(smp.labels["le"]), smp.value))
+    return sorted(out)
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus-style quantile estimate (linear within the bucket); NaN when empty."""
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * ((rank - prev_n) / max(1e-12, n - prev_n))
+        prev_le, prev_n = le, n
+    return prev_le
+
+
+def stage_ms(metrics_port: int, name: str, label: str, values: list[str]) -> dict[str, dict[str, float]]:
+    """p50/p99 (estimated from the histogram's buckets, ms) and count of each ``label`` value."""
+    out = {}
+    for v in values:
+        b = histogram(metrics_port, name, {label: v})
+        out[v] = {
+            "p50_ms": round(histogram_quantile(b, 0.5) * 1000, 1),
+            "p99_ms": round(histogram_quantile(b, 0.99) * 1000, 1),
+            "count": b[-1][1] if b else 0,
+        }
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,8 +11,17 @@ every HMAC signature). Then:
    the bridge is restarted and relays the backlog from its stored stream position:
    relays per second from the first to the last webhook received.
 
-Last line: ``{"dispatch_p50_ms", "dispatch_p99_ms", "relays_per_s", ...}``.
-``ALPR_BENCH_CASSANDRA=host:port`` uses a running Cassandra.
+Both are run twice in one invocation, each time with a fresh hub and keyspace: first the
+baseline (``alerts.push: false``: the bridge's Watch hears of a decision only when the hub's
+next poll of the alert feed finds it), then the default (the deciding hub hands the stored
+decision to its Watch streams at once). Per stage: ``decide`` (DecideAlert call), ``stored``
+(the hub's answer → the webhook), and inside the hub (from its metrics, estimated from the
+histogram buckets) the decision's ``read``, ``claim`` (the lightweight transaction),
+``record`` (history and feed written, watchers told) and ``audit``.
+
+Last line: ``{"dispatch_p50_ms", "dispatch_p99_ms", "stored_to_dispatch_p99_ms", "relays_per_s",
+..., "stages", "baseline": {... the same for the feed-poll path}, "p99_ratio"}``; ``--no-baseline``
+skips the first run. ``ALPR_BENCH_CASSANDRA=host:port`` uses a running Cassandra.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from alpr_common.simulation import make_read
 from alpr_common.timestamps import timestamp_in
 from dispatch_bridge.sinks import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 from hub.alerts import alert_id_for
-from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
+from ops.bench.common import ROOT, cassandra, hub_process, log, percentile, stage_ms
 
 SECRET = b"bench-secret"
 PLATE = "DSP1234"
@@ -139,18 +148,41 @@ def wait_all(recv: Receiver, keys: list[str], timeout: float) -> None:
     raise RuntimeError(f"{len(missing)} relays not received in {timeout} s")
 
 
+def ms(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(percentile(values, 0.50), 1), "p99_ms": round(percentile(values, 0.99), 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alerts", type=int, default=200, help="alerts for the latency run")
     ap.add_argument("--rate", type=float, default=20.0, help="decisions per second in the latency run")
     ap.add_argument("--burst", type=int, default=400, help="alerts for the throughput run")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the feed-poll baseline run")
     args = ap.parse_args()
+    with cassandra() as cass:
+        before = None
+        if not args.no_baseline:
+            log("bench: baseline (alerts.push: false, watchers hear by polling the feed)")
+            before = run_case(cass, args, push=False)
+        log("bench: default path (alerts.push: true)")
+        result = run_case(cass, args, push=True)
+    if before is not None:
+        result["baseline"] = before
+        result["p99_ratio"] = round(before["dispatch_p99_ms"] / max(1e-9, result["dispatch_p99_ms"]), 2)
+        result["stored_p99_ratio"] = round(
+            before["stored_to_dispatch_p99_ms"] / max(1e-9, result["stored_to_dispatch_p99_ms"]), 2
+        )
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def run_case(cass: tuple[list[str], int], args: argparse.Namespace, push: bool) -> dict[str, Any]:
+    """The latency and throughput runs against a fresh hub (``alerts.push`` as given) and bridge."""
     keyspace = f"alpr_bench_dispatch_{uuid.uuid4().hex[:8]}"
     run_dir = Path(tempfile.mkdtemp(prefix="alpr-bench-dispatch-"))
     # alerts left pending are not unattended within the bench (the hub's threshold, which the bridge follows)
-    with cassandra() as cass, hub_process(cass, keyspace, run_dir, cassandra={"write_consistency": "ONE",
-                                                                             "read_consistency": "ONE"},
-                                          alerts={"unattended_after_s": 3600}) as target:  # fmt: skip
+    with hub_process(cass, keyspace, run_dir, cassandra={"write_consistency": "ONE", "read_consistency": "ONE"},
+                     alerts={"push": push, "unattended_after_s": 3600}, metrics_port=0) as target:  # fmt: skip
         hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(target))
         _retry(
             lambda: hl.AddEntry(
@@ -223,9 +255,13 @@ def main() -> int:
                 sent[f"{aid}:valid_alert"] = decide(stub, aid, acked)
                 time.sleep(max(0.0, 1.0 / args.rate - (time.monotonic() - t0)))
             wait_all(recv, list(sent), 60)
+            assert target.metrics_port is not None
+            stages = stage_ms(target.metrics_port, "alpr_hub_alert_decision_stage_seconds", "stage",
+                              ["read", "claim", "record", "audit"])  # fmt: skip
             lat = [(recv.arrived[k] - t) * 1000 for k, t in sent.items()]
             # From the hub's answer to DecideAlert (the decision is stored) instead of the request.
             lat_ack = [(recv.arrived[f"{a}:valid_alert"] - t) * 1000 for a, t in acked.items()]
+            lat_rpc = [(acked[a] - sent[f"{a}:valid_alert"]) * 1000 for a in acked]
             # Throughput of the bridge itself: decisions made while it is stopped, then the
             # backlog it relays after a restart (from its stored stream position).
             stop_bridge(proc)
@@ -242,7 +278,9 @@ def main() -> int:
                 "dispatch_p50_ms": round(percentile(lat, 0.50), 1),
                 "dispatch_p99_ms": round(percentile(lat, 0.99), 1),
                 "dispatch_max_ms": round(max(lat), 1),
+                "stored_to_dispatch_p50_ms": round(percentile(lat_ack, 0.50), 1),
                 "stored_to_dispatch_p99_ms": round(percentile(lat_ack, 0.99), 1),
+                "stages": {"decide": ms(lat_rpc), "stored": ms(lat_ack), "hub": stages},
                 "relays_per_s": round((len(times) - 1) / max(1e-9, times[-1] - times[0]), 1),
                 "hub_decisions_per_s": round(len(keys) / decided, 1),
                 "latency_alerts": len(lat),
@@ -252,8 +290,8 @@ def main() -> int:
         finally:
             stop_bridge(proc)
             recv.server.shutdown()
-    print(json.dumps(result), flush=True)
-    return 0
+    log(f"bench: {json.dumps(result)}")
+    return result
 
 
 if __name__ == "__main__":

@@ -686,3 +686,49 @@ class DecideAlertResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideAlertResponse: _TypeAlias = DecideAlertResponse  # noqa: Y015
+
+@_typing.final
+class PushEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    hub_id: _builtins.str
+    """The pushing hub (its hub_id), for logs and metrics."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchResponse]:
+        """Events as stored in the alert feed, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        hub_id: _builtins.str = ...,
+        events: _abc.Iterable[Global___WatchResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "hub_id", b"hub_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushEventsRequest: _TypeAlias = PushEventsRequest  # noqa: Y015
+
+@_typing.final
+class PushEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEW_EVENTS_FIELD_NUMBER: _builtins.int
+    new_events: _builtins.int
+    """Events this hub had not seen yet (the others came by the feed or an earlier push)."""
+    def __init__(
+        self,
+        *,
+        new_events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_events", b"new_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushEventsResponse: _TypeAlias = PushEventsResponse  # noqa: Y015

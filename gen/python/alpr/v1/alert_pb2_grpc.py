@@ -239,3 +239,90 @@ class AlertService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AlertReplicaServiceStub:
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PushEvents = channel.unary_unary(
+                '/alpr.v1.AlertReplicaService/PushEvents',
+                request_serializer=alpr_dot_v1_dot_alert__pb2.PushEventsRequest.SerializeToString,
+                response_deserializer=alpr_dot_v1_dot_alert__pb2.PushEventsResponse.FromString,
+                _registered_method=True)
+
+
+class AlertReplicaServiceServicer:
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    def PushEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AlertReplicaServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PushEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushEvents,
+                    request_deserializer=alpr_dot_v1_dot_alert__pb2.PushEventsRequest.FromString,
+                    response_serializer=alpr_dot_v1_dot_alert__pb2.PushEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'alpr.v1.AlertReplicaService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('alpr.v1.AlertReplicaService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AlertReplicaService:
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    @staticmethod
+    def PushEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpr.v1.AlertReplicaService/PushEvents',
+            alpr_dot_v1_dot_alert__pb2.PushEventsRequest.SerializeToString,
+            alpr_dot_v1_dot_alert__pb2.PushEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -113,3 +113,46 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_AlertServiceServicer_to_server(servicer: AlertServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class AlertReplicaServiceStub:
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> AlertReplicaServiceAsyncStub: ...
+    PushEvents: _grpc.UnaryUnaryMultiCallable[_alert_pb2.PushEventsRequest, _alert_pb2.PushEventsResponse]
+
+@_typing.type_check_only
+class AlertReplicaServiceAsyncStub(AlertReplicaServiceStub):
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    PushEvents: _aio.UnaryUnaryMultiCallable[_alert_pb2.PushEventsRequest, _alert_pb2.PushEventsResponse]  # type: ignore[assignment]
+
+class AlertReplicaServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Between the hub replicas of one deployment (each calls with its service certificate,
+    role `hub` in the receiver's auth.services). A hub that appended events to the alert
+    feed pushes them to its peers at once, so their Watch streams need not wait for the next
+    poll of the feed. The feed stays the durable path: a push that fails is only late (the
+    peer finds the event on its next poll), never lost.
+    """
+
+    @_abc_1.abstractmethod
+    def PushEvents(
+        self,
+        request: _alert_pb2.PushEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alert_pb2.PushEventsResponse, _abc.Awaitable[_alert_pb2.PushEventsResponse]]: ...
+
+def add_AlertReplicaServiceServicer_to_server(servicer: AlertReplicaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
