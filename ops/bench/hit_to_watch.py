@@ -2,7 +2,7 @@
 """Hit to screen: a matching read ingested on hub A → the alert on a Watch stream on hub B
 (another replica on the same keyspace) and on hub A itself, per stage, old path and new.
 
-    .venv/bin/python -m ops.bench.hit_to_watch [--alerts 200] [--rate 20] [--no-baseline]
+    .venv/bin/python -m ops.bench.hit_to_watch [--alerts 200] [--rate 20] [--filler 9] [--no-baseline]
 
 Each case starts two fresh hub processes (B first, then A with ``alerts.peers: [B]``) on a
 fresh keyspace, puts 20 plates on the hot list, opens a watcher on each hub, and streams
@@ -11,12 +11,14 @@ The baseline case runs with ``alerts.push: false`` (every hub hears of an alert 
 polling the feed every ``alerts.feed_poll_interval_s`` = 75 ms); the second with the defaults
 (the raising hub hands the stored alert to its own watchers at once and pushes it to B).
 
-Stages, from the bench's clock and the alert's ``created_time`` (the hub's clock when the read
-matched; one machine, one clock): ``store`` (read sent → matched: the read's rows written),
-``alert_ack`` (matched → ack received: the alert, its day row and the feed event written,
-then the ack), ``fanout_other`` / ``fanout_same`` (matched → on the watcher of B / A), and from
-the hubs' ``alpr_hub_alert_fanout_seconds`` (estimated from buckets) the path that handed
-each event over: ``feed`` (poll), ``peer`` (pushed), ``local`` (written there).
+Stages, from the bench's clock and the alert's ``created_time`` (the hub's clock when it took
+the read off the stream; one machine, one clock): ``receive`` (read sent → taken by hub A),
+``store_ack`` (taken → ack received: the read's rows, the alert, its day row and its feed
+event written, then the ack), ``ack_to_other`` / ``ack_to_same`` (ack received → alert on
+the watcher of B / A: the fan-out after the alert is stored; below 0 when the watcher heard
+before the node's ack arrived), and from the hubs' ``alpr_hub_alert_fanout_seconds``
+(estimated from buckets; from the event's time, so the writes are included) the path that
+handed each event over: ``feed`` (poll), ``peer`` (pushed), ``local`` (written there).
 
 Last line JSON: ``{"alert_p50_ms", "alert_p99_ms", "same_hub_p99_ms", "stages", "paths",
 "baseline": {...}, "p99_ratio"}``; ``alert_*`` is read sent → alert on B's watcher.
@@ -73,7 +75,7 @@ def ms(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(percentile(values, 0.50), 1), "p99_ms": round(percentile(values, 0.99), 1)}
 
 
-def run_case(cass: tuple[list[str], int], n: int, rate: float, push: bool) -> dict[str, Any]:
+def run_case(cass: tuple[list[str], int], n: int, rate: float, filler: int, push: bool) -> dict[str, Any]:
     ks = f"alpr_bench_hit_{uuid.uuid4().hex[:8]}"
     run = ROOT / ".run" / "bench-hit-to-watch"
     common: dict[str, Any] = {"cassandra": {"write_consistency": "ONE", "read_consistency": "ONE"}, "metrics_port": 0}
@@ -82,12 +84,12 @@ def run_case(cass: tuple[list[str], int], n: int, rate: float, push: bool) -> di
             peers = [str(b)] if push else []
             with hub_process(cass, ks, run / "a", hub_id="bench-a", alerts={"push": push, "peers": peers},
                              **common) as a:  # fmt: skip
-                return measure(a, b, n, rate)
+                return measure(a, b, n, rate, filler)
     finally:
         _drop(cass, [ks])
 
 
-def measure(a: HubTarget, b: HubTarget, n: int, rate: float) -> dict[str, Any]:
+def measure(a: HubTarget, b: HubTarget, n: int, rate: float, filler: int) -> dict[str, Any]:
     hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(a))
     for p in PLATES:
         v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=p, state="IL", reason="bench", entered_by="b",
@@ -114,9 +116,10 @@ def measure(a: HubTarget, b: HubTarget, n: int, rate: float) -> dict[str, Any]:
     rnd = random.Random(5)
     sent: dict[str, float] = {}
     sent_wall: dict[str, float] = {}
-    log(f"hit_to_watch: {n} matching reads into {a} at {rate}/s (9 non-matching before each), watchers on {b}, {a}")
+    log(f"hit_to_watch: {n} matching reads into {a} at {rate}/s ({filler} non-matching before each), watchers on "
+        f"{b}, {a}")  # fmt: skip
     for i in range(n):
-        for _ in range(9):
+        for _ in range(filler):
             q.put(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
         r = make_read(plate=PLATES[i % len(PLATES)], rnd=rnd)
         sent[r.read_id], sent_wall[r.read_id] = time.perf_counter(), time.time()
@@ -133,10 +136,10 @@ def measure(a: HubTarget, b: HubTarget, n: int, rate: float) -> dict[str, Any]:
     got = [k for k in sent if k in other.received]
     created = {k: other.created.get(k, same.created.get(k, 0.0)) for k in sent}
     stages = {
-        "store": ms([(created[k] - sent_wall[k]) * 1000 for k in got]),
-        "alert_ack": ms([(acks[k] + wall[k] - created[k]) * 1000 for k in got if k in acks]),
-        "fanout_other": ms([(other.received[k] + wall[k] - created[k]) * 1000 for k in got]),
-        "fanout_same": ms([(same.received[k] + wall[k] - created[k]) * 1000 for k in sent if k in same.received]),
+        "receive": ms([(created[k] - sent_wall[k]) * 1000 for k in got]),
+        "store_ack": ms([(acks[k] + wall[k] - created[k]) * 1000 for k in got if k in acks]),
+        "ack_to_other": ms([(other.received[k] - acks[k]) * 1000 for k in got if k in acks]),
+        "ack_to_same": ms([(same.received[k] - acks[k]) * 1000 for k in sent if k in same.received and k in acks]),
     }
     assert a.metrics_port is not None and b.metrics_port is not None
     name = "alpr_hub_alert_fanout_seconds"
@@ -165,15 +168,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alerts", type=int, default=200, help="matching reads per case")
     ap.add_argument("--rate", type=float, default=20.0, help="matching reads per second")
+    ap.add_argument("--filler", type=int, default=9, help="non-matching reads sent before each matching one")
     ap.add_argument("--no-baseline", action="store_true", help="skip the feed-poll baseline case")
     args = ap.parse_args()
     with cassandra() as cass:
         before = None
         if not args.no_baseline:
             log("hit_to_watch: baseline (alerts.push: false: watchers hear by polling the feed)")
-            before = run_case(cass, args.alerts, args.rate, push=False)
+            before = run_case(cass, args.alerts, args.rate, args.filler, push=False)
         log("hit_to_watch: default (stored alert to the hub's own watchers at once, pushed to the peer)")
-        result = run_case(cass, args.alerts, args.rate, push=True)
+        result = run_case(cass, args.alerts, args.rate, args.filler, push=True)
     if before is not None:
         result["baseline"] = before
         result["p99_ratio"] = round(before["alert_p99_ms"] / max(1e-9, result["alert_p99_ms"]), 2)
