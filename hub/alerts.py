@@ -411,20 +411,40 @@ class Alerter:
         self.fanout = fanout
 
     async def on_read_stored(self, read: reads_pb2.PlateRead, valid: ValidRead, now: datetime) -> None:
+        """Match a stored read and store its alert (``prepare`` then ``store_alert``)."""
+        prepared = await self.prepare(read, valid, now)
+        if prepared is not None:
+            await self.store_alert(prepared, read, valid)
+
+    async def prepare(self, read: reads_pb2.PlateRead, valid: ValidRead, now: datetime) -> PreparedAlert | None:
+        """Match the read and build its alert, or None; writes nothing, so it may run while the
+        read itself is being stored."""
         t0 = time.perf_counter()
         matches = self.mirror.matcher.match(valid.plate, read.region.upper(), now)
         self.metrics.match_seconds.observe(time.perf_counter() - t0)
         if not matches:
-            return
+            return None
         # A resent read (its ack was lost) keeps the alert it raised the first time.
         # Millisecond precision, as Cassandra stores it: the resend derives the same event id.
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         created = await self.store.created_at(alert_id_for(read.read_id)) or now
-        alert = build_alert(read, valid.plate, matches, self.config.hub_id, created)
+        return PreparedAlert(build_alert(read, valid.plate, matches, self.config.hub_id, created), matches[0].kind)
+
+    async def store_alert(self, prepared: PreparedAlert, read: reads_pb2.PlateRead, valid: ValidRead) -> None:
+        """Store a prepared alert (once its read is stored, before the ack) and tell watchers."""
+        alert = prepared.alert
         event_id = await self.store.create(alert, read.plate_crop_jpeg, read.frame_jpeg, valid.ttl_seconds)
-        self.metrics.alerts_created.labels(matches[0].kind).inc()
+        self.metrics.alerts_created.labels(prepared.kind).inc()
         if self.fanout is not None:  # stored: watchers may hear of it before the node has its ack
             self.fanout.publish(event_id, CREATED, alert)
+
+
+@dataclass(frozen=True)
+class PreparedAlert:
+    """A read's alert, built but not stored; ``kind`` is its best match's kind."""
+
+    alert: alert_pb2.Alert
+    kind: str
 
 
 class AlertServicer(alert_pb2_grpc.AlertServiceServicer):

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 import grpc
 from alpr.v1 import ingest_pb2, ingest_pb2_grpc, reads_pb2
@@ -222,9 +223,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         start = time.perf_counter()
         try:
             rows = read_rows(read, valid.plate, valid.ttl_seconds, self.config.hub_id, now)
-            await self.store.write_read(rows)
+            # Matching (and a resend's look-up of its first alert) runs while the read is written;
+            # the alert itself is written only once the read is stored.
+            prepared = asyncio.ensure_future(self.alerter.prepare(read, valid, now))
+            try:
+                await self.store.write_read(rows)
+            except BaseException:
+                prepared.cancel()
+                prepared.add_done_callback(_retrieve)
+                raise
+            alert = await prepared
             # Before the ack: an acked read that matched always has its alert stored.
-            await self.alerter.on_read_stored(read, valid, now)
+            if alert is not None:
+                await self.alerter.store_alert(alert, read, valid)
         except ReadConflict as conflict:
             await self._refuse_overwrite(read, conflict, out)
         except Exception as exc:
@@ -329,3 +340,9 @@ def _error(read_id: str, code: grpc.StatusCode, message: str, field: str, retrya
             read_id=read_id, code=code.value[0], message=message, field=field, retryable=retryable
         )
     )
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume the outcome of a task whose result is no longer wanted (no "never retrieved" log)."""
+    if not task.cancelled():
+        task.exception()

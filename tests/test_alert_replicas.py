@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc
 from cassandra.cluster import Session
 
 from alpr_common.operator_cli import main as alpr
+from alpr_common.timestamps import timestamp_in
 from alpr_common.tls import channel_credentials
 from hub.alerts import alert_id_for
 from hub.users import UserStore
@@ -38,7 +40,16 @@ def list_plate(target: str, plate: str, *others: str) -> None:
     """Put ``plate`` on the list through ``target``; wait until every hub in ``others`` has it."""
     v = (
         hotlist_stub(target)
-        .AddEntry(hotlist_pb2.AddEntryRequest(plate=plate, state="IL", category=STOLEN, reason="t", entered_by="o-1"))
+        .AddEntry(
+            hotlist_pb2.AddEntryRequest(
+                plate=plate,
+                state="IL",
+                category=STOLEN,
+                reason="t",
+                expire_time=timestamp_in(timedelta(days=30)),
+                entered_by="o-1",
+            )
+        )
         .version
     )
     for o in others:
@@ -164,7 +175,7 @@ def test_push_over_mutual_tls_only_from_a_hub_certificate(
         to_b = grpc.secure_channel(f"localhost:{b.port}", creds)
         to_a = grpc.secure_channel(f"localhost:{a.port}", creds)
         v = call(hotlist_pb2_grpc.HotListServiceStub(to_a).AddEntry, hotlist_pb2.AddEntryRequest(
-            plate="TLS1234", state="IL", category=STOLEN, reason="t", entered_by="x"), supervisor).version  # fmt: skip
+            plate="TLS1234", state="IL", category=STOLEN, reason="t", expire_time=timestamp_in(timedelta(days=30)), entered_by="sup-1"), supervisor).version  # fmt: skip
         open_hub.start()
         deadline = time.monotonic() + 15
         while hotlist_stub(open_hub.target).GetVersion(hotlist_pb2.GetVersionRequest()).version < v:

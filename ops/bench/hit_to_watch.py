@@ -35,13 +35,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
 from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 from alpr_common.simulation import make_read
-from alpr_common.timestamps import from_timestamp
+from alpr_common.timestamps import from_timestamp, timestamp_in
 from ops.bench.common import ROOT, HubTarget, cassandra, hub_process, log, percentile, stage_ms
 from ops.bench.hotlist import _drop
 
@@ -93,6 +94,7 @@ def measure(a: HubTarget, b: HubTarget, n: int, rate: float, filler: int) -> dic
     hl = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(a))
     for p in PLATES:
         v = hl.AddEntry(hotlist_pb2.AddEntryRequest(plate=p, state="IL", reason="bench", entered_by="b",
+                        expire_time=timestamp_in(timedelta(days=30)),
                         category=hotlist_pb2.HOT_LIST_CATEGORY_STOLEN_VEHICLE)).version  # fmt: skip
     hb = hotlist_pb2_grpc.HotListServiceStub(grpc.insecure_channel(b))
     while hb.GetVersion(hotlist_pb2.GetVersionRequest()).version < v:
