@@ -57,6 +57,7 @@ def search_request(form: FormData | dict[str, Any]) -> search_pb2.SearchRequest:
         camera_ids=[c.strip() for c in f.get("cameras", "").split(",") if c.strip()],
         page_size=50,
         page_token=f.get("page_token", ""),
+        include_crops=True,
     )
     req.start_time.CopyFrom(_ts(f.get("start", ""), "from"))
     req.end_time.CopyFrom(_ts(f.get("end", ""), "to"))
@@ -92,6 +93,9 @@ async def search(request: Request, s: Session) -> Response:
         if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
             return c.render(request, "search.html", status=400, form=form, hits=None, problem=e.details() or "")
         raise
+    for h in resp.hits:
+        if h.plate_crop_jpeg:
+            c.search_crops.put(s.sid, h.read_id, h.plate_crop_jpeg, b"")
     return c.render(
         request,
         "search.html",
@@ -100,6 +104,19 @@ async def search(request: Request, s: Session) -> Response:
         next_token=resp.next_page_token,
         audit_ref=resp.audit_ref,
     )
+
+
+@page(console_of)
+async def search_crop(request: Request, s: Session) -> Response:
+    """A search result's plate crop (JPEG), held from that search for this session only."""
+    c = console_of(request)
+    read_id = request.path_params["read_id"]
+    held = c.search_crops.get(s.sid, read_id)
+    if held is None or not held.crop:
+        return Response(
+            f"no crop held for read {read_id}: run the search again", status_code=404, media_type="text/plain"
+        )
+    return Response(held.crop, media_type="image/jpeg")
 
 
 @page(console_of)
@@ -181,6 +198,7 @@ async def dead_letters(request: Request, s: Session) -> Response:
 
 ROUTES = [
     Route("/search", search, methods=["GET", "POST"]),
+    Route("/search/crops/{read_id}.jpg", search_crop),
     Route("/export", export, methods=["POST"]),
     Route("/audit", audit, methods=["GET", "POST"]),
     Route("/deadletters", dead_letters, methods=["GET", "POST"]),

@@ -92,6 +92,9 @@ class Console:
         self.settings = settings
         self.sessions = Sessions(max_s=settings.session_max_s, idle_s=settings.session_idle_s)
         self.images = RecentImages()
+        # The plate crops of the last search results, for the results table (a search is audited
+        # once; looking at its crops a few minutes later must not need a second search).
+        self.search_crops = RecentImages(hold_s=600.0, max_hits=2000)
         self._ending: set[asyncio.Task[None]] = set()
         # gRPC's asyncio channel belongs to the server's event loop: made at start-up (lifespan).
         self._hub = hub
@@ -128,6 +131,7 @@ class Console:
         if s is None:
             return
         self.images.forget(s.sid)
+        self.search_crops.forget(s.sid)
         if s.hub_session:
             try:
                 await self.hub.admin.EndSession(

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 10_000
 _PARALLEL = 16
+MAX_PAGE_WITH_CROPS = 100  # crops are a few KB each: a page stays well inside the message limit
 _WILDCARD_OK = re.compile(r"^[A-Z0-9?*]+$")
 _MAX_RAW_PLATE = 32  # characters of the plate as typed, before normalization
 _MAX_PURPOSE = 500
@@ -184,7 +186,17 @@ class ReadIndex(CassandraStore):
         )
         self.plate_keys = self.reader(f"SELECT DISTINCT plate, day FROM {ks}.reads_by_plate", fetch_size=5000)
         self.camera_keys = self.reader(f"SELECT DISTINCT camera_id, hour FROM {ks}.reads_by_camera", fetch_size=5000)
+        self.crop = self.reader(f"SELECT plate_crop_jpeg FROM {ks}.reads_by_id WHERE read_id = :read_id")
         self._sem = asyncio.Semaphore(_PARALLEL)
+
+    async def crops(self, read_ids: list[str]) -> dict[str, bytes]:
+        """The stored plate crop of each read (reads without one are left out)."""
+
+        async def one(read_id: str) -> tuple[str, bytes]:
+            rows = await self.all(self.crop, {"read_id": uuid.UUID(read_id)})
+            return read_id, bytes(rows[0].plate_crop_jpeg or b"") if rows else b""
+
+        return {rid: jpeg for rid, jpeg in await asyncio.gather(*(one(r) for r in read_ids)) if jpeg}
 
     async def all(self, stmt: Statement, values: Values | None = None) -> list[Row]:
         """Every row (all pages) of one query, off the event loop."""
@@ -418,7 +430,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                     raise ValueError("offset")
             except Exception:
                 await self._refuse(context, actor, role, request, "page_token is not valid; start again")
-        size = min(max(request.page_size or 100, 1), 1000)
+        size = min(max(request.page_size or 100, 1), MAX_PAGE_WITH_CROPS if request.include_crops else 1000)
         try:
             plan = self._plan(request, now)
             fingerprint = hashlib.sha256(json.dumps(plan, default=str, sort_keys=True).encode()).hexdigest()[:16]
@@ -439,15 +451,18 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         details = {k: v for k, v in plan.items() if k not in ("start", "end")}
         details.update(
             start=plan["start"].isoformat(), end=plan["end"].isoformat(), offset=offset, returned=len(page),
-            complete=complete,
+            complete=complete, crops=request.include_crops,
         )  # fmt: skip
         rec = await self.audit.record(
             actor, "search", role=role, purpose=request.purpose.strip(), case_number=request.case_number.strip(),
             details=details, result_count=len(hits),
         )  # fmt: skip
-        return search_pb2.SearchResponse(
-            hits=[h.to_proto() for h in page], next_page_token=nxt, audit_ref=f"{rec.chain}/{rec.seq}"
-        )
+        out = [h.to_proto() for h in page]
+        if request.include_crops:
+            crops = await self.index.crops([h.read_id for h in page])
+            for hit in out:
+                hit.plate_crop_jpeg = crops.get(hit.read_id, b"")
+        return search_pb2.SearchResponse(hits=out, next_page_token=nxt, audit_ref=f"{rec.chain}/{rec.seq}")
 
     async def _refuse(
         self, context: Context, actor: str, role: str, request: search_pb2.SearchRequest, message: str

@@ -371,6 +371,15 @@ def test_search_then_export_selected_reads_to_a_package_that_verifies(stack: Sta
         assert r.status_code == 200, problem_of(r.text)
         ids = re.findall(r'name="read_id" value="([^"]+)"', r.text)
         assert ids and "XYZ9876" in r.text and "audit log as" in r.text
+        # each result shows its plate crop, held from this search for this session only
+        crop = b.get(f"/search/crops/{ids[0]}.jpg")
+        assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+        assert crop.content.startswith(b"\xff\xd8")
+        other = stack.client(stack.hub.token("inv-2", "investigator"))
+        try:
+            assert other.get(f"/search/crops/{ids[0]}.jpg").status_code == 404
+        finally:
+            other.close()
         z = b.post(
             "/export", {"case_number": "2026-0042", "purpose": "stolen vehicle investigation", "read_id": ids[:1]}
         )

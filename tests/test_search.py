@@ -130,6 +130,17 @@ def test_time_camera_area_and_paging(shub: SearchHub) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_crops_come_only_when_asked_and_as_stored(shub: SearchHub) -> None:
+    stored = next(r for r in shub.reads if r.plate_text == "XYZ9876")
+    assert stored.plate_crop_jpeg
+    plain = search(shub, plate="XYZ9876")
+    assert [h.read_id for h in plain.hits] == [stored.read_id] and not plain.hits[0].plate_crop_jpeg
+    shown = search(shub, plate="XYZ9876", include_crops=True)
+    assert shown.hits[0].plate_crop_jpeg == stored.plate_crop_jpeg
+    every = search(shub, camera_ids=["cam-a", "cam-b"], include_crops=True, page_size=1000)
+    assert len(every.hits) == 5 and all(h.plate_crop_jpeg for h in every.hits)
+
+
 def test_roles(shub: SearchHub) -> None:
     officer = shub.token("ofc-s", "officer")
     assert plates(search(shub, officer, plate="XYZ9876")) == ["XYZ9876"]

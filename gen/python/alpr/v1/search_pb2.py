@@ -27,21 +27,21 @@ from alpr.v1 import reads_pb2 as alpr_dot_v1_dot_reads__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61lpr/v1/search.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/alert.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\rSearchRequest\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\r\n\x05plate\x18\x03 \x01(\t\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.alpr.v1.PlateMatchMode\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncamera_ids\x18\x07 \x03(\t\x12\x1d\n\x04\x61rea\x18\x08 \x01(\x0b\x32\x0f.alpr.v1.GeoBox\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\"\x96\x02\n\tSearchHit\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x30\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x11\n\tcamera_id\x18\x07 \x01(\t\x12\x10\n\x08latitude\x18\x08 \x01(\x01\x12\x11\n\tlongitude\x18\t \x01(\x01\x12\x32\n\x10location_quality\x18\n \x01(\x0e\x32\x18.alpr.v1.LocationQuality\x12\x16\n\x0elocation_age_s\x18\x0b \x01(\x02\"^\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.alpr.v1.SearchHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x11\n\taudit_ref\x18\x03 \x01(\t*\x88\x01\n\x0ePlateMatchMode\x12 \n\x1cPLATE_MATCH_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PLATE_MATCH_MODE_EXACT\x10\x01\x12\x1c\n\x18PLATE_MATCH_MODE_PARTIAL\x10\x02\x12\x1a\n\x16PLATE_MATCH_MODE_FUZZY\x10\x03\x32J\n\rSearchService\x12\x39\n\x06Search\x12\x16.alpr.v1.SearchRequest\x1a\x17.alpr.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61lpr/v1/search.proto\x12\x07\x61lpr.v1\x1a\x13\x61lpr/v1/alert.proto\x1a\x13\x61lpr/v1/reads.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x02\n\rSearchRequest\x12\x0f\n\x07purpose\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61se_number\x18\x02 \x01(\t\x12\r\n\x05plate\x18\x03 \x01(\t\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.alpr.v1.PlateMatchMode\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncamera_ids\x18\x07 \x03(\t\x12\x1d\n\x04\x61rea\x18\x08 \x01(\x0b\x32\x0f.alpr.v1.GeoBox\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\x12\x15\n\rinclude_crops\x18\x0b \x01(\x08\"\xaf\x02\n\tSearchHit\x12\x0f\n\x07read_id\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x30\n\x0c\x63\x61pture_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x11\n\tcamera_id\x18\x07 \x01(\t\x12\x10\n\x08latitude\x18\x08 \x01(\x01\x12\x11\n\tlongitude\x18\t \x01(\x01\x12\x32\n\x10location_quality\x18\n \x01(\x0e\x32\x18.alpr.v1.LocationQuality\x12\x16\n\x0elocation_age_s\x18\x0b \x01(\x02\x12\x17\n\x0fplate_crop_jpeg\x18\x0c \x01(\x0c\"^\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.alpr.v1.SearchHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x11\n\taudit_ref\x18\x03 \x01(\t*\x88\x01\n\x0ePlateMatchMode\x12 \n\x1cPLATE_MATCH_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PLATE_MATCH_MODE_EXACT\x10\x01\x12\x1c\n\x18PLATE_MATCH_MODE_PARTIAL\x10\x02\x12\x1a\n\x16PLATE_MATCH_MODE_FUZZY\x10\x03\x32J\n\rSearchService\x12\x39\n\x06Search\x12\x16.alpr.v1.SearchRequest\x1a\x17.alpr.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpr.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLATEMATCHMODE']._serialized_start=780
-  _globals['_PLATEMATCHMODE']._serialized_end=916
+  _globals['_PLATEMATCHMODE']._serialized_start=828
+  _globals['_PLATEMATCHMODE']._serialized_end=964
   _globals['_SEARCHREQUEST']._serialized_start=109
-  _globals['_SEARCHREQUEST']._serialized_end=400
-  _globals['_SEARCHHIT']._serialized_start=403
-  _globals['_SEARCHHIT']._serialized_end=681
-  _globals['_SEARCHRESPONSE']._serialized_start=683
-  _globals['_SEARCHRESPONSE']._serialized_end=777
-  _globals['_SEARCHSERVICE']._serialized_start=918
-  _globals['_SEARCHSERVICE']._serialized_end=992
+  _globals['_SEARCHREQUEST']._serialized_end=423
+  _globals['_SEARCHHIT']._serialized_start=426
+  _globals['_SEARCHHIT']._serialized_end=729
+  _globals['_SEARCHRESPONSE']._serialized_start=731
+  _globals['_SEARCHRESPONSE']._serialized_end=825
+  _globals['_SEARCHSERVICE']._serialized_start=966
+  _globals['_SEARCHSERVICE']._serialized_end=1040
 # @@protoc_insertion_point(module_scope)

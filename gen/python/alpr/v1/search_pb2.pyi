@@ -61,6 +61,7 @@ class SearchRequest(_message.Message):
     AREA_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INCLUDE_CROPS_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
     """Required: why (e.g. "stolen vehicle investigation") and the case or
     incident number. Missing either: INVALID_ARGUMENT.
@@ -73,6 +74,10 @@ class SearchRequest(_message.Message):
     """Default 100, max 1000."""
     page_token: _builtins.str
     """From a previous SearchResponse."""
+    include_crops: _builtins.bool
+    """Also return each hit's plate crop (JPEG), for a person to look at the results; a page
+    with crops holds at most 100 hits.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Required range; at most 60 days wide (nothing older exists)."""
@@ -100,10 +105,11 @@ class SearchRequest(_message.Message):
         area: _alert_pb2.GeoBox | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        include_crops: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "camera_ids", b"camera_ids", "case_number", b"case_number", "end_time", b"end_time", "mode", b"mode", "page_size", b"page_size", "page_token", b"page_token", "plate", b"plate", "purpose", b"purpose", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "camera_ids", b"camera_ids", "case_number", b"case_number", "end_time", b"end_time", "include_crops", b"include_crops", "mode", b"mode", "page_size", b"page_size", "page_token", b"page_token", "plate", b"plate", "purpose", b"purpose", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -124,6 +130,7 @@ class SearchHit(_message.Message):
     LONGITUDE_FIELD_NUMBER: _builtins.int
     LOCATION_QUALITY_FIELD_NUMBER: _builtins.int
     LOCATION_AGE_S_FIELD_NUMBER: _builtins.int
+    PLATE_CROP_JPEG_FIELD_NUMBER: _builtins.int
     read_id: _builtins.str
     plate: _builtins.str
     region: _builtins.str
@@ -137,6 +144,8 @@ class SearchHit(_message.Message):
     no position, latitude and longitude are 0).
     """
     location_age_s: _builtins.float
+    plate_crop_jpeg: _builtins.bytes
+    """The plate crop as stored, when the request asked for crops (empty if the read has none)."""
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -153,10 +162,11 @@ class SearchHit(_message.Message):
         longitude: _builtins.float = ...,
         location_quality: _reads_pb2.LocationQuality.ValueType = ...,
         location_age_s: _builtins.float = ...,
+        plate_crop_jpeg: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "confidence", b"confidence", "latitude", b"latitude", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "longitude", b"longitude", "node_id", b"node_id", "plate", b"plate", "read_id", b"read_id", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "confidence", b"confidence", "latitude", b"latitude", "location_age_s", b"location_age_s", "location_quality", b"location_quality", "longitude", b"longitude", "node_id", b"node_id", "plate", b"plate", "plate_crop_jpeg", b"plate_crop_jpeg", "read_id", b"read_id", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
