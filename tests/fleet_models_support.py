@@ -4,6 +4,7 @@ detector), synthetic sample frames the shipped models read, and a TCP link that 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import socket
 import threading
@@ -21,9 +22,6 @@ from node.recognition.loading import MODELS_DIR, RecognizerConfig, load_recogniz
 from node.recognition.types import FrameRecognizer
 from node.training.compose import paste, warp_plate
 from node.training.plates import render_plate
-
-# Seeds of synthetic frames the shipped models read exactly (checked when the suite was written).
-READABLE_SEEDS = (4, 5)
 
 
 def plate_frame(seed: int, width: int = 200) -> tuple[np.ndarray, str]:
@@ -63,9 +61,25 @@ def relabelled_ocr(path: Path, label: str) -> Path:
     return path
 
 
+@functools.cache
+def readable_seeds(n: int = 2) -> tuple[int, ...]:
+    """Seeds of synthetic plates the shipped models read exactly: a release's manifest lists
+    samples its own models read, so the test releases (the shipped OCR under a new label) pass
+    their self-test whatever the shipped OCR's epoch."""
+    recognizer = load_recognizer(RecognizerConfig())
+    found: list[int] = []
+    for seed in range(1, 80):
+        frame, text = plate_frame(seed)
+        if text in {p.text for p in recognizer.recognize(frame)}:
+            found.append(seed)
+            if len(found) == n:
+                return tuple(found)
+    raise AssertionError(f"the shipped models read only {len(found)} of 79 synthetic sample plates exactly")
+
+
 def make_release(
     folder: Path, release_id: str, key: Path, *, detector: Path | None = None, ocr: Path | None = None,
-    seeds: tuple[int, ...] = READABLE_SEEDS,
+    seeds: tuple[int, ...] | None = None,
 ) -> tuple[bytes, bytes]:  # fmt: skip
     """A release folder (files under their release names) and its signed manifest."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +90,7 @@ def make_release(
         files["plate_ocr.onnx"] = (ocr, "ocr")
         files["plate_config.yaml"] = (MODELS_DIR / "plate_config.yaml", "plate_config")
     samples = []
-    for seed in seeds:
+    for seed in seeds if seeds is not None else readable_seeds():
         frame, text = plate_frame(seed)
         name = f"samples/s{seed}.jpg"
         (folder / "samples").mkdir(exist_ok=True)

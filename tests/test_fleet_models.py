@@ -37,6 +37,7 @@ from tests.fleet_models_support import (
     blind_detector,
     make_release,
     plate_frame,
+    readable_seeds,
     relabelled_ocr,
     shared_loader,
 )
@@ -108,8 +109,9 @@ def test_upload_stores_a_signed_release_and_refuses_truncated_tampered_or_unsign
     got = stub(t).GetRelease(fleet_models_pb2.GetReleaseRequest(release_id=good), timeout=30).release
     assert got.manifest_json == manifest and got.signature == sig and got.uploaded_by == "ops-1"
     # a download from any offset returns exactly the file's bytes from there (what a resume asks)
-    sample = (tmp_path / "good" / "samples" / "s4.jpg").read_bytes()
-    req = fleet_models_pb2.DownloadRequest(release_id=good, file="samples/s4.jpg", offset=70_000)
+    name = f"samples/s{readable_seeds()[0]}.jpg"
+    sample = (tmp_path / "good" / name).read_bytes()
+    req = fleet_models_pb2.DownloadRequest(release_id=good, file=name, offset=70_000)
     assert b"".join(c.data for c in stub(t).Download(req, timeout=30)) == sample[70_000:]
     code, details = refusal(lambda: upload(t, tmp_path / "good", manifest, sig))
     assert code == grpc.StatusCode.ALREADY_EXISTS and good in details
@@ -160,7 +162,7 @@ def test_a_download_resumes_after_the_link_is_lost(
 ) -> None:
     release = rid("ocr")
     manifest, sig = make_release(
-        tmp_path / "rel", release, keys[0], ocr=relabelled_ocr(tmp_path / "ocr.onnx", release), seeds=(4,)
+        tmp_path / "rel", release, keys[0], ocr=relabelled_ocr(tmp_path / "ocr.onnx", release), seeds=readable_seeds(1)
     )
     upload(models_hub.target, tmp_path / "rel", manifest, sig)
     cut_once: list[int] = []
