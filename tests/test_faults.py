@@ -281,7 +281,7 @@ def test_kill_the_bridge_relays_delivered_after_restart(cluster: CassandraCluste
     cad = WebhookReceiver()
     cfg = {
         "bridge_id": "fault-bridge", "agency_id": "joliet-pd", "hubs": targets, "metrics_port": -1,
-        "shutdown_grace_s": 2,
+        "shutdown_grace_s": 2, "insecure_dev": True,  # the fault hubs are plain-text development hubs
         "cassandra": {"contact_points": cluster.contact_points, "port": cluster.port, "keyspace": stack["keyspace"],
                       "local_dc": "dc1", "write_consistency": "QUORUM", "read_consistency": "QUORUM"},
         "relay": {"pending_scan_interval_s": 0.5},
