@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
+from alpr.v1 import ingest_pb2, ingest_pb2_grpc
 
 from ops.cassandractl import CassandraCluster, cql_answers
 
@@ -170,3 +174,29 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class AckedIngestStream:
+    """One Ingest stream to ``target`` (plain gRPC, a bench hub) that records when each read is acked."""
+
+    def __init__(self, target: str) -> None:
+        self._q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
+        self.acks: dict[str, float] = {}  # read id -> perf_counter() of its ack
+        self._stream = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(target)).Ingest(self._requests())
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _requests(self) -> Iterator[ingest_pb2.IngestRequest]:
+        while (m := self._q.get()) is not None:
+            yield m
+
+    def _drain(self) -> None:
+        for r in self._stream:
+            if r.WhichOneof("result") == "ack":
+                self.acks[r.ack.read_id] = time.perf_counter()
+
+    def send(self, request: ingest_pb2.IngestRequest) -> None:
+        self._q.put(request)
+
+    def close(self) -> None:
+        """Ends the stream once everything sent has gone out."""
+        self._q.put(None)

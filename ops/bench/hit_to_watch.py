@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import random
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import grpc
-from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from alpr.v1 import alert_pb2, alert_pb2_grpc, hotlist_pb2, hotlist_pb2_grpc, ingest_pb2
 
 from alpr_common.simulation import make_read
 from alpr_common.timestamps import from_timestamp, timestamp_in
-from ops.bench.common import ROOT, HubTarget, cassandra, hub_process, log, percentile, stage_ms
+from ops.bench.common import ROOT, AckedIngestStream, HubTarget, cassandra, hub_process, log, percentile, stage_ms
 from ops.bench.hotlist import _drop
 
 PLATES = [f"ALRT{i:03d}" for i in range(20)]
@@ -100,21 +98,8 @@ def measure(a: HubTarget, b: HubTarget, n: int, rate: float, filler: int) -> dic
     while hb.GetVersion(hotlist_pb2.GetVersionRequest()).version < v:
         time.sleep(0.05)
     other, same = WatchTimes(b), WatchTimes(a)
-    q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
-
-    def requests() -> Iterator[ingest_pb2.IngestRequest]:
-        while (m := q.get()) is not None:
-            yield m
-
-    acks: dict[str, float] = {}
-    stream = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(a)).Ingest(requests())
-
-    def drain_acks() -> None:
-        for r in stream:
-            if r.WhichOneof("result") == "ack":
-                acks[r.ack.read_id] = time.perf_counter()
-
-    threading.Thread(target=drain_acks, daemon=True).start()
+    stream = AckedIngestStream(a)
+    acks = stream.acks
     rnd = random.Random(5)
     sent: dict[str, float] = {}
     sent_wall: dict[str, float] = {}
@@ -122,15 +107,15 @@ def measure(a: HubTarget, b: HubTarget, n: int, rate: float, filler: int) -> dic
         f"{b}, {a}")  # fmt: skip
     for i in range(n):
         for _ in range(filler):
-            q.put(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
+            stream.send(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
         r = make_read(plate=PLATES[i % len(PLATES)], rnd=rnd)
         sent[r.read_id], sent_wall[r.read_id] = time.perf_counter(), time.time()
-        q.put(ingest_pb2.IngestRequest(read=r))
+        stream.send(ingest_pb2.IngestRequest(read=r))
         time.sleep(1.0 / rate)
     deadline = time.time() + 20
     while time.time() < deadline and not all(k in other.received and k in same.received for k in sent):
         time.sleep(0.1)
-    q.put(None)
+    stream.close()
     other.close()
     same.close()
     # perf_counter → wall clock for each read (both taken when it was sent).

@@ -42,7 +42,7 @@ from alpr_common.matching import Matcher, with_version
 from alpr_common.simulation import make_read
 from alpr_common.timestamps import timestamp_in
 from hub.hotlists.file_formats import parse_file
-from ops.bench.common import ROOT, cassandra, hub_process, log, percentile, process_usage
+from ops.bench.common import ROOT, AckedIngestStream, cassandra, hub_process, log, percentile, process_usage
 
 TEMPLATE = "601815V ILMPSTOLEN VYR/13 VMA/JEEP VMO/F15 VST/2D VCO/WHI     DOT/040216 LDS/V23A0968"
 STATES = ("IL", "IL", "IL", "IL", "WI", "IN", "MO", "IA")
@@ -286,36 +286,21 @@ def bench_alerts(hub_a: str, hub_b: str, n: int) -> list[float]:
 
     threading.Thread(target=drain, daemon=True).start()
     sent: dict[str, float] = {}
-    q: queue.Queue[ingest_pb2.IngestRequest | None] = queue.Queue()
-
-    def it() -> Iterator[ingest_pb2.IngestRequest]:
-        while (m := q.get()) is not None:
-            yield m
-
-    from alpr.v1 import ingest_pb2_grpc
-
-    acks: dict[str, float] = {}
-    stream = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(hub_a)).Ingest(it())
-
-    def drain_acks() -> None:
-        for r in stream:
-            if r.WhichOneof("result") == "ack":
-                acks[r.ack.read_id] = time.perf_counter()
-
-    threading.Thread(target=drain_acks, daemon=True).start()
+    stream = AckedIngestStream(hub_a)
+    acks = stream.acks
     rnd = random.Random(5)
     log(f"alerts: {n} matching reads into {hub_a} (plus 9 non-matching each), watcher on {hub_b}")
     for i in range(n):
         for _ in range(9):
-            q.put(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
+            stream.send(ingest_pb2.IngestRequest(read=make_read(rnd=rnd)))
         r = make_read(plate=f"ALRT{i % 20:03d}", rnd=rnd)
         sent[r.read_id] = time.perf_counter()
-        q.put(ingest_pb2.IngestRequest(read=r))
+        stream.send(ingest_pb2.IngestRequest(read=r))
         time.sleep(0.05)
     deadline = time.time() + 20
     while time.time() < deadline and len([k for k in sent if k in received]) < n:
         time.sleep(0.1)
-    q.put(None)
+    stream.close()
     call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave RpcContext.cancel untyped
     lat = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
     ack_lat = [(acks[k] - t) * 1000 for k, t in sent.items() if k in acks]
