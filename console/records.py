@@ -76,7 +76,8 @@ async def search(request: Request, s: Session) -> Response:
     now = datetime.now(UTC)
     form: dict[str, Any] = {
         "start": (now - timedelta(days=1)).strftime(LOCAL_MINUTES),
-        "end": now.strftime(LOCAL_MINUTES),
+        # the form has minutes: "to" is the end of this minute, so a read of the last seconds is in
+        "end": (now + timedelta(minutes=1)).strftime(LOCAL_MINUTES),
         "mode": "exact",
     }
     if request.method == "GET":

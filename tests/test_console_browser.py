@@ -250,3 +250,22 @@ def test_password_sign_in_on_a_patrol_car_screen(stack: Stack) -> None:
         assert stack.audited("disp-1", "auth.signout")
     finally:
         d.quit()
+
+
+def test_search_results_show_their_plate_crops(stack: Stack, browser: webdriver.Chrome) -> None:
+    stack.hit("ABC1234", camera="cam-search")
+    d, base = browser, stack.console.url
+    sign_in(d, base, stack.hub.token("inv-b", "investigator"))
+    d.get(base + "/search")
+    d.find_element(By.ID, "purpose").send_keys("stolen vehicle investigation")
+    d.find_element(By.ID, "case_number").send_keys("2026-0077")
+    d.find_element(By.ID, "plate").send_keys("ABC1234")
+    d.find_element(By.ID, "search").click()
+    WebDriverWait(d, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#hits img.result-crop")))
+    crop = d.find_element(By.CSS_SELECTOR, "#hits img.result-crop")
+    # the image loads (same origin, allowed by the CSP) and has pixels
+    WebDriverWait(d, 10).until(
+        lambda _: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", crop)
+    )
+    d.execute_script("arguments[0].scrollIntoView()", crop)
+    shot(d, "search.png")
