@@ -14,7 +14,20 @@ from typing import Any
 
 import grpc
 import pytest
-from alpr.v1 import admin_pb2, admin_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2, reads_pb2
+from alpr.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    fleet_config_pb2,
+    fleet_config_pb2_grpc,
+    fleet_models_pb2,
+    fleet_models_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    ingest_pb2,
+    reads_pb2,
+)
 from cassandra.cluster import Session
 
 from alpr_common.operator.common import READ_ONLY_METHODS
@@ -201,3 +214,52 @@ def test_cli_retries_read_only_calls_but_never_changes(capsys: pytest.CaptureFix
         assert servicer.calls["RevokeUser"] == 1  # a change is never repeated
     finally:
         server.stop(None)
+
+
+def test_who_may_change_the_fleet_and_that_each_change_names_its_author(ahub: AuthHub) -> None:
+    """Configuration and model rollouts: fleet operators and admins change them, as themselves;
+    every other role is refused with the roles that may, and a change is audited under its author."""
+    cfg = fleet_config_pb2_grpc.FleetConfigServiceStub(ahub.channel)
+    models = fleet_models_pb2_grpc.ModelReleaseServiceStub(ahub.channel)
+    group = f"district-{uuid.uuid4().hex[:6]}"
+    scope = fleet_config_pb2.OverlayScope(kind=fleet_config_pb2.OVERLAY_SCOPE_KIND_GROUP, name=group)
+    change = fleet_config_pb2.SetOverlayRequest(
+        scope=scope, settings_json='{"plate_formats": {"min_confidence": 0.5}}', reason="night glare on district poles"
+    )
+    changes: list[tuple[Any, Any]] = [
+        (cfg.SetOverlay, change),
+        (
+            models.Rollout,
+            fleet_models_pb2.RolloutRequest(
+                release_id="r1", stage=fleet_models_pb2.ROLLOUT_STAGE_ALL, reason="new OCR"
+            ),
+        ),
+        (models.PauseRollout, fleet_models_pb2.PauseRolloutRequest(reason="complaints")),
+        (models.Rollback, fleet_models_pb2.RollbackRequest(reason="complaints")),
+    ]
+    for role in ("officer", "dispatcher", "investigator", "auditor", "supervisor"):
+        token = ahub.token(f"{role}-fl", role)
+        for method, req in changes:
+            code, details = rpc_code(functools.partial(call, method, req, token))
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "fleet_operator" in details, (role, code, details)
+    for method, req in changes:
+        assert rpc_code(functools.partial(call, method, req))[0] == grpc.StatusCode.UNAUTHENTICATED
+    ops = ahub.token("ops-fl", "fleet_operator")
+    code, details = rpc_code(
+        functools.partial(
+            call,
+            cfg.SetOverlay,
+            fleet_config_pb2.SetOverlayRequest(scope=scope, settings_json="{}", reason="x", changed_by="someone-else"),
+            ops,
+        )
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "someone-else" in details, details
+    version = call(cfg.SetOverlay, change, ops).version
+    history = call(cfg.ListHistory, fleet_config_pb2.ListHistoryRequest(scope=scope), ops).versions
+    assert [(v.version, v.changed_by) for v in history] == [(version, "ops-fl")]
+    auditor = ahub.token("aud-fl", "auditor")
+    entries = call(
+        audit_pb2_grpc.AuditServiceStub(ahub.channel).ListAudit, audit_pb2.ListAuditRequest(limit=1000), auditor
+    ).entries
+    mine = [e for e in entries if e.actor == "ops-fl" and group in e.details_json]
+    assert mine and all(e.outcome == "ok" for e in mine), [(e.action, e.outcome) for e in mine]
