@@ -1,5 +1,5 @@
 """One way to put a step in front of a servicer method, whatever its streaming kind: used by the
-access-control and request-rule interceptors."""
+access-control, request-rule and storage-error interceptors."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def guarded(handler: Handler, admit: Admit) -> Handler:
 
         return run
 
+    return rebuilt(handler, unary, streaming)
+
+
+def rebuilt(
+    handler: Handler,
+    unary: Callable[[Behavior, bool], Behavior],
+    streaming: Callable[[Behavior, bool], Behavior],
+) -> Handler:
+    """``handler`` with its behaviour replaced by ``unary(behavior, streamed)`` (unary answer) or
+    ``streaming(behavior, streamed)`` (streamed answers), whatever its streaming kind."""
     kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, False), **kw)

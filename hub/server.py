@@ -74,6 +74,7 @@ from hub.retention import RetentionMonitor
 from hub.schema import migrate
 from hub.search import ReadIndex, SearchServicer
 from hub.storage import ReadStore
+from hub.storage_errors import StorageErrorsInterceptor
 from hub.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,8 @@ async def create_server(config: HubConfig, registry: CollectorRegistry | None = 
         await mirror.load()
         alert_store = AlertStore(session=session, config=config)
 
-        interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
+        # Outermost: a database outage during any step (token checks too) is UNAVAILABLE, said plainly.
+        interceptors: list[grpc.aio.ServerInterceptor] = [StorageErrorsInterceptor()]  # type: ignore[type-arg]
         if config.auth.enabled:
             authenticator = Authenticator(users=users, audit=audit, services=dict(config.auth.services))
             interceptors.append(AuthInterceptor(authenticator=authenticator))
