@@ -51,7 +51,7 @@ from hub.server import create_server
 from node.config import NodeConfig
 from tests.access_support import AuthHub, call, rpc_code
 from tests.conftest import fresh_keyspace, make_hub_config
-from tests.support import ROOT, HubThread
+from tests.support import ROOT, HubThread, LatencyProbe
 
 pytestmark = pytest.mark.security
 
@@ -578,8 +578,8 @@ def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(
                             ("ALPR_TLS_KEY", pki / "console.key")):  # fmt: skip
             monkeypatch.setenv(name, str(value))
         cli = ["--hub", two.target, "--token", auditor, "--json", "audit", "verify"]
-        with grpc.secure_channel(two.target, tls.channel_credentials(
-                str(pki / "ca" / "ca.crt"), str(pki / "console.crt"), str(pki / "console.key"))) as ch:  # fmt: skip
+        creds = tls.channel_credentials(str(pki / "ca" / "ca.crt"), str(pki / "console.crt"), str(pki / "console.key"))
+        with grpc.secure_channel(two.target, creds) as ch, LatencyProbe(two.target, creds) as probe:
             stub = audit_pb2_grpc.AuditServiceStub(ch)
 
             def problems() -> list[str]:
@@ -638,6 +638,7 @@ def test_the_audit_chain_is_keyed_and_anchored_outside_cassandra(
                     '{"chain": "hub-one", "seq": 1, "entry_hash": "00", "time": "now", "hub_id": "x", "mac": "00"}\n'
                 )
             assert any("signature invalid" in p for p in problems())
+        probe.assert_responsive("verifying forged, truncated and deleted chains")
     finally:
         two.stop()
         one.thread.hub = None
