@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from alpr_common.config import refuse_insecure
 from console.app import create_app
 from console.settings import SettingsError, add_arguments, from_arguments
 
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    refuse_insecure(
+        "console", [], settings.insecure_dev, ["TLS to the hub"],
+        "People's tokens, plates and images cross the network to the hub in plain text.",
+        logging.getLogger("console"),
+    )  # fmt: skip
     scheme = "https" if settings.https else "http"
     logging.getLogger("console").info(
         "console on %s://%s:%d, hub %s", scheme, settings.host, settings.port, settings.hub

@@ -32,6 +32,8 @@ class ConsoleSettings:
     session_idle_s: float = 30 * 60.0
     # Per hub call.
     rpc_timeout_s: float = 15.0
+    # Plain gRPC to the hub (people's tokens, plates and images unencrypted): development only.
+    insecure_dev: bool = False
 
     @property
     def https(self) -> bool:
@@ -48,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hub-ca", default=_env("HUB_CA"), help="CA of the hubs' certificates: enables mutual TLS")
     p.add_argument("--hub-cert", default=_env("HUB_CERT"), help="the console's client certificate (PEM)")
     p.add_argument("--hub-key", default=_env("HUB_KEY"), help="its key (PEM)")
+    p.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        default=_env("INSECURE_DEV") in ("1", "true", "yes"),
+        help="talk to the hub without TLS (env ALPR_CONSOLE_INSECURE_DEV=1): development only, "
+        "people's tokens and plates then cross the network in plain text",
+    )
     p.add_argument("--host", default=_env("HOST", d.host), help=f"listen address (default {d.host})")
     p.add_argument("--port", type=int, default=int(_env("PORT", str(d.port))), help=f"listen port (default {d.port})")
     p.add_argument("--https-cert", default=_env("HTTPS_CERT"), help="HTTPS certificate for the browsers (PEM)")
@@ -70,6 +79,11 @@ def from_arguments(a: argparse.Namespace) -> ConsoleSettings:
     for f in (a.hub_ca, a.hub_cert, a.hub_key, a.https_cert, a.https_key):
         if f and not Path(f).is_file():
             raise SettingsError(f"{f}: no such file")
+    if not a.hub_ca and not a.insecure_dev:
+        raise SettingsError(
+            "no TLS towards the hub: give --hub-ca (and --hub-cert/--hub-key), or --insecure-dev for a "
+            "development hub (tokens and plates then travel in plain text)"
+        )
     if a.session_idle_s <= 0 or a.session_max_s <= 0 or a.session_idle_s > a.session_max_s:
         raise SettingsError("need 0 < --session-idle-s <= --session-max-s")
     tls = (
@@ -86,4 +100,5 @@ def from_arguments(a: argparse.Namespace) -> ConsoleSettings:
         https_key=Path(a.https_key) if a.https_key else None,
         session_max_s=a.session_max_s,
         session_idle_s=a.session_idle_s,
+        insecure_dev=bool(a.insecure_dev) and not a.hub_ca,
     )

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -172,6 +173,27 @@ def test_a_bridge_is_secure_unless_it_says_insecure_dev(tmp_path: Path, caplog: 
         asyncio.run(Bridge(dev).start())  # then fails: no Cassandra on port 1
     warning = [r.getMessage() for r in caplog.records if "INSECURE DEVELOPMENT BRIDGE" in r.getMessage()]
     assert warning and "TLS to the hub, credentials at the hub, TLS to gary-pd OFF" in warning[0]
+
+
+def test_the_console_uses_tls_to_the_hub_unless_it_says_insecure_dev() -> None:
+    """People's tokens, plates and images: without the hubs' CA the console does not start, unless
+    told --insecure-dev, and then it says so loudly."""
+    cmd = [sys.executable, "-m", "console.cli", "--hub", "127.0.0.1:1", "--port", "0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPR_CONSOLE_")}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
+    assert res.returncode == 2 and "no TLS towards the hub: give --hub-ca" in res.stderr, res
+    assert "--insecure-dev" in res.stderr
+    dev = subprocess.Popen([*cmd, "--insecure-dev"], stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert dev.stderr is not None
+        said = ""
+        deadline = time.monotonic() + 60
+        while "console on http://" not in said and time.monotonic() < deadline and dev.poll() is None:
+            said += dev.stderr.readline()
+        assert "INSECURE DEVELOPMENT CONSOLE" in said and "TLS to the hub OFF" in said, said
+    finally:
+        dev.kill()
+        dev.wait(30)
 
 
 def test_metrics_listen_on_loopback_unless_configured() -> None:

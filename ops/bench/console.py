@@ -193,7 +193,7 @@ def run(hits: int, cass: tuple[list[str], int], keyspace: str, run_dir: Path, ch
                 time.sleep(0.05)
         port = free_port()
         console_log = open(run_dir / "console.log", "w")  # noqa: SIM115 - closed below
-        console = subprocess.Popen([sys.executable, "-m", "console.cli", "--hub", secured, "--port", str(port)],
+        console = subprocess.Popen([sys.executable, "-m", "console.cli", "--hub", secured, "--port", str(port), "--insecure-dev"],
                                    stdout=console_log, stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
         opts = webdriver.ChromeOptions()
         opts.binary_location = chromium
