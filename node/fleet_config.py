@@ -301,7 +301,7 @@ class FleetConfigSync:
                             continue
                         ack(u.version, self.manager.offer(u.version, overlay))
                     elif kind == "model" and models is not None:
-                        models.assign(resp.model.release_id, resp.model.paused)
+                        models.assign(resp.model.release_id, resp.model.paused, resp.model.rollout_version)
                     elif kind == "current":
                         self.hub_version = resp.current.version
                         if self.manager.confirm(resp.current.version):

@@ -200,6 +200,8 @@ class ReleaseClient:
 class Assignment:
     release: str
     paused: bool
+    # The hub's rollout version this assignment follows (a later one is the operator's new word).
+    rollout_version: int = 0
 
 
 class ModelManager:
@@ -230,6 +232,9 @@ class ModelManager:
         self.current: str = saved.get("current", "")
         self.previous: str = saved.get("previous", "")
         self.failed: dict[str, str] = dict(saved.get("failed", {}))
+        # The rollout version under which each failed release failed: it is tried again only when
+        # the hub issues a later, unpaused rollout of it (an operator's decision, not a loop).
+        self.failed_at: dict[str, int] = {k: int(v) for k, v in saved.get("failed_at", {}).items()}
         self.error = ""
         self._assigned: Assignment | None = None
         self._wake = threading.Event()
@@ -249,7 +254,8 @@ class ModelManager:
 
     def _save(self) -> None:
         tmp = self.root / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps({"current": self.current, "previous": self.previous, "failed": self.failed}))
+        state = {"current": self.current, "previous": self.previous, "failed": self.failed, "failed_at": self.failed_at}
+        tmp.write_text(json.dumps(state))
         os.replace(tmp, self.root / STATE_FILE)
 
     def _trusted(self) -> list[Any]:
@@ -290,8 +296,8 @@ class ModelManager:
 
     # -- the hub's word ------------------------------------------------------------------
 
-    def assign(self, release_id: str, paused: bool) -> None:
-        self._assigned = Assignment(release_id, paused)
+    def assign(self, release_id: str, paused: bool, rollout_version: int = 0) -> None:
+        self._assigned = Assignment(release_id, paused, rollout_version)
         self._wake.set()
 
     def _report(self, release: str, state: int, error: str = "") -> None:
@@ -338,6 +344,12 @@ class ModelManager:
         if a.release == self.current:
             self._report(a.release, RUNNING)
             return
+        if a.release in self.failed and not a.paused and a.rollout_version > self.failed_at.get(a.release, 0):
+            log.info(
+                "trying release %s again: the hub rolled it out again (rollout %d) after it failed here: %s",
+                a.release, a.rollout_version, self.failed[a.release],
+            )  # fmt: skip
+            self._forget_failure(a.release)
         if a.release in self.failed:
             self._report(a.release, FAILED, self.failed[a.release])
             return
@@ -362,9 +374,7 @@ class ModelManager:
                 return
             reason = f"release {a.release or '(own models)'} not switched to: {e}"
             log.error("%s; keeping %s", reason, self.current or "this unit's own models")
-            self.failed[a.release] = reason
-            self._save()
-            self._report(a.release, FAILED, reason)
+            self._fail(a.release, reason, a.rollout_version)
             return
         old = self.current
         self._switch(recognizer, a.release)
@@ -457,9 +467,18 @@ class ModelManager:
         reason = f"release {new} switched back to {old or 'own models'}: {problem}"
         log.error("%s", reason)
         self._switch(self.load(old), old)
-        self.failed[new] = reason
+        self._fail(new, reason, self._assigned.rollout_version if self._assigned is not None else 0)
+
+    def _fail(self, release: str, reason: str, rollout_version: int) -> None:
+        self.failed[release] = reason
+        self.failed_at[release] = rollout_version
         self._save()
-        self._report(new, FAILED, reason)
+        self._report(release, FAILED, reason)
+
+    def _forget_failure(self, release: str) -> None:
+        self.failed.pop(release, None)
+        self.failed_at.pop(release, None)
+        self._save()
 
     def status(self) -> dict[str, Any]:
         return {"running": self.current, "previous": self.previous, "error": self.error}

@@ -417,8 +417,8 @@ def test_a_unit_switches_back_when_its_read_rate_drops(keys: tuple[Path, Path], 
     for _ in range(5):  # the baseline: 0.1 reads per frame with the unit's own models
         host.frames, host.reads = host.frames + 50, host.reads + 5
         m._watch_rate()
-    m.assign(release, paused=False)
-    m._follow(Assignment(release, False))
+    m.assign(release, paused=False, rollout_version=3)
+    m._follow(Assignment(release, False, 3))
     assert m.current == release and host.swaps == [release]
     host.frames, host.reads = host.frames + 60, host.reads + 1
     m._watch_rate()
@@ -427,6 +427,15 @@ def test_a_unit_switches_back_when_its_read_rate_drops(keys: tuple[Path, Path], 
     m._watch_rate()
     assert m.current == "" and host.swaps == [release, ""]
     assert reports[-1].state == fleet_models_pb2.NODE_MODEL_STATE_FAILED and "read rate fell" in reports[-1].error
-    assert release in m.failed and m.previous == release  # kept on disk, never retried
-    m._follow(Assignment(release, False))
+    assert release in m.failed and m.previous == release  # kept on disk, not retried under this rollout
+    m._follow(Assignment(release, False, 3))
     assert m.current == "" and host.swaps == [release, ""]
+    m._follow(Assignment(release, True, 4))  # the hub paused the rollout: still failed here
+    assert m.current == "" and reports[-1].state == fleet_models_pb2.NODE_MODEL_STATE_FAILED
+    # A unit restarted keeps what failed under which rollout.
+    again = ModelManager(tmp_path / "unit", settings, {}, None, loader=m.loader)
+    assert again.failed == m.failed and again.failed_at == {release: 3}
+    # The operator rolls it out again (a later, unpaused rollout): the unit tries it once more.
+    m._follow(Assignment(release, False, 5))
+    assert m.current == release and host.swaps == [release, "", release] and release not in m.failed
+    assert reports[-1].state == fleet_models_pb2.NODE_MODEL_STATE_RUNNING
