@@ -16,6 +16,7 @@ from alpr.v1 import hotlist_pb2
 from cassandra.cluster import Session
 
 from alpr_common.timestamps import timestamp_in
+from hub.hotlists.store import BATCH_BYTES, BATCH_ROWS, sized_batches
 from tests.conftest import fresh_keyspace, make_hub_config
 from tests.hotlist_support import FAST, SAMPLES, Subscription, hotlist_stub, import_ok, import_refused
 from tests.support import HubThread
@@ -289,3 +290,18 @@ def test_one_import_per_source_at_a_time(hubs: tuple[HubThread, HubThread]) -> N
         assert res.dry_run  # a dry run changes nothing: no lock needed
     finally:
         asyncio.run_coroutine_threadsafe(store.unlock_import("SCOFFLAW", "someone on hub-x"), a.loop).result(10)
+
+
+def test_entry_batches_stay_small_whatever_the_entries_carry() -> None:
+    """Rows of one partition go in batches of at most BATCH_ROWS rows and about BATCH_BYTES, so
+    entries with long texts never reach Cassandra's batch size limit; nothing is dropped or reordered."""
+
+    def rows(n: int, size: int) -> list[tuple[Any, Any, int]]:
+        return [(None, {"i": i}, size) for i in range(n)]
+
+    cut = sized_batches(rows(450, 200))
+    n = BATCH_BYTES // 200
+    assert [len(b) for b in cut] == [n, n, 450 - 2 * n]
+    assert [v["i"] for b in cut for _, v in b] == list(range(450))
+    assert [len(b) for b in sized_batches(rows(450, 1))] == [BATCH_ROWS, BATCH_ROWS, 450 - 2 * BATCH_ROWS]
+    assert [len(b) for b in sized_batches(rows(3, BATCH_BYTES + 1))] == [1, 1, 1]
