@@ -32,14 +32,13 @@ from pathlib import Path
 
 import grpc
 from alpr.v1 import ingest_pb2, reads_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alpr_common.cassandra import connect
 from alpr_common.simulation import make_read, noise_jpeg
 from hub.config import HubConfig
 from hub.schema import migrate
 from ops.bench.common import ROOT, cassandra, hub_process, log, percentile
-from tests.support import run_stream
+from tests.support import LatencyProbe, run_stream
 
 
 def rss_mb(pid: int) -> float:
@@ -93,38 +92,6 @@ def stalled_stream(port: int, declared: int = 1 << 20, sent: int = 60_000) -> so
     for i in range(0, len(body), 16_000):  # DATA frames within the default 16 KB frame size
         s.sendall(frame(0x0, 0, 1, body[i : i + 16_000]))
     return s
-
-
-class HealthProbe:
-    """Calls the hub's health check every 20 ms from its own thread; keeps the latencies
-    (a call that fails or takes over 10 s counts as 10 s)."""
-
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target)
-        self.stub = health_pb2_grpc.HealthStub(self.channel)
-        self.stub.Check(health_pb2.HealthCheckRequest(), timeout=30)  # connected before measuring
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                self.stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
-                self.latencies.append(time.perf_counter() - t0)
-            except grpc.RpcError:
-                self.latencies.append(10.0)
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.channel.close()
 
 
 class NodeSender:
@@ -212,7 +179,7 @@ def main() -> int:
             log_at = (run_dir / "hub.log").stat().st_size
             deadline = time.monotonic() + args.deadline
             senders = [NodeSender(target, reads[i::10], deadline) for i in range(10)]
-            with PeakRss(pid) as large_peak, HealthProbe(target) as probe:
+            with PeakRss(pid) as large_peak, LatencyProbe(target) as probe:
                 t0 = time.perf_counter()
                 threads = [threading.Thread(target=s.run) for s in senders]
                 for t in threads:
