@@ -41,7 +41,7 @@ def outage_message(method: str, exc: BaseException) -> str:
     return (
         f"the hub's database did not answer ({kind}) while serving {method.rsplit('/', 1)[-1]}: try again "
         "in a moment; if this was a change, check whether it was made before repeating it. "
-        "Operators: alpr-hub health and the Cassandra logs say why."
+        "Operators: the hub's log names the failure; check that Cassandra is up and not overloaded."
     )
 
 
