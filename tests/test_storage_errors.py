@@ -49,11 +49,12 @@ async def client_stream(requests: AsyncIterator[bytes], context: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
+    """A gRPC server with only the storage-error interceptor, on its own event loop (as HubThread)."""
     loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
 
-    async def serve() -> None:
+    async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server(interceptors=[StorageErrorsInterceptor()])
         server.add_generic_rpc_handlers(
             [
@@ -67,18 +68,15 @@ def target() -> Iterator[str]:
                 )
             ]
         )
-        box["port"] = server.add_insecure_port("127.0.0.1:0")
-        box["server"] = server
+        port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        ready.set()
-        await server.wait_for_termination()
+        return server, port
 
-    t = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    t.start()
-    assert ready.wait(30)
-    yield f"127.0.0.1:{box['port']}"
-    asyncio.run_coroutine_threadsafe(box["server"].stop(None), loop).result(30)
-    t.join(30)
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    yield f"127.0.0.1:{port}"
+    asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)
 
 
 def _rpc(ch: grpc.Channel, kind: str, method: str) -> Any:
