@@ -56,7 +56,7 @@ def train_detector(data_yaml: Path, out_dir: Path, params: DetectorTrainParams, 
         amp=False,
         plots=False,
         val=True,
-        project=str(out_dir),
+        project=str(out_dir.resolve()),  # ultralytics files a relative project under runs/detect/
         name="train",
         exist_ok=True,
         lr0=params.lr0,
