@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from alpr_common.similarity import iou
 from node.clips import make_clip, make_traffic_clip
 from node.config import NodeConfig
 from node.motion_gate import GateSettings, MotionGate
@@ -74,21 +75,25 @@ def test_whole_frame_when_most_of_it_moves() -> None:
     assert gate.plan(255 - bg, 0.04, []).reason == "full:motion"  # a light change, a moving camera
 
 
-def test_region_detection_finds_what_the_whole_frame_finds() -> None:
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_region_detection_finds_what_the_whole_frame_finds(seed: int) -> None:
+    # A crop is resized differently from the whole frame, so the box may move by a few
+    # pixels; the same plate means a near-identical box (IoU), not identical corners.
     det = OnnxYoloDetector(MODELS_DIR / "plate_detector.onnx", conf=0.15)
     assert det.body is not None  # the shipped detector's body runs at any size
-    frame, _ = _with_plate(_street(), 11, 500, 380, width=200)
+    frame, _ = _with_plate(_street(), seed, 500, 380, width=200)
     whole = det.detect(frame)
-    assert whole, "the shipped detector finds the synthetic plate"
+    assert len(whole) == 1, "the shipped detector finds the synthetic plate, and only it"
     x1, y1, x2, y2 = whole[0].box
+    assert x1 <= 510 and x2 >= 690 and y1 >= 340 and y2 <= 540  # where it was pasted
     part = det.detect_regions(frame, [(x1 - 60, y1 - 60, x2 + 60, y2 + 60)])
-    assert part and max(abs(a - b) for a, b in zip(part[0].box, whole[0].box, strict=True)) <= 4
+    assert len(part) == 1 and iou(part[0].box, whole[0].box) >= 0.9
     assert det.detect_regions(frame, [(0, 0, 200, 200)]) == []  # nothing there
     # the whole frame through the body at 640x384 finds the same plate as the square export
     fit = OnnxYoloDetector(MODELS_DIR / "plate_detector.onnx", conf=0.15, input_mode="fit")
     assert fit.input_mode == "fit"
     got = fit.detect(frame)
-    assert got and max(abs(a - b) for a, b in zip(got[0].box, whole[0].box, strict=True)) <= 4
+    assert len(got) == 1 and iou(got[0].box, whole[0].box) >= 0.9
 
 
 def _run(tmp_path: Path, clip: Path, recognizer: Recognizer, gated: bool, name: str) -> tuple[list[str], float, float]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from alpr_common.similarity import iou
 from node.recognition.annotations import read_boxes, split_names
 from node.training.compose import degrade, match_lighting, paste, warp_plate
 from node.training.plates import render_plate
@@ -80,7 +81,7 @@ def paste_random_plates(frame: np.ndarray, rng: np.random.Generator, n: int) -> 
             x = int(rng.integers(0, w - pwp))
             y = int(rng.integers(int(h * 0.25), h - ph)) if h - ph > h * 0.25 else int(rng.integers(0, h - ph))
             nb = (x + bx1, y + by1, x + bx2, y + by2)
-            if all(_iou(nb, b) == 0 for b in boxes):
+            if all(iou(nb, b) == 0 for b in boxes):
                 break
         else:
             continue
@@ -93,14 +94,6 @@ def paste_random_plates(frame: np.ndarray, rng: np.random.Generator, n: int) -> 
         paste(frame, patch, mask, x, y)
         boxes.append(nb)
     return boxes
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def to_inference_scale(
