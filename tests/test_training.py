@@ -97,12 +97,21 @@ def test_reframed_tight_crops_are_plate_shaped_and_small() -> None:
 @needs_data
 def test_real_ocr_dataset_never_uses_the_evaluation_splits(tmp_path: Path) -> None:
     from node.recognition.annotations import split_names
+    from node.recognition.loading import MODELS_DIR
     from node.training.real_ocr_data import RealOcrDataParams, build_real_ocr_dataset
 
-    params = RealOcrDataParams(crops_copies=1, ucsd_copies=1, br_copies=0, eu_copies=0, synthetic=2)
+    params = RealOcrDataParams(
+        crops_copies=1, ucsd_copies=1, br_copies=0, eu_copies=0, synthetic=2,
+        hard_model=str(MODELS_DIR / "plate_ocr.onnx"), hard_views=2, hard_copies=2,
+    )  # fmt: skip
     info = build_real_ocr_dataset(DEFAULT_DATA_ROOT, tmp_path, params, log=lambda m: None)
     counts = info["counts"]
     assert isinstance(counts, dict) and counts["train_us-crops"] > 400 and counts["train_us-ucsd"] > 120
+    # hard examples: some training plates, not all, are misread by the shipped OCR in a degraded view
+    hard = info["hard_examples"]
+    assert isinstance(hard, dict) and hard["plates"] == counts["train_us-crops"] + counts["train_us-ucsd"]
+    assert 0.02 * hard["plates"] < hard["misread"] < 0.8 * hard["plates"]
+    assert hard["extra_views"] == counts.get("train_hard_us-crops", 0) + counts.get("train_hard_us-ucsd", 0)
     with (tmp_path / "train.csv").open() as f:
         rows = list(csv.DictReader(f))
     states = {r["plate_region"] for r in rows}

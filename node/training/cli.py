@@ -139,6 +139,8 @@ def cmd_ocr_real_data(args: argparse.Namespace) -> int:
     out = Path(args.out or WORK / "ocr_real_data")
     shutil.rmtree(out, ignore_errors=True)
     params = RealOcrDataParams(seed=args.seed, synthetic=args.synthetic)
+    if args.hard_examples:
+        params.hard_model = str(Path(args.hard_examples).resolve())
     info = build_real_ocr_dataset(Path(args.data_root), out, params, log=_log)
     (out / "params.json").write_text(json.dumps(asdict(params)))
     _log(f"real ocr data: {info['counts']} in {out}")
@@ -320,6 +322,10 @@ def main(argv: list[str]) -> int:
         common(p)
         p.add_argument("--synthetic", type=int, default=12000, help="synthetic OCR crops")
         p.add_argument("--real-us", action="store_true", help="detector data: us-ucsd frames + mined hard negatives")
+        p.add_argument(
+            "--hard-examples", metavar="OCR_ONNX", nargs="?", const=str(MODELS_DIR / "plate_ocr.onnx"),
+            help="ocr-real-data: extra views of the training plates this OCR misreads (default: the shipped one)",
+        )  # fmt: skip
         p.set_defaults(fn=fn)
     p = sub.add_parser("state")
     common(p)

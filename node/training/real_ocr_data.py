@@ -11,6 +11,11 @@ validation rows come from the training side (``own_val_fraction``).
 ``us-ucsd`` boxes cover only the character row of each plate (the ``us/`` boxes cover the
 whole plate): :func:`ucsd_plate_box` widens them to the plate, as a detector would draw it.
 
+Hard examples: with ``hard_model`` (an exported OCR, ``plate_config.yaml`` beside it), each
+training plate is first read in ``hard_views`` degraded views; a plate the model misreads in
+some of them (the look-alikes of real fonts: 8/B, M/H/W, 0/D/Q, 1/I/T, edge clutter) gets up
+to ``hard_copies`` extra views, in proportion to its misreads. Only the training side is read.
+
 Region (state) labels: the state of ``us-crops``; California for ``us-ucsd``; ``OTHER``
 for non-US plates; the generator's state look for synthetic plates.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +59,36 @@ class RealOcrDataParams:
     eu_copies: int = 3
     synthetic: int = 2500
     own_val_fraction: float = 0.08
+    hard_model: str | None = None  # exported OCR used to find the plates it misreads
+    hard_views: int = 4
+    hard_copies: int = 8
+
+
+class HardExampleMiner:
+    """Extra training views for the plates a model misreads (see the module docstring)."""
+
+    def __init__(self, params: RealOcrDataParams) -> None:
+        from node.recognition.ocr import FastPlateReader
+
+        model = Path(str(params.hard_model))
+        self.reader = FastPlateReader(model, model.parent / "plate_config.yaml")
+        self.params = params
+        self.plates = 0
+        self.hard = 0
+        self.extra = 0
+
+    def extra_views(self, text: str, view: Callable[[], np.ndarray]) -> list[np.ndarray]:
+        """Read ``hard_views`` fresh views of a plate; return extra views if some were misread."""
+        p = self.params
+        views = [view() for _ in range(p.hard_views)]
+        missed = sum(self.reader.read(v).text != text for v in views if v.size)
+        self.plates += 1
+        if not missed:
+            return []
+        self.hard += 1
+        n = int(np.ceil(p.hard_copies * missed / p.hard_views))
+        self.extra += n
+        return [view() for _ in range(n)]
 
 
 def ucsd_plate_box(box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
@@ -98,6 +134,7 @@ def build_real_ocr_dataset(data_root: Path, out: Path, params: RealOcrDataParams
     img_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[tuple[str, str, str]]] = {"train": [], "val": []}
     counts: dict[str, int] = {}
+    miner = HardExampleMiner(params) if params.hard_model else None
 
     def save(split: str, name: str, crop: np.ndarray, text: str, region: str, source: str) -> None:
         if crop.size == 0:
@@ -121,8 +158,14 @@ def build_real_ocr_dataset(data_root: Path, out: Path, params: RealOcrDataParams
             save("val", f"usc{k:04d}", reframe_tight_crop(img, rng), text, state, "us-crops")
             continue
         save("train", f"usc{k:04d}_0", img, text, state, "us-crops")
+
+        def crop_view(img: np.ndarray = img) -> np.ndarray:
+            return degrade(reframe_tight_crop(img, rng), rng, 0.8)
+
         for c in range(1, params.crops_copies):
-            save("train", f"usc{k:04d}_{c}", degrade(reframe_tight_crop(img, rng), rng, 0.8), text, state, "us-crops")
+            save("train", f"usc{k:04d}_{c}", crop_view(), text, state, "us-crops")
+        for c, extra in enumerate(miner.extra_views(text, crop_view) if miner else []):
+            save("train", f"usc{k:04d}_h{c}", extra, text, state, "hard_us-crops")
     log(f"real ocr data: us-crops {counts}")
     # us-ucsd: real California frames, boxes widened to the plate
     ucsd_val = split_names("us-ucsd", "val")
@@ -138,11 +181,15 @@ def build_real_ocr_dataset(data_root: Path, out: Path, params: RealOcrDataParams
         if rng.random() < params.own_val_fraction:
             save("val", f"ucsd{k:04d}", jitter_crop(frame, box, rng), gt.text, "CA", "us-ucsd")
             continue
-        for c in range(params.ucsd_copies):
-            crop = jitter_crop(frame, box, rng)
-            if c:
-                crop = degrade(scale_down(crop, rng, 30, 120), rng, 0.8)
-            save("train", f"ucsd{k:04d}_{c}", crop, gt.text, "CA", "us-ucsd")
+
+        def frame_view(frame: np.ndarray = frame, box: tuple[float, float, float, float] = box) -> np.ndarray:
+            return degrade(scale_down(jitter_crop(frame, box, rng), rng, 30, 120), rng, 0.8)
+
+        save("train", f"ucsd{k:04d}_0", jitter_crop(frame, box, rng), gt.text, "CA", "us-ucsd")
+        for c in range(1, params.ucsd_copies):
+            save("train", f"ucsd{k:04d}_{c}", frame_view(), gt.text, "CA", "us-ucsd")
+        for c, extra in enumerate(miner.extra_views(gt.text, frame_view) if miner else []):
+            save("train", f"ucsd{k:04d}_h{c}", extra, gt.text, "CA", "hard_us-ucsd")
     # real non-US plates
     br = read_labels(data_root / "br-crops" / "labels.tsv")
     for k, name in enumerate(sorted(br)):
@@ -172,8 +219,12 @@ def build_real_ocr_dataset(data_root: Path, out: Path, params: RealOcrDataParams
             wr = csv.writer(f)
             wr.writerow(["image_path", "plate_text", "plate_region"])
             wr.writerows(items)
+    if miner:
+        log(f"real ocr data: {miner.hard} of {miner.plates} training plates misread in some views, "
+            f"{miner.extra} extra views of them")  # fmt: skip
     info: dict[str, object] = {
         "counts": counts,
+        "hard_examples": {"plates": miner.plates, "misread": miner.hard, "extra_views": miner.extra} if miner else None,
         "train": len(rows["train"]),
         "val": len(rows["val"]),
         "labels_sha256": {
