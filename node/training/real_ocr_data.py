@@ -224,7 +224,14 @@ def build_real_ocr_dataset(data_root: Path, out: Path, params: RealOcrDataParams
             f"{miner.extra} extra views of them")  # fmt: skip
     info: dict[str, object] = {
         "counts": counts,
-        "hard_examples": {"plates": miner.plates, "misread": miner.hard, "extra_views": miner.extra} if miner else None,
+        "hard_examples": {
+            "model": miner.reader.version,
+            "plates": miner.plates,
+            "misread": miner.hard,
+            "extra_views": miner.extra,
+        }
+        if miner
+        else None,
         "train": len(rows["train"]),
         "val": len(rows["val"]),
         "labels_sha256": {
